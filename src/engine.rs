@@ -1,0 +1,129 @@
+//! `Quipu`: opens a data directory, owns and wires the subsystems.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::LogConfig;
+use crate::error::Error;
+use crate::log::{FsStorage, Log, Storage};
+
+/// An open quipu data directory.
+///
+/// ```
+/// # fn main() -> Result<(), quipu::Error> {
+/// # let dir = tempfile::tempdir().map_err(|e| quipu::Error::Io { path: ".".into(), source: e })?;
+/// use quipu::{Message, Quipu};
+///
+/// let db = Quipu::open(dir.path())?;
+/// let events = db.log().topic_or_create("events")?;
+/// let receipt = events.append(Message::new("hello"))?;
+/// assert_eq!(receipt.offset, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Quipu {
+    dir: PathBuf,
+    log: Log,
+    // Held for the lifetime of the instance: the OS releases the lock if the process dies.
+    _lock: File,
+}
+
+impl Quipu {
+    /// Opens (creating if needed) the data directory with default settings.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if another instance has it open; log recovery errors.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::builder(dir).open()
+    }
+
+    /// A builder for non-default settings.
+    #[must_use]
+    pub fn builder(dir: impl AsRef<Path>) -> QuipuBuilder {
+        QuipuBuilder {
+            dir: dir.as_ref().to_owned(),
+            log: LogConfig::default(),
+            storage: Arc::new(FsStorage),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The event log.
+    #[must_use]
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The data directory.
+    #[must_use]
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Flushes and fsyncs everything and releases the directory.
+    pub fn close(self) {
+        self.log.close();
+    }
+}
+
+/// Settings for [`Quipu::open`]; every setter states its default.
+#[derive(Debug)]
+#[must_use]
+pub struct QuipuBuilder {
+    dir: PathBuf,
+    log: LogConfig,
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+}
+
+impl QuipuBuilder {
+    /// The log's configuration (default [`LogConfig::default`]).
+    pub fn log_config(mut self, config: LogConfig) -> Self {
+        self.log = config;
+        self
+    }
+
+    /// The file system the log writes through (default: the real one). Tests inject faults here.
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Opens the directory.
+    ///
+    /// # Errors
+    /// As [`Quipu::open`].
+    pub fn open(self) -> Result<Quipu, Error> {
+        let io = |path: &Path, source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
+        let lock_path = self.dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: self.dir }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path, e)),
+        }
+        let log = Log::open_with(&self.dir.join("log"), self.log, self.storage, self.clock)?;
+        Ok(Quipu {
+            dir: self.dir,
+            log,
+            _lock: lock,
+        })
+    }
+}

@@ -1,0 +1,45 @@
+//! Quipu is an in-process data engine: a durable, append-only event log (topics, partitions,
+//! group commit, crash recovery, retention, compaction, consumer groups), with the cache,
+//! pub/sub and a Redis-protocol server built on top of it. It keeps records fast and without
+//! losing one: an append acknowledged with [`Durability::Always`] survives a crash.
+//!
+//! ```
+//! # fn main() -> Result<(), quipu::Error> {
+//! # let dir = tempfile::tempdir().map_err(|e| quipu::Error::Io { path: ".".into(), source: e })?;
+//! use quipu::{Durability, Message, Quipu, TopicConfig};
+//!
+//! let db = Quipu::open(dir.path())?;
+//! let payments = db.log().create_topic(
+//!     "payments",
+//!     TopicConfig::default().with_partitions(2).with_durability(Durability::Always),
+//! )?;
+//! let receipt = payments.append(Message::new(r#"{"amount":"12.50"}"#).with_key("acct-1"))?;
+//! assert!(receipt.synced); // fsynced before append returned
+//!
+//! let records = payments.read(receipt.partition, 0, 100)?;
+//! assert_eq!(records[0].key.as_deref(), Some(&b"acct-1"[..]));
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs, unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod clock;
+mod config;
+mod engine;
+mod error;
+mod log;
+mod metrics;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Cleanup, Durability, LogConfig, RecoveryMode, TopicConfig};
+pub use engine::{Quipu, QuipuBuilder};
+pub use error::{ConfigError, Error, LogError, Result};
+pub use log::{
+    AppendReceipt, ConsumerGroup, Follower, FsStorage, Log, Message, Partition, PartitionLag,
+    Record, Storage, StorageFile, Topic,
+};
+pub use metrics::{LogMetrics, LogStats};
+
+#[doc(hidden)]
+pub use log::fuzzing;

@@ -1,0 +1,652 @@
+//! A partition: its segments, the write path with group commit, reads, follow, and poisoning.
+//! Recovery, retention and compaction live in sibling modules and work on the same state.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use tokio::sync::watch;
+
+use super::Context;
+use super::producer::{Admission, ProducerTable};
+use super::record::{self, Message, ProducerStamp, Record};
+use super::segment::{IndexBuilder, Segment};
+use crate::config::{Durability, TopicConfig};
+use crate::error::LogError;
+
+/// How long `Durability::Never` data may sit in the write buffer.
+const NEVER_FLUSH_DELAY: Duration = Duration::from_millis(10);
+
+/// What an append got: where its records are and how durable they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppendReceipt {
+    /// The partition written.
+    pub partition: u32,
+    /// Offset of the first record.
+    pub offset: u64,
+    /// Offset of the last record.
+    pub last_offset: u64,
+    /// The topic's durability, which this acknowledgement honours.
+    pub durability: Durability,
+    /// Whether the records were fsynced before this receipt was returned.
+    pub synced: bool,
+    /// Whether this was a retry of an idempotent batch already in the log.
+    pub duplicate: bool,
+}
+
+/// Everything about a partition that changes, behind one lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// Oldest first; the last one is the active segment.
+    pub segments: Vec<Arc<Segment>>,
+    /// Encoded batches not yet written to the active segment's file.
+    pub buf: Vec<u8>,
+    /// Index entries whose batches are in `buf` or not yet in the `.idx` file.
+    pub idx_pending: Vec<super::index::IndexEntry>,
+    pub index_builder: IndexBuilder,
+    /// The offset the next record gets.
+    pub next_offset: u64,
+    /// Every offset below this is fsynced.
+    pub durable: u64,
+    /// Readers see offsets below this: `durable` for `Always`, everything appended otherwise.
+    pub visible: u64,
+    /// The first offset still held (retention moves it).
+    pub start_offset: u64,
+    /// When the active segment got its first record (roll by age).
+    pub active_since: Option<u64>,
+    pub producers: ProducerTable,
+    pub poisoned: Option<String>,
+    pub closed: bool,
+    sync_requested: bool,
+    dirty_since: Option<Instant>,
+}
+
+impl State {
+    pub fn active(&self) -> &Arc<Segment> {
+        // A partition always has at least one segment: open creates one and retention never
+        // deletes the active one.
+        &self.segments[self.segments.len() - 1]
+    }
+
+    /// Bytes of the active segment including what is buffered.
+    pub fn active_len(&self) -> u64 {
+        self.active().written() + self.buf.len() as u64
+    }
+}
+
+/// Shared by the partition handle, its sync thread and its followers.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub topic: String,
+    pub id: u32,
+    pub dir: PathBuf,
+    pub config: TopicConfig,
+    pub ctx: Context,
+    pub state: Mutex<State>,
+    /// Signalled when `durable`, `visible`, `poisoned` or `closed` change.
+    pub changed: Condvar,
+    /// Signalled when the sync thread has work.
+    pub sync_wanted: Condvar,
+    /// The async side of `changed`: bumped on every change.
+    pub progress: watch::Sender<u64>,
+    /// Serialises retention and compaction.
+    pub maintenance: Mutex<()>,
+}
+
+/// One partition of a topic: an ordered, append-only sequence of records with dense offsets.
+#[derive(Debug)]
+pub struct Partition {
+    pub(crate) core: Arc<Core>,
+    sync_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Partition {
+    pub(crate) fn new(core: Core) -> Self {
+        let core = Arc::new(core);
+        let sync_core = Arc::clone(&core);
+        let handle = std::thread::Builder::new()
+            .name(format!("quipu-sync-{}-{}", core.topic, core.id))
+            .spawn(move || sync_loop(&sync_core))
+            .ok();
+        Self {
+            core,
+            sync_thread: Mutex::new(handle),
+        }
+    }
+
+    /// The partition's number within its topic.
+    #[must_use]
+    pub fn id(&self) -> u32 {
+        self.core.id
+    }
+
+    /// The partition's directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.core.dir
+    }
+
+    /// Appends records as one batch and returns once they are as durable as the topic's
+    /// [`Durability`] promises.
+    ///
+    /// # Errors
+    /// [`LogError::EmptyBatch`], [`LogError::RecordTooLarge`], [`LogError::Poisoned`],
+    /// [`LogError::StorageFull`], [`LogError::Io`], [`LogError::Closed`].
+    pub fn append(&self, msgs: &[Message]) -> Result<AppendReceipt, LogError> {
+        let pending = self.write(msgs, None)?;
+        self.finish(pending)
+    }
+
+    /// Like [`append`](Self::append), for a producer that may retry: a batch whose producer id
+    /// and first sequence number were already appended is not written again; the receipt
+    /// carries the original offsets and `duplicate: true`.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append), plus [`LogError::OutOfOrderSequence`] and
+    /// [`LogError::StaleSequence`].
+    pub fn append_idempotent(
+        &self,
+        producer_id: u64,
+        sequence: u32,
+        msgs: &[Message],
+    ) -> Result<AppendReceipt, LogError> {
+        let stamp = ProducerStamp {
+            id: producer_id,
+            sequence,
+        };
+        let pending = self.write(msgs, Some(stamp))?;
+        self.finish(pending)
+    }
+
+    /// Async [`append`](Self::append): waits for the fsync without blocking a thread.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub async fn append_async(&self, msgs: &[Message]) -> Result<AppendReceipt, LogError> {
+        let pending = self.write(msgs, None)?;
+        self.finish_async(pending).await
+    }
+
+    /// Async [`append_idempotent`](Self::append_idempotent).
+    ///
+    /// # Errors
+    /// As [`append_idempotent`](Self::append_idempotent).
+    pub async fn append_idempotent_async(
+        &self,
+        producer_id: u64,
+        sequence: u32,
+        msgs: &[Message],
+    ) -> Result<AppendReceipt, LogError> {
+        let stamp = ProducerStamp {
+            id: producer_id,
+            sequence,
+        };
+        let pending = self.write(msgs, Some(stamp))?;
+        self.finish_async(pending).await
+    }
+
+    /// Reads up to `max_records` records starting at `offset` (the first record at or after it:
+    /// compaction leaves gaps). Reading at the end offset returns an empty vector.
+    ///
+    /// # Errors
+    /// [`LogError::OffsetOutOfRange`] below the start or past the end; [`LogError::Corrupt`] if
+    /// a batch on the way fails its CRC; [`LogError::Io`].
+    pub fn read(&self, offset: u64, max_records: usize) -> Result<Vec<Record>, LogError> {
+        super::read::read(&self.core, offset, max_records)
+    }
+
+    /// The offset of the first record whose timestamp is at or after `millis`, or `None` if
+    /// every record is older.
+    ///
+    /// # Errors
+    /// [`LogError::Corrupt`], [`LogError::Io`].
+    pub fn offset_for_timestamp(&self, millis: u64) -> Result<Option<u64>, LogError> {
+        super::read::offset_for_timestamp(&self.core, millis)
+    }
+
+    /// The first offset still held.
+    #[must_use]
+    pub fn start_offset(&self) -> u64 {
+        self.core.state.lock().start_offset
+    }
+
+    /// The offset after the last record readers can see (the "high watermark").
+    #[must_use]
+    pub fn end_offset(&self) -> u64 {
+        self.core.state.lock().visible
+    }
+
+    /// Bytes held on disk (and buffered) by this partition.
+    #[must_use]
+    pub fn size_bytes(&self) -> u64 {
+        let st = self.core.state.lock();
+        st.segments.iter().map(|s| s.written()).sum::<u64>() + st.buf.len() as u64
+    }
+
+    /// Number of segment files.
+    #[must_use]
+    pub fn segment_count(&self) -> usize {
+        self.core.state.lock().segments.len()
+    }
+
+    /// Writes out buffered records and fsyncs them, whatever the durability.
+    ///
+    /// # Errors
+    /// [`LogError::Poisoned`] or the I/O error that poisoned the partition.
+    pub fn flush(&self) -> Result<(), LogError> {
+        let mut st = self.core.state.lock();
+        check_writable(&self.core, &st)?;
+        flush_buffer(&self.core, &mut st)?;
+        let file = Arc::clone(&st.active().file);
+        let target = st.next_offset;
+        drop(st);
+        let result = file.sync_data();
+        self.core.ctx.metrics.fsyncs(1);
+        let mut st = self.core.state.lock();
+        match result {
+            Ok(()) => {
+                mark_durable(&self.core, &mut st, target);
+                Ok(())
+            }
+            Err(e) => {
+                let path = file_path(&st);
+                Err(poison(&self.core, &mut st, &e, &path))
+            }
+        }
+    }
+
+    /// Flushes, fsyncs, persists the index and stops the sync thread. Appends after this fail
+    /// with [`LogError::Closed`]. Idempotent.
+    pub(crate) fn close(&self) {
+        {
+            let mut st = self.core.state.lock();
+            if !st.closed {
+                if st.poisoned.is_none() && flush_buffer(&self.core, &mut st).is_ok() {
+                    let next = st.next_offset;
+                    if st.active().file.sync_data().is_ok() {
+                        mark_durable(&self.core, &mut st, next);
+                    }
+                    flush_index(&mut st);
+                }
+                st.closed = true;
+            }
+            self.core.changed.notify_all();
+            self.core.sync_wanted.notify_all();
+            self.core.progress.send_modify(|g| *g += 1);
+        }
+        if let Some(handle) = self.sync_thread.lock().take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Encodes and buffers a batch; does not wait for durability.
+    fn write(
+        &self,
+        msgs: &[Message],
+        producer: Option<ProducerStamp>,
+    ) -> Result<Pending, LogError> {
+        let core = &self.core;
+        if msgs.is_empty() {
+            return Err(LogError::EmptyBatch);
+        }
+        let max = core.config.max_record_bytes;
+        let mut total = record::HEADER_LEN;
+        for m in msgs {
+            let size = m.encoded_len();
+            if size > max {
+                return Err(LogError::RecordTooLarge { size, max });
+            }
+            total += size;
+        }
+        if total > record::MAX_BATCH_BYTES {
+            return Err(LogError::RecordTooLarge {
+                size: total,
+                max: record::MAX_BATCH_BYTES,
+            });
+        }
+        let count = u32::try_from(msgs.len()).map_err(|_| LogError::RecordTooLarge {
+            size: total,
+            max: record::MAX_BATCH_BYTES,
+        })?;
+        let now = core.ctx.clock.now_millis();
+        let mut st = core.state.lock();
+        check_writable(core, &st)?;
+        if let Some(stamp) = producer {
+            if let Admission::Duplicate { base_offset } = st.producers.admit(stamp, count)? {
+                core.ctx.metrics.duplicates(1);
+                return Ok(Pending {
+                    base: base_offset,
+                    end: base_offset + u64::from(count),
+                    duplicate: true,
+                });
+            }
+        }
+        let aged = st.active_since.is_some_and(|since| {
+            now.saturating_sub(since) >= crate::clock::millis(core.config.segment_age)
+        });
+        if st.active_len() > 0
+            && (st.active_len() + total as u64 > core.config.segment_bytes || aged)
+        {
+            roll(core, &mut st)?;
+        }
+        if !st.buf.is_empty() && st.buf.len() + total > core.ctx.config.write_buffer_bytes {
+            flush_buffer(core, &mut st)?;
+        }
+        let base = st.next_offset;
+        let position = st.active_len();
+        let start = st.buf.len();
+        let header = record::encode_batch(&mut st.buf, base, msgs, now, producer);
+        debug_assert_eq!(st.buf.len() - start, header.len as usize);
+        if let Some(entry) = st.index_builder.observe(position, &header) {
+            st.active().index.write().push(entry);
+            st.idx_pending.push(entry);
+        }
+        let end = header.next_offset();
+        st.next_offset = end;
+        st.active_since.get_or_insert(now);
+        let active = Arc::clone(st.active());
+        active.set_next_offset(end);
+        active.observe_timestamp(header.max_timestamp);
+        if let Some(stamp) = producer {
+            st.producers.record(stamp, count, base);
+        }
+        core.ctx.metrics.appends(1);
+        core.ctx.metrics.records(u64::from(count));
+        core.ctx.metrics.bytes(u64::from(header.len));
+        match core.config.durability {
+            Durability::Always => {
+                if !st.sync_requested {
+                    st.sync_requested = true;
+                    core.sync_wanted.notify_one();
+                }
+            }
+            Durability::Interval(_) | Durability::Never => {
+                st.visible = end;
+                if st.dirty_since.is_none() {
+                    st.dirty_since = Some(Instant::now());
+                    core.sync_wanted.notify_one();
+                }
+                core.changed.notify_all();
+                if core.progress.receiver_count() > 0 {
+                    core.progress.send_modify(|g| *g += 1);
+                }
+            }
+        }
+        Ok(Pending {
+            base,
+            end,
+            duplicate: false,
+        })
+    }
+
+    fn finish(&self, pending: Pending) -> Result<AppendReceipt, LogError> {
+        let durability = self.core.config.durability;
+        if durability == Durability::Always {
+            let mut st = self.core.state.lock();
+            while st.durable < pending.end {
+                durable_or_error(&self.core, &st)?;
+                self.core.changed.wait(&mut st);
+            }
+        }
+        Ok(self.receipt(pending))
+    }
+
+    async fn finish_async(&self, pending: Pending) -> Result<AppendReceipt, LogError> {
+        if self.core.config.durability == Durability::Always {
+            let mut rx = self.core.progress.subscribe();
+            loop {
+                {
+                    let st = self.core.state.lock();
+                    if st.durable >= pending.end {
+                        break;
+                    }
+                    durable_or_error(&self.core, &st)?;
+                }
+                if rx.changed().await.is_err() {
+                    return Err(LogError::Closed);
+                }
+            }
+        }
+        Ok(self.receipt(pending))
+    }
+
+    fn receipt(&self, p: Pending) -> AppendReceipt {
+        let durability = self.core.config.durability;
+        AppendReceipt {
+            partition: self.core.id,
+            offset: p.base,
+            last_offset: p.end - 1,
+            durability,
+            synced: durability == Durability::Always,
+            duplicate: p.duplicate,
+        }
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A batch in the buffer, awaiting its durability.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    base: u64,
+    end: u64,
+    duplicate: bool,
+}
+
+fn check_writable(core: &Core, st: &State) -> Result<(), LogError> {
+    if let Some(cause) = &st.poisoned {
+        return Err(LogError::Poisoned {
+            topic: core.topic.clone(),
+            partition: core.id,
+            cause: cause.clone(),
+        });
+    }
+    if st.closed {
+        return Err(LogError::Closed);
+    }
+    Ok(())
+}
+
+/// For a waiter whose records are not durable yet: an error if they never will be.
+fn durable_or_error(core: &Core, st: &State) -> Result<(), LogError> {
+    check_writable(core, st)
+}
+
+fn file_path(st: &State) -> PathBuf {
+    st.active().log_path.clone()
+}
+
+/// Refuses every later write and wakes every waiter with the error. Returns the error for the
+/// caller that hit it, keeping "storage full" recognisable.
+pub(crate) fn poison(core: &Core, st: &mut State, e: &std::io::Error, path: &Path) -> LogError {
+    let err = LogError::io(path, std::io::Error::new(e.kind(), e.to_string()));
+    st.poisoned.get_or_insert_with(|| err.to_string());
+    core.changed.notify_all();
+    core.progress.send_modify(|g| *g += 1);
+    err
+}
+
+/// Writes the buffer to the active segment's file (no fsync).
+pub(crate) fn flush_buffer(core: &Core, st: &mut State) -> Result<(), LogError> {
+    if st.buf.is_empty() {
+        return Ok(());
+    }
+    let active = Arc::clone(st.active());
+    if let Err(e) = active.file.append(&st.buf) {
+        // Part of the buffer may be on disk; cut it so no torn batch sits before later ones.
+        let _ = active.file.truncate(active.written());
+        return Err(poison(core, st, &e, &active.log_path));
+    }
+    active.add_written(st.buf.len() as u64);
+    st.buf.clear();
+    flush_index(st);
+    Ok(())
+}
+
+/// Appends pending index entries to the `.idx` file. Errors are ignored: the index is derived
+/// data that recovery rebuilds.
+fn flush_index(st: &mut State) {
+    if st.idx_pending.is_empty() {
+        return;
+    }
+    let written = st.active().written();
+    let keep = st.idx_pending.partition_point(|e| e.position < written);
+    let mut bytes = Vec::with_capacity(keep * super::index::ENTRY_LEN);
+    for e in &st.idx_pending[..keep] {
+        e.encode(&mut bytes);
+    }
+    let _ = st.active().idx_file.append(&bytes);
+    st.idx_pending.drain(..keep);
+}
+
+pub(crate) fn mark_durable(core: &Core, st: &mut State, target: u64) {
+    if target > st.durable {
+        st.durable = target;
+        if core.config.durability == Durability::Always {
+            st.visible = st.visible.max(target);
+        }
+        core.changed.notify_all();
+        core.progress.send_modify(|g| *g += 1);
+    }
+}
+
+/// Seals the active segment (write, fsync, index) and starts a new one at the next offset.
+pub(crate) fn roll(core: &Core, st: &mut MutexGuard<'_, State>) -> Result<(), LogError> {
+    flush_buffer(core, st)?;
+    let old = Arc::clone(st.active());
+    if let Err(e) = old.file.sync_data() {
+        return Err(poison(core, st, &e, &old.log_path));
+    }
+    core.ctx.metrics.fsyncs(1);
+    let next = st.next_offset;
+    mark_durable(core, st, next);
+    let _ = old.rewrite_index();
+    let storage = core.ctx.storage.as_ref();
+    if !st.producers.is_empty() {
+        let path = producers_path(&core.dir, next);
+        super::meta::write(storage, &path, &st.producers)?;
+    }
+    let segment = Segment::open(storage, &core.dir, next, 0, next, 0, Vec::new())
+        .map_err(|e| LogError::io(&core.dir, e))?;
+    storage
+        .sync_dir(&core.dir)
+        .map_err(|e| LogError::io(&core.dir, e))?;
+    st.segments.push(Arc::new(segment));
+    st.index_builder = IndexBuilder::new(core.config.index_interval_bytes, 0);
+    st.idx_pending.clear();
+    st.active_since = None;
+    Ok(())
+}
+
+/// Where the producer state as of a segment's start is kept.
+pub(crate) fn producers_path(dir: &Path, base_offset: u64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.producers"))
+}
+
+/// The sync thread: writes the buffer out and fsyncs, for every waiter at once.
+fn sync_loop(core: &Core) {
+    let durability = core.config.durability;
+    loop {
+        let mut st = core.state.lock();
+        loop {
+            if st.closed {
+                return;
+            }
+            match durability {
+                Durability::Always if st.sync_requested => break,
+                Durability::Interval(_) | Durability::Never if st.dirty_since.is_some() => {
+                    let delay = match durability {
+                        Durability::Interval(d) => d,
+                        _ => NEVER_FLUSH_DELAY,
+                    };
+                    let deadline = st.dirty_since.map_or_else(Instant::now, |t| t + delay);
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    core.sync_wanted.wait_until(&mut st, deadline);
+                }
+                _ => core.sync_wanted.wait(&mut st),
+            }
+        }
+        st.sync_requested = false;
+        st.dirty_since = None;
+        if st.poisoned.is_some() {
+            continue;
+        }
+        if flush_buffer(core, &mut st).is_err() || durability == Durability::Never {
+            continue;
+        }
+        let target = st.next_offset;
+        let file = Arc::clone(&st.active().file);
+        let path = st.active().log_path.clone();
+        drop(st);
+        let result = file.sync_data();
+        core.ctx.metrics.fsyncs(1);
+        let mut st = core.state.lock();
+        match result {
+            Ok(()) => mark_durable(core, &mut st, target),
+            Err(e) => {
+                core.ctx.metrics.fsync_failures(1);
+                poison(core, &mut st, &e, &path);
+            }
+        }
+    }
+}
+
+/// A fresh state for a partition whose segments were recovered.
+pub(crate) fn state(
+    segments: Vec<Arc<Segment>>,
+    next_offset: u64,
+    start_offset: u64,
+    active_since: Option<u64>,
+    index_builder: IndexBuilder,
+    producers: ProducerTable,
+) -> State {
+    State {
+        segments,
+        buf: Vec::new(),
+        idx_pending: Vec::new(),
+        index_builder,
+        next_offset,
+        durable: next_offset,
+        visible: next_offset,
+        start_offset,
+        active_since,
+        producers,
+        poisoned: None,
+        closed: false,
+        sync_requested: false,
+        dirty_since: None,
+    }
+}
+
+/// Builds the shared core of a partition.
+pub(crate) fn core(
+    topic: &str,
+    id: u32,
+    dir: PathBuf,
+    config: TopicConfig,
+    ctx: Context,
+    st: State,
+) -> Core {
+    let (progress, _) = watch::channel(0);
+    Core {
+        topic: topic.to_owned(),
+        id,
+        dir,
+        config,
+        ctx,
+        state: Mutex::new(st),
+        changed: Condvar::new(),
+        sync_wanted: Condvar::new(),
+        progress,
+        maintenance: Mutex::new(()),
+    }
+}

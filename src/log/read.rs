@@ -1,0 +1,252 @@
+//! Reads: by offset, by timestamp, and following the tail (blocking and async).
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::index;
+use super::partition::{self, Core, Partition};
+use super::record::{self, Record};
+use super::segment::{self, Segment};
+use crate::config::Durability;
+use crate::error::LogError;
+
+/// The segments to read from `offset` on, and the visible end, taken under the lock.
+fn snapshot(core: &Core, offset: u64) -> Result<(Vec<Arc<Segment>>, u64), LogError> {
+    let mut st = core.state.lock();
+    if offset < st.start_offset || offset > st.visible {
+        return Err(LogError::OffsetOutOfRange {
+            requested: offset,
+            start: st.start_offset,
+            end: st.visible,
+        });
+    }
+    if !st.buf.is_empty() && core.config.durability != Durability::Always && st.poisoned.is_none() {
+        partition::flush_buffer(core, &mut st)?;
+    }
+    let i = st
+        .segments
+        .partition_point(|s| s.base_offset <= offset)
+        .saturating_sub(1);
+    Ok((st.segments[i..].to_vec(), st.visible))
+}
+
+fn corrupt(seg: &Segment, pos: u64, e: &record::DecodeError) -> LogError {
+    LogError::Corrupt {
+        path: seg.log_path.clone(),
+        position: pos,
+        reason: format!("{e:?}"),
+    }
+}
+
+/// Reads up to `max` records at or after `offset`; also returns the visible end it read to.
+pub(crate) fn read_upto(
+    core: &Core,
+    offset: u64,
+    max: usize,
+) -> Result<(Vec<Record>, u64), LogError> {
+    let (segments, visible) = snapshot(core, offset)?;
+    let mut out = Vec::new();
+    if offset == visible || max == 0 {
+        return Ok((out, visible));
+    }
+    let mut decoded = Vec::new();
+    let mut failure = None;
+    for seg in &segments {
+        if seg.base_offset >= visible || out.len() >= max {
+            break;
+        }
+        let pos = index::position_for_offset(&seg.index.read(), offset);
+        let end = seg.written();
+        let scanned = segment::scan(seg.file.as_ref(), pos, end, |at, h, batch| {
+            if h.next_offset() <= offset {
+                return ControlFlow::Continue(());
+            }
+            if h.base_offset >= visible {
+                return ControlFlow::Break(());
+            }
+            decoded.clear();
+            if let Err(e) = record::decode_records(&batch, h, &mut decoded) {
+                failure = Some(corrupt(seg, at, &e));
+                return ControlFlow::Break(());
+            }
+            for r in decoded.drain(..) {
+                if r.offset >= offset && r.offset < visible && out.len() < max {
+                    out.push(r);
+                }
+            }
+            if out.len() >= max {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .map_err(|e| LogError::io(&seg.log_path, e))?;
+        if let Some(e) = failure.take() {
+            return Err(e);
+        }
+        if let Some((at, e)) = scanned.bad {
+            return Err(corrupt(seg, at, &e));
+        }
+    }
+    Ok((out, visible))
+}
+
+pub(crate) fn read(core: &Core, offset: u64, max: usize) -> Result<Vec<Record>, LogError> {
+    read_upto(core, offset, max).map(|(records, _)| records)
+}
+
+pub(crate) fn offset_for_timestamp(core: &Core, ts: u64) -> Result<Option<u64>, LogError> {
+    let start = core.state.lock().start_offset;
+    let (segments, visible) = snapshot(core, start)?;
+    for seg in &segments {
+        if seg.base_offset >= visible {
+            break;
+        }
+        if seg.max_timestamp() < ts {
+            continue;
+        }
+        let pos = index::position_for_timestamp(&seg.index.read(), ts);
+        let mut found = None;
+        let mut failure = None;
+        let mut decoded = Vec::new();
+        let scanned = segment::scan(seg.file.as_ref(), pos, seg.written(), |at, h, batch| {
+            if h.base_offset >= visible {
+                return ControlFlow::Break(());
+            }
+            if h.max_timestamp < ts {
+                return ControlFlow::Continue(());
+            }
+            decoded.clear();
+            if let Err(e) = record::decode_records(&batch, h, &mut decoded) {
+                failure = Some(corrupt(seg, at, &e));
+                return ControlFlow::Break(());
+            }
+            found = decoded
+                .iter()
+                .find(|r| r.timestamp >= ts && r.offset < visible)
+                .map(|r| r.offset);
+            if found.is_some() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .map_err(|e| LogError::io(&seg.log_path, e))?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if let Some((at, e)) = scanned.bad {
+            return Err(corrupt(seg, at, &e));
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// Follows a partition's tail: each call returns the records after the last ones returned,
+/// waiting for new ones if there are none yet.
+///
+/// ```
+/// # fn main() -> Result<(), quipu::Error> {
+/// # let dir = tempfile::tempdir().map_err(|e| quipu::Error::Io { path: ".".into(), source: e })?;
+/// use quipu::{Message, Quipu};
+/// use std::time::Duration;
+///
+/// let db = Quipu::open(dir.path())?;
+/// let topic = db.log().topic_or_create("deliveries")?;
+/// let mut tail = topic.follow(0, 0, 100)?;
+/// topic.append(Message::new("rider 7 at Av. Amazonas"))?;
+/// let records = tail.next_blocking(Duration::from_secs(1))?;
+/// assert_eq!(records.len(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Follower {
+    partition: Arc<Partition>,
+    next: u64,
+    max_records: usize,
+}
+
+impl Follower {
+    pub(crate) fn new(partition: Arc<Partition>, from: u64, max_records: usize) -> Self {
+        Self {
+            partition,
+            next: from,
+            max_records: max_records.max(1),
+        }
+    }
+
+    /// The next offset this follower will return.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Returns what is there now, possibly nothing; never waits.
+    ///
+    /// # Errors
+    /// As [`Partition::read`]: notably [`LogError::OffsetOutOfRange`] when retention deleted
+    /// the follower's position.
+    pub fn poll(&mut self) -> Result<Vec<Record>, LogError> {
+        let (records, visible) = read_upto(&self.partition.core, self.next, self.max_records)?;
+        match records.last() {
+            Some(last) => self.next = last.offset + 1,
+            // Compaction can leave a gap up to the end: skip it.
+            None => self.next = self.next.max(visible),
+        }
+        Ok(records)
+    }
+
+    /// Waits up to `timeout` for records; returns an empty vector if none came.
+    ///
+    /// # Errors
+    /// As [`poll`](Self::poll), and [`LogError::Closed`] once the log is closed.
+    pub fn next_blocking(&mut self, timeout: Duration) -> Result<Vec<Record>, LogError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let records = self.poll()?;
+            if !records.is_empty() {
+                return Ok(records);
+            }
+            let core = &self.partition.core;
+            let mut st = core.state.lock();
+            while st.visible <= self.next {
+                if st.closed {
+                    return Err(LogError::Closed);
+                }
+                if core.changed.wait_until(&mut st, deadline).timed_out() {
+                    return Ok(Vec::new());
+                }
+            }
+        }
+    }
+
+    /// Waits, without blocking a thread, until records come.
+    ///
+    /// # Errors
+    /// As [`poll`](Self::poll), and [`LogError::Closed`] once the log is closed.
+    pub async fn next(&mut self) -> Result<Vec<Record>, LogError> {
+        let mut rx = self.partition.core.progress.subscribe();
+        loop {
+            let records = self.poll()?;
+            if !records.is_empty() {
+                return Ok(records);
+            }
+            {
+                let st = self.partition.core.state.lock();
+                if st.visible > self.next {
+                    continue;
+                }
+                if st.closed {
+                    return Err(LogError::Closed);
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(LogError::Closed);
+            }
+        }
+    }
+}

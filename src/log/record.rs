@@ -1,0 +1,557 @@
+//! Records and the record-batch format (docs/FORMAT.md): hand-written, little-endian,
+//! CRC32C-checked. No serde on this path.
+
+use bytes::{BufMut, Bytes};
+
+/// Identifies a batch on disk: `b"QPLB"` read as a little-endian `u32`.
+pub(crate) const MAGIC: u32 = u32::from_le_bytes(*b"QPLB");
+/// The newest batch format this build writes and reads.
+pub(crate) const FORMAT_VERSION: u16 = 1;
+/// Bytes before the first record.
+pub(crate) const HEADER_LEN: usize = 60;
+/// No batch may be larger: bounds every allocation made while reading untrusted bytes.
+pub(crate) const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024 + HEADER_LEN;
+/// `producer_id` of batches appended without idempotence.
+pub(crate) const NO_PRODUCER: u64 = 0;
+
+const ATTR_TOMBSTONE: u8 = 1;
+
+/// A record to append.
+///
+/// ```
+/// use quipu::Message;
+/// let m = Message::new("paid 12.50 USD").with_key("order-17").with_header("source", "app");
+/// assert_eq!(m.key.as_deref(), Some(&b"order-17"[..]));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Message {
+    /// Routes the record to a partition and identifies it for compaction.
+    pub key: Option<Bytes>,
+    /// The payload; `None` is a tombstone (deletes the key under compaction).
+    pub value: Option<Bytes>,
+    /// Application headers.
+    pub headers: Vec<(String, Bytes)>,
+    /// Milliseconds since the epoch; `None` takes the log's clock at append time.
+    pub timestamp: Option<u64>,
+}
+
+impl Message {
+    /// A record with this value, no key.
+    #[must_use]
+    pub fn new(value: impl Into<Bytes>) -> Self {
+        Self {
+            value: Some(value.into()),
+            ..Self::default()
+        }
+    }
+
+    /// A tombstone for `key`: under compaction it removes every earlier record of the key.
+    #[must_use]
+    pub fn tombstone(key: impl Into<Bytes>) -> Self {
+        Self {
+            key: Some(key.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key.
+    #[must_use]
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the timestamp (milliseconds since the epoch).
+    #[must_use]
+    pub fn with_timestamp(mut self, millis: u64) -> Self {
+        self.timestamp = Some(millis);
+        self
+    }
+
+    /// Upper bound of this record's encoded size in a batch.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let mut n = 1 + 10 + 10 + 10 + 10 + 10 + 10;
+        n += self.key.as_ref().map_or(0, Bytes::len);
+        n += self.value.as_ref().map_or(0, Bytes::len);
+        for (k, v) in &self.headers {
+            n += 20 + k.len() + v.len();
+        }
+        n
+    }
+}
+
+/// A record read from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Record {
+    /// Position in its partition.
+    pub offset: u64,
+    /// Milliseconds since the epoch.
+    pub timestamp: u64,
+    /// The key, if any.
+    pub key: Option<Bytes>,
+    /// The value; `None` for a tombstone.
+    pub value: Option<Bytes>,
+    /// Application headers.
+    pub headers: Vec<(String, Bytes)>,
+}
+
+impl Record {
+    /// Whether this record is a tombstone.
+    #[must_use]
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+
+    /// This record as a message, for copying it elsewhere (compaction, dead letters).
+    #[must_use]
+    pub fn to_message(&self) -> Message {
+        Message {
+            key: self.key.clone(),
+            value: self.value.clone(),
+            headers: self.headers.clone(),
+            timestamp: Some(self.timestamp),
+        }
+    }
+}
+
+/// The fixed part of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchHeader {
+    pub len: u32,
+    pub crc: u32,
+    pub flags: u16,
+    pub base_offset: u64,
+    pub last_offset_delta: u32,
+    pub count: u32,
+    pub first_timestamp: u64,
+    pub max_timestamp: u64,
+    pub producer_id: u64,
+    pub base_sequence: u32,
+}
+
+impl BatchHeader {
+    /// The offset after this batch's last record.
+    pub fn next_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.last_offset_delta) + 1
+    }
+}
+
+/// Why bytes do not decode as a batch. `Incomplete` (more bytes could make it whole) is kept
+/// apart from `Invalid` (no amount of bytes will).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    Incomplete,
+    Invalid(&'static str),
+    NewerVersion(u16),
+}
+
+/// Producer identity of an idempotent batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerStamp {
+    pub id: u64,
+    pub sequence: u32,
+}
+
+/// Encodes `msgs` as one batch at the end of `buf`; returns its header.
+pub(crate) fn encode_batch(
+    buf: &mut Vec<u8>,
+    base_offset: u64,
+    msgs: &[Message],
+    now: u64,
+    producer: Option<ProducerStamp>,
+) -> BatchHeader {
+    let start = buf.len();
+    buf.resize(start + HEADER_LEN, 0);
+    let first_ts = msgs.first().and_then(|m| m.timestamp).unwrap_or(now);
+    let mut max_ts = first_ts;
+    for (delta, m) in msgs.iter().enumerate() {
+        let ts = m.timestamp.unwrap_or(now);
+        max_ts = max_ts.max(ts);
+        let fields = RecordFields {
+            ts_delta: zigzag(ts.wrapping_sub(first_ts) as i64),
+            offset_delta: delta as u64,
+            key: m.key.as_deref(),
+            value: m.value.as_deref(),
+            headers: &m.headers,
+        };
+        fields.put(buf);
+    }
+    let count = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
+    let header = BatchHeader {
+        len: u32::try_from(buf.len() - start).unwrap_or(u32::MAX),
+        crc: 0,
+        flags: 0,
+        base_offset,
+        last_offset_delta: count.saturating_sub(1),
+        count,
+        first_timestamp: first_ts,
+        max_timestamp: max_ts,
+        producer_id: producer.map_or(NO_PRODUCER, |p| p.id),
+        base_sequence: producer.map_or(0, |p| p.sequence),
+    };
+    finish_batch(&mut buf[start..], header)
+}
+
+/// Writes `header` into the first `HEADER_LEN` bytes of `batch` and seals it with its CRC.
+pub(crate) fn finish_batch(batch: &mut [u8], mut header: BatchHeader) -> BatchHeader {
+    let mut h = &mut batch[..HEADER_LEN];
+    h.put_u32_le(MAGIC);
+    h.put_u16_le(FORMAT_VERSION);
+    h.put_u32_le(header.len);
+    h.put_u32_le(0);
+    h.put_u16_le(header.flags);
+    h.put_u64_le(header.base_offset);
+    h.put_u32_le(header.last_offset_delta);
+    h.put_u32_le(header.count);
+    h.put_u64_le(header.first_timestamp);
+    h.put_u64_le(header.max_timestamp);
+    h.put_u64_le(header.producer_id);
+    h.put_u32_le(header.base_sequence);
+    header.crc = crc32c::crc32c(&batch[14..]);
+    batch[10..14].copy_from_slice(&header.crc.to_le_bytes());
+    header
+}
+
+/// Re-encodes the records of one batch that survive compaction, keeping their offsets,
+/// timestamps and the batch's producer stamp.
+pub(crate) fn encode_kept(buf: &mut Vec<u8>, original: &BatchHeader, kept: &[Record]) {
+    let start = buf.len();
+    buf.resize(start + HEADER_LEN, 0);
+    let first_ts = original.first_timestamp;
+    for r in kept {
+        let fields = RecordFields {
+            ts_delta: zigzag(r.timestamp.wrapping_sub(first_ts) as i64),
+            offset_delta: r.offset - original.base_offset,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            headers: &r.headers,
+        };
+        fields.put(buf);
+    }
+    let header = BatchHeader {
+        len: u32::try_from(buf.len() - start).unwrap_or(u32::MAX),
+        count: u32::try_from(kept.len()).unwrap_or(u32::MAX),
+        ..*original
+    };
+    finish_batch(&mut buf[start..], header);
+}
+
+/// Parses the fixed header at the start of `bytes` without checking the CRC.
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<BatchHeader, DecodeError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::Incomplete);
+    }
+    let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
+    let u32_at =
+        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(b)
+    };
+    if u32_at(0) != MAGIC {
+        return Err(DecodeError::Invalid("bad magic"));
+    }
+    let version = u16_at(4);
+    if version > FORMAT_VERSION {
+        return Err(DecodeError::NewerVersion(version));
+    }
+    if version == 0 {
+        return Err(DecodeError::Invalid("format version 0"));
+    }
+    let header = BatchHeader {
+        len: u32_at(6),
+        crc: u32_at(10),
+        flags: u16_at(14),
+        base_offset: u64_at(16),
+        last_offset_delta: u32_at(24),
+        count: u32_at(28),
+        first_timestamp: u64_at(32),
+        max_timestamp: u64_at(40),
+        producer_id: u64_at(48),
+        base_sequence: u32_at(56),
+    };
+    let len = header.len as usize;
+    if !(HEADER_LEN..=MAX_BATCH_BYTES).contains(&len) {
+        return Err(DecodeError::Invalid("batch length out of range"));
+    }
+    if header.count > header.last_offset_delta.saturating_add(1) {
+        return Err(DecodeError::Invalid("more records than offsets"));
+    }
+    if header
+        .base_offset
+        .checked_add(u64::from(header.last_offset_delta) + 1)
+        .is_none()
+    {
+        return Err(DecodeError::Invalid("offset overflow"));
+    }
+    Ok(header)
+}
+
+/// Checks a whole batch (header included) against its CRC.
+pub(crate) fn verify(batch: &[u8], header: &BatchHeader) -> Result<(), DecodeError> {
+    if batch.len() < header.len as usize {
+        return Err(DecodeError::Incomplete);
+    }
+    if crc32c::crc32c(&batch[14..header.len as usize]) != header.crc {
+        return Err(DecodeError::Invalid("crc mismatch"));
+    }
+    Ok(())
+}
+
+/// Decodes the records of a verified batch. `batch` holds exactly the batch's bytes; keys,
+/// values and header values are slices of it, not copies.
+pub(crate) fn decode_records(
+    batch: &Bytes,
+    header: &BatchHeader,
+    out: &mut Vec<Record>,
+) -> Result<(), DecodeError> {
+    let mut pos = HEADER_LEN;
+    let end = header.len as usize;
+    let start_len = out.len();
+    let mut last_delta: Option<u64> = None;
+    for _ in 0..header.count {
+        let rec_len = get_varint(batch, &mut pos, end)? as usize;
+        let rec_end = pos
+            .checked_add(rec_len)
+            .filter(|&e| e <= end)
+            .ok_or(DecodeError::Invalid("record overruns batch"))?;
+        let attrs = *batch.get(pos).ok_or(DecodeError::Invalid("empty record"))?;
+        pos += 1;
+        let ts_delta = unzigzag(get_varint(batch, &mut pos, rec_end)?);
+        let offset_delta = get_varint(batch, &mut pos, rec_end)?;
+        if offset_delta > u64::from(header.last_offset_delta)
+            || last_delta.is_some_and(|d| d >= offset_delta)
+        {
+            return Err(DecodeError::Invalid("offset delta out of order"));
+        }
+        last_delta = Some(offset_delta);
+        let key = get_opt_bytes(batch, &mut pos, rec_end)?;
+        let value = get_opt_bytes(batch, &mut pos, rec_end)?;
+        if (attrs & ATTR_TOMBSTONE != 0) != value.is_none() {
+            return Err(DecodeError::Invalid("tombstone flag disagrees with value"));
+        }
+        let n_headers = get_varint(batch, &mut pos, rec_end)?;
+        let mut headers = Vec::new();
+        for _ in 0..n_headers {
+            let klen = get_varint(batch, &mut pos, rec_end)? as usize;
+            let kend = pos
+                .checked_add(klen)
+                .filter(|&e| e <= rec_end)
+                .ok_or(DecodeError::Invalid("header overruns record"))?;
+            let name = std::str::from_utf8(&batch[pos..kend])
+                .map_err(|_| DecodeError::Invalid("header name is not utf-8"))?
+                .to_owned();
+            pos = kend;
+            let vlen = get_varint(batch, &mut pos, rec_end)? as usize;
+            let vend = pos
+                .checked_add(vlen)
+                .filter(|&e| e <= rec_end)
+                .ok_or(DecodeError::Invalid("header overruns record"))?;
+            headers.push((name, batch.slice(pos..vend)));
+            pos = vend;
+        }
+        if pos != rec_end {
+            return Err(DecodeError::Invalid(
+                "record length disagrees with contents",
+            ));
+        }
+        out.push(Record {
+            offset: header.base_offset + offset_delta,
+            timestamp: header.first_timestamp.wrapping_add(ts_delta as u64),
+            key,
+            value,
+            headers,
+        });
+    }
+    if pos != end {
+        out.truncate(start_len);
+        return Err(DecodeError::Invalid("batch length disagrees with records"));
+    }
+    Ok(())
+}
+
+/// One record's fields, written length-first without an intermediate buffer.
+struct RecordFields<'a> {
+    ts_delta: u64,
+    offset_delta: u64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: &'a [(String, Bytes)],
+}
+
+impl RecordFields<'_> {
+    fn body_len(&self) -> usize {
+        let opt = |b: Option<&[u8]>| b.map_or(1, |b| varint_len(b.len() as u64 + 1) + b.len());
+        let mut n = 1 + varint_len(self.ts_delta) + varint_len(self.offset_delta);
+        n += opt(self.key) + opt(self.value) + varint_len(self.headers.len() as u64);
+        for (k, v) in self.headers {
+            n += varint_len(k.len() as u64) + k.len() + varint_len(v.len() as u64) + v.len();
+        }
+        n
+    }
+
+    fn put(&self, buf: &mut Vec<u8>) {
+        let len = self.body_len();
+        buf.reserve(len + 10);
+        put_varint(buf, len as u64);
+        buf.push(if self.value.is_none() {
+            ATTR_TOMBSTONE
+        } else {
+            0
+        });
+        put_varint(buf, self.ts_delta);
+        put_varint(buf, self.offset_delta);
+        put_opt_bytes(buf, self.key);
+        put_opt_bytes(buf, self.value);
+        put_varint(buf, self.headers.len() as u64);
+        for (k, v) in self.headers {
+            put_varint(buf, k.len() as u64);
+            buf.extend_from_slice(k.as_bytes());
+            put_varint(buf, v.len() as u64);
+            buf.extend_from_slice(v);
+        }
+    }
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn put_opt_bytes(buf: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => buf.push(0),
+        Some(b) => {
+            put_varint(buf, b.len() as u64 + 1);
+            buf.extend_from_slice(b);
+        }
+    }
+}
+
+fn get_opt_bytes(buf: &Bytes, pos: &mut usize, end: usize) -> Result<Option<Bytes>, DecodeError> {
+    let n = get_varint(buf, pos, end)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let len = usize::try_from(n - 1).map_err(|_| DecodeError::Invalid("length overflow"))?;
+    let stop = pos
+        .checked_add(len)
+        .filter(|&e| e <= end)
+        .ok_or(DecodeError::Invalid("field overruns record"))?;
+    let b = buf.slice(*pos..stop);
+    *pos = stop;
+    Ok(Some(b))
+}
+
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn get_varint(buf: &[u8], pos: &mut usize, end: usize) -> Result<u64, DecodeError> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        if *pos >= end {
+            return Err(DecodeError::Invalid("varint overruns record"));
+        }
+        let b = buf[*pos];
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err(DecodeError::Invalid("varint too long"))
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_round_trips() {
+        let msgs = vec![
+            Message::new("a")
+                .with_key("k")
+                .with_header("h", "v")
+                .with_timestamp(100),
+            Message::tombstone("k").with_timestamp(90),
+            Message::new(Bytes::new()).with_timestamp(120),
+        ];
+        let mut buf = Vec::new();
+        let h = encode_batch(
+            &mut buf,
+            7,
+            &msgs,
+            0,
+            Some(ProducerStamp { id: 9, sequence: 3 }),
+        );
+        assert_eq!(h.len as usize, buf.len());
+        let parsed = decode_header(&buf).expect("header");
+        assert_eq!(parsed, h);
+        verify(&buf, &parsed).expect("crc");
+        let mut out = Vec::new();
+        decode_records(&Bytes::from(buf), &parsed, &mut out).expect("records");
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].offset, 7);
+        assert_eq!(out[1].timestamp, 90);
+        assert!(out[1].is_tombstone());
+        assert_eq!(out[2].value.as_deref(), Some(&b""[..]));
+        assert_eq!(out[0].headers, vec![("h".to_owned(), Bytes::from("v"))]);
+        assert_eq!(parsed.max_timestamp, 120);
+    }
+
+    #[test]
+    fn any_flipped_bit_fails_the_checks() {
+        let mut buf = Vec::new();
+        encode_batch(
+            &mut buf,
+            0,
+            &[Message::new("hello world").with_key("k")],
+            5,
+            None,
+        );
+        for i in 0..buf.len() {
+            for bit in 0..8 {
+                let mut b = buf.clone();
+                b[i] ^= 1 << bit;
+                let ok = decode_header(&b).and_then(|h| verify(&b, &h).map(|()| h));
+                assert!(ok.is_err(), "byte {i} bit {bit} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn varints_round_trip() {
+        for v in [0, 1, 127, 128, 300, u64::MAX] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            assert_eq!(b.len(), varint_len(v));
+            let mut pos = 0;
+            assert_eq!(get_varint(&b, &mut pos, b.len()), Ok(v));
+        }
+        for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+}

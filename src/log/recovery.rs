@@ -1,0 +1,269 @@
+//! Opening a partition: sealed segments are checked from their last index entry, the active
+//! segment is walked whole (CRC per batch), a torn tail is truncated per [`RecoveryMode`], the
+//! index and the producer state are rebuilt from what the log really holds.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::Context;
+use super::index::{self, IndexEntry};
+use super::partition::{self, Partition};
+use super::producer::ProducerTable;
+use super::record::{DecodeError, FORMAT_VERSION, NO_PRODUCER, ProducerStamp};
+use super::segment::{self, IndexBuilder, Segment};
+use super::storage::{self, Storage};
+use crate::config::{RecoveryMode, TopicConfig};
+use crate::error::LogError;
+
+/// Opens (creating if needed) partition `id` of `topic` in `dir`.
+pub(crate) fn open_partition(
+    topic: &str,
+    id: u32,
+    dir: PathBuf,
+    config: TopicConfig,
+    ctx: Context,
+) -> Result<Partition, LogError> {
+    let storage = ctx.storage.as_ref();
+    let io = |e| LogError::io(&dir, e);
+    if !storage.exists(&dir) {
+        storage.create_dir_all(&dir).map_err(io)?;
+        if let Some(parent) = dir.parent() {
+            storage
+                .sync_dir(parent)
+                .map_err(|e| LogError::io(parent, e))?;
+        }
+    }
+    let mut bases = Vec::new();
+    for name in storage.list(&dir).map_err(io)? {
+        if name.ends_with(".tmp") || name.ends_with(".cleaned") {
+            // Leftovers of an interrupted atomic write or compaction: the original is intact.
+            storage.remove_file(&dir.join(&name)).map_err(io)?;
+        } else if let Some(base) = name
+            .strip_suffix(".log")
+            .and_then(|b| b.parse::<u64>().ok())
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    if bases.is_empty() {
+        let segment = Segment::open(storage, &dir, 0, 0, 0, 0, Vec::new()).map_err(io)?;
+        storage.sync_dir(&dir).map_err(io)?;
+        let st = partition::state(
+            vec![Arc::new(segment)],
+            0,
+            0,
+            None,
+            IndexBuilder::new(config.index_interval_bytes, 0),
+            ProducerTable::default(),
+        );
+        return Ok(Partition::new(partition::core(
+            topic, id, dir, config, ctx, st,
+        )));
+    }
+    let mode = ctx.config.recovery;
+    let mut segments = Vec::with_capacity(bases.len());
+    for pair in bases.windows(2) {
+        segments.push(Arc::new(open_sealed(
+            storage, &dir, pair[0], pair[1], &config, mode,
+        )?));
+    }
+    let last = bases[bases.len() - 1];
+    let active = recover_active(&dir, last, &config, &ctx)?;
+    segments.push(Arc::new(active.segment));
+    let start = segments[0].base_offset;
+    let st = partition::state(
+        segments,
+        active.next_offset,
+        start,
+        active.first_timestamp,
+        active.builder,
+        active.producers,
+    );
+    Ok(Partition::new(partition::core(
+        topic, id, dir, config, ctx, st,
+    )))
+}
+
+fn corrupt(path: &Path, position: u64, e: &DecodeError) -> LogError {
+    match e {
+        DecodeError::NewerVersion(v) => LogError::UnsupportedFormat {
+            path: path.to_owned(),
+            found: u32::from(*v),
+            supported: u32::from(FORMAT_VERSION),
+        },
+        other => LogError::Corrupt {
+            path: path.to_owned(),
+            position,
+            reason: format!("{other:?}"),
+        },
+    }
+}
+
+/// A sealed segment was fsynced when it was rolled: any bad byte in it is damage.
+fn open_sealed(
+    storage: &dyn Storage,
+    dir: &Path,
+    base: u64,
+    next_base: u64,
+    config: &TopicConfig,
+    mode: RecoveryMode,
+) -> Result<Segment, LogError> {
+    let (log_path, idx_path) = segment::paths(dir, base);
+    let file = storage
+        .open(&log_path, false)
+        .map_err(|e| LogError::io(&log_path, e))?;
+    let len = file.len().map_err(|e| LogError::io(&log_path, e))?;
+    let idx_bytes = storage::read_all(storage, &idx_path).unwrap_or_default();
+    let mut entries = index::decode(&idx_bytes, base, len);
+    // The last entry is trusted only if a valid batch with its offset sits at its position.
+    if let Some(last) = entries.last().copied() {
+        let mut matches = false;
+        segment::scan(file.as_ref(), last.position, len, |_, h, _| {
+            matches = h.base_offset == last.offset;
+            ControlFlow::Break(())
+        })
+        .map_err(|e| LogError::io(&log_path, e))?;
+        if !matches {
+            entries.clear();
+        }
+    }
+    let (from, mut builder) = match entries.last() {
+        Some(e) => (
+            e.position,
+            IndexBuilder::resume(config.index_interval_bytes, e.max_timestamp),
+        ),
+        None => (0, IndexBuilder::new(config.index_interval_bytes, 0)),
+    };
+    let had = entries.len();
+    let mut max_ts = entries.last().map_or(0, |e| e.max_timestamp);
+    let end = segment::scan(file.as_ref(), from, len, |pos, h, _| {
+        max_ts = max_ts.max(h.max_timestamp);
+        if let Some(e) = builder.observe(pos, h) {
+            if entries.last().is_none_or(|l| l.position < e.position) {
+                entries.push(e);
+            }
+        }
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| LogError::io(&log_path, e))?;
+    if let Some((pos, e)) = end.bad {
+        if mode != RecoveryMode::TruncateAtFirstCorruption
+            || matches!(e, DecodeError::NewerVersion(_))
+        {
+            return Err(corrupt(&log_path, pos, &e));
+        }
+        file.truncate(pos).map_err(|e| LogError::io(&log_path, e))?;
+        file.sync_data().map_err(|e| LogError::io(&log_path, e))?;
+    }
+    drop(file);
+    let segment = Segment::open(
+        storage,
+        dir,
+        base,
+        end.valid_end,
+        next_base,
+        max_ts,
+        entries,
+    )
+    .map_err(|e| LogError::io(&log_path, e))?;
+    if segment.index.read().len() != had {
+        let _ = segment.rewrite_index();
+    }
+    Ok(segment)
+}
+
+struct Active {
+    segment: Segment,
+    next_offset: u64,
+    first_timestamp: Option<u64>,
+    builder: IndexBuilder,
+    producers: ProducerTable,
+}
+
+/// Walks the whole active segment, verifying every batch, and cuts what a crash left half
+/// written.
+fn recover_active(
+    dir: &Path,
+    base: u64,
+    config: &TopicConfig,
+    ctx: &Context,
+) -> Result<Active, LogError> {
+    let storage = ctx.storage.as_ref();
+    let (log_path, _) = segment::paths(dir, base);
+    let err = |e| LogError::io(&log_path, e);
+    let file = storage.open(&log_path, false).map_err(err)?;
+    let len = file.len().map_err(err)?;
+    let snapshot = partition::producers_path(dir, base);
+    let mut producers: ProducerTable = super::meta::read(storage, &snapshot)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let mut builder = IndexBuilder::new(config.index_interval_bytes, 0);
+    let mut entries: Vec<IndexEntry> = Vec::new();
+    let mut next = base;
+    let mut first_timestamp = None;
+    let mut max_ts = 0;
+    let mut gap = None;
+    let end = segment::scan(file.as_ref(), 0, len, |pos, h, _| {
+        if h.base_offset != next {
+            gap = Some(pos);
+            return ControlFlow::Break(());
+        }
+        next = h.next_offset();
+        first_timestamp.get_or_insert(h.first_timestamp);
+        max_ts = max_ts.max(h.max_timestamp);
+        if let Some(e) = builder.observe(pos, h) {
+            entries.push(e);
+        }
+        if h.producer_id != NO_PRODUCER {
+            let stamp = ProducerStamp {
+                id: h.producer_id,
+                sequence: h.base_sequence,
+            };
+            producers.record(stamp, h.count, h.base_offset);
+        }
+        ControlFlow::Continue(())
+    })
+    .map_err(err)?;
+    let bad = match (gap, end.bad) {
+        (Some(pos), _) => {
+            // The batch at `pos` is whole and valid but out of sequence: treat it as damage,
+            // and drop the index entry that `observe` may have made for it.
+            entries.retain(|e| e.position < pos);
+            Some((pos, DecodeError::Invalid("offset out of sequence")))
+        }
+        (None, bad) => bad,
+    };
+    let mut valid_end = gap.unwrap_or(end.valid_end);
+    if let Some((pos, e)) = bad {
+        let damage = match (&e, ctx.config.recovery) {
+            (DecodeError::NewerVersion(_), _) | (_, RecoveryMode::Strict) => true,
+            (_, RecoveryMode::TruncateAtFirstCorruption) => false,
+            (_, RecoveryMode::TolerateCorruptTail) => {
+                segment::valid_batch_after(file.as_ref(), pos, len, next)
+                    .map_err(err)?
+                    .is_some()
+            }
+        };
+        if damage {
+            return Err(corrupt(&log_path, pos, &e));
+        }
+        valid_end = pos;
+        file.truncate(valid_end).map_err(err)?;
+        file.sync_data().map_err(err)?;
+        ctx.metrics.truncated_bytes(len - valid_end);
+    }
+    drop(file);
+    let segment =
+        Segment::open(storage, dir, base, valid_end, next, max_ts, entries).map_err(err)?;
+    let _ = segment.rewrite_index();
+    Ok(Active {
+        segment,
+        next_offset: next,
+        first_timestamp,
+        builder,
+        producers,
+    })
+}

@@ -1,0 +1,237 @@
+//! A segment: one `.log` file of record batches and its sparse `.idx`, plus the scanner that
+//! walks batches for reads, recovery and compaction.
+
+use std::io;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use super::index::{self, IndexEntry};
+use super::record::{self, BatchHeader, DecodeError, HEADER_LEN, MAGIC};
+use super::storage::{self, Storage, StorageFile};
+
+/// Bytes read from a segment at a time.
+const CHUNK: usize = 1024 * 1024;
+
+/// One segment file and what is known of it.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub base_offset: u64,
+    pub log_path: PathBuf,
+    pub idx_path: PathBuf,
+    pub file: Arc<dyn StorageFile>,
+    pub idx_file: Arc<dyn StorageFile>,
+    /// Bytes of `file` that hold whole batches and may be read.
+    written: AtomicU64,
+    /// The offset after the segment's last record.
+    next_offset: AtomicU64,
+    max_timestamp: AtomicU64,
+    pub index: RwLock<Vec<IndexEntry>>,
+}
+
+/// File names of a segment: the base offset, zero-padded to 20 digits.
+pub(crate) fn paths(dir: &Path, base_offset: u64) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{base_offset:020}.log")),
+        dir.join(format!("{base_offset:020}.idx")),
+    )
+}
+
+impl Segment {
+    /// Opens (or creates) the files of a segment whose contents were already checked.
+    pub fn open(
+        storage: &dyn Storage,
+        dir: &Path,
+        base_offset: u64,
+        written: u64,
+        next_offset: u64,
+        max_timestamp: u64,
+        index: Vec<IndexEntry>,
+    ) -> io::Result<Self> {
+        let (log_path, idx_path) = paths(dir, base_offset);
+        let file = storage.open(&log_path, true)?;
+        let idx_file = storage.open(&idx_path, true)?;
+        Ok(Self {
+            base_offset,
+            log_path,
+            idx_path,
+            file,
+            idx_file,
+            written: AtomicU64::new(written),
+            next_offset: AtomicU64::new(next_offset),
+            max_timestamp: AtomicU64::new(max_timestamp),
+            index: RwLock::new(index),
+        })
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    pub fn add_written(&self, n: u64) {
+        self.written.fetch_add(n, Ordering::Release);
+    }
+
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    pub fn set_next_offset(&self, offset: u64) {
+        self.next_offset.store(offset, Ordering::Release);
+    }
+
+    pub fn max_timestamp(&self) -> u64 {
+        self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    pub fn observe_timestamp(&self, ts: u64) {
+        self.max_timestamp.fetch_max(ts, Ordering::AcqRel);
+    }
+
+    /// Replaces the `.idx` file with the in-memory index (not fsynced: the index is derived).
+    pub fn rewrite_index(&self) -> io::Result<()> {
+        let index = self.index.read();
+        let mut bytes = Vec::with_capacity(index.len() * index::ENTRY_LEN);
+        for e in index.iter() {
+            e.encode(&mut bytes);
+        }
+        self.idx_file.truncate(0)?;
+        self.idx_file.append(&bytes)
+    }
+}
+
+/// Adds index entries while batches are appended or scanned.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexBuilder {
+    interval: u64,
+    since_last: u64,
+    max_timestamp: u64,
+}
+
+impl IndexBuilder {
+    pub fn new(interval: u32, max_timestamp: u64) -> Self {
+        Self {
+            interval: u64::from(interval),
+            since_last: u64::MAX,
+            max_timestamp,
+        }
+    }
+
+    /// Continues after an existing entry, whose batch is the next one observed.
+    pub fn resume(interval: u32, max_timestamp: u64) -> Self {
+        Self {
+            interval: u64::from(interval),
+            since_last: 0,
+            max_timestamp,
+        }
+    }
+
+    /// Accounts for the batch at `position`; returns the entry to add, if one is due.
+    pub fn observe(&mut self, position: u64, header: &BatchHeader) -> Option<IndexEntry> {
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        let due = self.since_last >= self.interval;
+        self.since_last = if due { 0 } else { self.since_last };
+        self.since_last += u64::from(header.len);
+        due.then_some(IndexEntry {
+            offset: header.base_offset,
+            max_timestamp: self.max_timestamp,
+            position,
+        })
+    }
+}
+
+/// Where a scan stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScanEnd {
+    /// Position after the last whole, valid batch visited.
+    pub valid_end: u64,
+    /// The first bad batch: its position and what is wrong. `Incomplete` is a torn tail.
+    pub bad: Option<(u64, DecodeError)>,
+}
+
+/// Walks the batches of `file` in `[pos, end)`, verifying each one's CRC, and hands each to
+/// `visit` with its position and bytes. Stops at the first bad batch, or when `visit` breaks.
+pub(crate) fn scan(
+    file: &dyn StorageFile,
+    mut pos: u64,
+    end: u64,
+    mut visit: impl FnMut(u64, &BatchHeader, Bytes) -> ControlFlow<()>,
+) -> io::Result<ScanEnd> {
+    let mut chunk = Bytes::new();
+    let mut chunk_pos = pos;
+    while pos < end {
+        let at = usize::try_from(pos - chunk_pos).unwrap_or(usize::MAX);
+        let avail = chunk.get(at..).unwrap_or(&[]);
+        let header = match record::decode_header(avail) {
+            Ok(h) if avail.len() >= h.len as usize => h,
+            Ok(h) if pos + u64::from(h.len) > end => return Ok(torn(pos, DecodeError::Incomplete)),
+            Err(DecodeError::Incomplete) if pos + HEADER_LEN as u64 > end => {
+                return Ok(torn(pos, DecodeError::Incomplete));
+            }
+            Ok(_) | Err(DecodeError::Incomplete) => {
+                // Refill from `pos`, large enough for the whole batch if its length is known.
+                let need =
+                    record::decode_header(avail).map_or(CHUNK, |h| (h.len as usize).max(CHUNK));
+                let len = usize::try_from((end - pos).min(need as u64)).unwrap_or(need);
+                let mut buf = vec![0; len];
+                storage::read_exact_at(file, &mut buf, pos)?;
+                chunk = Bytes::from(buf);
+                chunk_pos = pos;
+                continue;
+            }
+            Err(e) => return Ok(torn(pos, e)),
+        };
+        let batch = chunk.slice(at..at + header.len as usize);
+        if let Err(e) = record::verify(&batch, &header) {
+            return Ok(torn(pos, e));
+        }
+        let next = pos + u64::from(header.len);
+        if visit(pos, &header, batch).is_break() {
+            return Ok(ScanEnd {
+                valid_end: next,
+                bad: None,
+            });
+        }
+        pos = next;
+    }
+    Ok(ScanEnd {
+        valid_end: pos,
+        bad: None,
+    })
+}
+
+fn torn(pos: u64, e: DecodeError) -> ScanEnd {
+    ScanEnd {
+        valid_end: pos,
+        bad: Some((pos, e)),
+    }
+}
+
+/// Looks for a whole, valid batch starting anywhere in `(from, end)` whose base offset is at
+/// least `min_offset`: proof that damage at `from` is not a torn tail.
+pub(crate) fn valid_batch_after(
+    file: &dyn StorageFile,
+    from: u64,
+    end: u64,
+    min_offset: u64,
+) -> io::Result<Option<u64>> {
+    let len = usize::try_from(end.saturating_sub(from)).map_err(io::Error::other)?;
+    let mut buf = vec![0; len];
+    storage::read_exact_at(file, &mut buf, from)?;
+    let magic = MAGIC.to_le_bytes();
+    for i in 1..buf.len().saturating_sub(HEADER_LEN - 1) {
+        if buf[i..i + 4] != magic {
+            continue;
+        }
+        if let Ok(h) = record::decode_header(&buf[i..]) {
+            if h.base_offset >= min_offset && record::verify(&buf[i..], &h).is_ok() {
+                return Ok(Some(from + i as u64));
+            }
+        }
+    }
+    Ok(None)
+}
