@@ -106,7 +106,8 @@ pub enum LogError {
         /// The original error's text.
         cause: String,
     },
-    /// The disk is full: the append was not written; nothing acknowledged before it is lost.
+    /// The disk is full: the append was not acknowledged and nothing acknowledged before it is
+    /// lost. Like a failed fsync, it poisons the partition: free space, then reopen the log.
     #[error("storage full while writing {path}")]
     StorageFull {
         /// The file being written.

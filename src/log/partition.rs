@@ -58,7 +58,8 @@ pub(crate) struct State {
     /// When the active segment got its first record (roll by age).
     pub active_since: Option<u64>,
     pub producers: ProducerTable,
-    pub poisoned: Option<String>,
+    /// Set by a failed write or fsync: the error's kind and text.
+    pub poisoned: Option<(std::io::ErrorKind, String)>,
     pub closed: bool,
     sync_requested: bool,
     dirty_since: Option<Instant>,
@@ -441,7 +442,12 @@ struct Pending {
 }
 
 fn check_writable(core: &Core, st: &State) -> Result<(), LogError> {
-    if let Some(cause) = &st.poisoned {
+    if let Some((kind, cause)) = &st.poisoned {
+        if *kind == std::io::ErrorKind::StorageFull {
+            return Err(LogError::StorageFull {
+                path: st.active().log_path.clone(),
+            });
+        }
         return Err(LogError::Poisoned {
             topic: core.topic.clone(),
             partition: core.id,
@@ -467,7 +473,7 @@ fn file_path(st: &State) -> PathBuf {
 /// caller that hit it, keeping "storage full" recognisable.
 pub(crate) fn poison(core: &Core, st: &mut State, e: &std::io::Error, path: &Path) -> LogError {
     let err = LogError::io(path, std::io::Error::new(e.kind(), e.to_string()));
-    st.poisoned.get_or_insert_with(|| err.to_string());
+    st.poisoned.get_or_insert_with(|| (e.kind(), err.to_string()));
     core.changed.notify_all();
     core.progress.send_modify(|g| *g += 1);
     err

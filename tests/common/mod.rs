@@ -1,0 +1,154 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use quipu::{FsStorage, LogConfig, ManualClock, Quipu, Storage, StorageFile};
+
+/// A temporary data directory, removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// Log config for tests: no background maintenance (tests call it), small write buffer.
+pub fn test_config() -> LogConfig {
+    LogConfig::default().with_maintenance_interval(None)
+}
+
+/// Opens a data dir with a manual clock at `now`.
+pub fn open_manual(dir: &Path, clock: &ManualClock) -> Quipu {
+    Quipu::builder(dir)
+        .log_config(test_config())
+        .clock(Arc::new(clock.clone()))
+        .open()
+        .expect("open")
+}
+
+/// Switches that make [`FaultyStorage`] fail. Faults apply to segment files (`.log`) only.
+#[derive(Debug)]
+pub struct Faults {
+    /// Every fsync fails while set.
+    pub fail_sync: AtomicBool,
+    /// Each fsync first sleeps this long, so appenders pile up behind it.
+    pub sync_delay_ms: AtomicU64,
+    /// Bytes that may still be appended before "no space left on device"; negative: no limit.
+    pub write_budget: AtomicI64,
+    /// fsyncs performed.
+    pub syncs: AtomicU64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            fail_sync: AtomicBool::new(false),
+            sync_delay_ms: AtomicU64::new(0),
+            write_budget: AtomicI64::new(-1),
+            syncs: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The real file system with injectable failures.
+#[derive(Debug, Default, Clone)]
+pub struct FaultyStorage {
+    pub faults: Arc<Faults>,
+}
+
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Arc<dyn StorageFile>,
+    faults: Arc<Faults>,
+}
+
+impl StorageFile for FaultyFile {
+    fn append(&self, data: &[u8]) -> io::Result<()> {
+        let budget = self.faults.write_budget.load(Ordering::SeqCst);
+        if budget >= 0 {
+            let allowed = usize::try_from(budget).unwrap_or(0);
+            if data.len() > allowed {
+                // A torn write: part of the data lands, then the disk is full.
+                self.inner.append(&data[..allowed])?;
+                self.faults.write_budget.store(0, Ordering::SeqCst);
+                return Err(io::Error::from(io::ErrorKind::StorageFull));
+            }
+            self.faults.write_budget.fetch_sub(data.len() as i64, Ordering::SeqCst);
+        }
+        self.inner.append(data)
+    }
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, pos)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        let delay = self.faults.sync_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+        self.faults.syncs.fetch_add(1, Ordering::SeqCst);
+        if self.faults.fail_sync.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        self.inner.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        self.inner.truncate(len)
+    }
+}
+
+impl Storage for FaultyStorage {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        let inner = FsStorage.open(path, create)?;
+        if path.extension().is_some_and(|e| e == "log") {
+            Ok(Arc::new(FaultyFile {
+                inner,
+                faults: Arc::clone(&self.faults),
+            }))
+        } else {
+            Ok(inner)
+        }
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        FsStorage.create_dir_all(path)
+    }
+    fn list(&self, path: &Path) -> io::Result<Vec<String>> {
+        FsStorage.list(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        FsStorage.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        FsStorage.remove_dir_all(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        FsStorage.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        FsStorage.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        FsStorage.exists(path)
+    }
+}
+
+/// The active (last) segment file of a partition.
+pub fn last_segment(data: &Path, topic: &str, partition: u32) -> PathBuf {
+    segments(data, topic, partition).pop().expect("a segment")
+}
+
+/// All segment files of a partition, oldest first.
+pub fn segments(data: &Path, topic: &str, partition: u32) -> Vec<PathBuf> {
+    let dir = data.join("log").join(topic).join(partition.to_string());
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("partition dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
