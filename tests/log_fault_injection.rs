@@ -1,0 +1,152 @@
+//! Fault injection through the storage trait: a failed fsync poisons the partition and every
+//! waiting appender gets the error; a full disk is a typed error that loses nothing acknowledged.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use common::FaultyStorage;
+use quipu::{Durability, LogError, Message, Quipu, TopicConfig};
+
+fn open(dir: &std::path::Path, storage: &FaultyStorage) -> Quipu {
+    Quipu::builder(dir)
+        .log_config(common::test_config())
+        .storage(Arc::new(storage.clone()))
+        .open()
+        .expect("open")
+}
+
+#[test]
+fn failed_fsync_poisons_and_fails_every_waiter() {
+    let dir = common::tempdir();
+    let storage = FaultyStorage::default();
+    let db = open(dir.path(), &storage);
+    let t = db
+        .log()
+        .create_topic("t", TopicConfig::default().with_durability(Durability::Always))
+        .expect("create");
+    for i in 0..5 {
+        t.append(Message::new(format!("ok-{i}"))).expect("healthy append");
+    }
+    storage.faults.sync_delay_ms.store(50, Ordering::SeqCst);
+    storage.faults.fail_sync.store(true, Ordering::SeqCst);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let t = &t;
+                s.spawn(move || t.append(Message::new(format!("doomed-{i}"))))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    for r in &results {
+        assert!(matches!(r, Err(LogError::Poisoned { .. })), "waiter got {r:?}");
+    }
+    // Later writes are refused too, with the cause.
+    match t.append(Message::new("later")) {
+        Err(LogError::Poisoned { cause, .. }) => assert!(cause.contains("injected fsync failure")),
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    assert!(db.log().stats().fsync_failures >= 1);
+    // Reads of what was acknowledged still work.
+    assert_eq!(t.read(0, 0, 100).expect("read").len(), 5);
+    drop(t);
+    drop(db);
+    // After reopening on a healthy disk everything acknowledged is there.
+    storage.faults.fail_sync.store(false, Ordering::SeqCst);
+    storage.faults.sync_delay_ms.store(0, Ordering::SeqCst);
+    let db = open(dir.path(), &storage);
+    let t = db.log().topic("t").expect("t");
+    let values: Vec<_> = t.read(0, 0, 100).expect("read").into_iter().map(|r| r.value).collect();
+    for (i, v) in values.iter().take(5).enumerate() {
+        assert_eq!(v.as_deref(), Some(format!("ok-{i}").as_bytes()));
+    }
+    t.append(Message::new("healthy again")).expect("append after reopen");
+}
+
+#[test]
+fn async_waiters_get_the_fsync_error_too() {
+    let dir = common::tempdir();
+    let storage = FaultyStorage::default();
+    let db = open(dir.path(), &storage);
+    let t = db
+        .log()
+        .create_topic("t", TopicConfig::default().with_durability(Durability::Always))
+        .expect("create");
+    storage.faults.sync_delay_ms.store(30, Ordering::SeqCst);
+    storage.faults.fail_sync.store(true, Ordering::SeqCst);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let results = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..32 {
+            let t = Arc::clone(&t);
+            tasks.push(tokio::spawn(async move { t.append_async(Message::new(format!("a{i}"))).await }));
+        }
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(task.await.expect("join"));
+        }
+        out
+    });
+    assert!(results.iter().all(|r| matches!(r, Err(LogError::Poisoned { .. }))));
+}
+
+#[test]
+fn full_disk_is_a_typed_error_and_loses_nothing_acknowledged() {
+    let dir = common::tempdir();
+    let storage = FaultyStorage::default();
+    let db = open(dir.path(), &storage);
+    let t = db
+        .log()
+        .create_topic("t", TopicConfig::default().with_durability(Durability::Always))
+        .expect("create");
+    storage.faults.write_budget.store(2000, Ordering::SeqCst);
+    let mut acked = Vec::new();
+    let err = loop {
+        match t.append(Message::new(vec![b'x'; 150])) {
+            Ok(r) => acked.push(r.offset),
+            Err(e) => break e,
+        }
+        assert!(acked.len() < 100, "the disk never filled");
+    };
+    assert!(matches!(err, LogError::StorageFull { .. }), "got {err:?}");
+    assert!(matches!(t.append(Message::new("more")), Err(LogError::StorageFull { .. })));
+    assert!(!acked.is_empty());
+    drop(t);
+    drop(db);
+    // Space is freed; reopen: every acknowledged record is intact, the torn bytes are gone.
+    storage.faults.write_budget.store(-1, Ordering::SeqCst);
+    let db = open(dir.path(), &storage);
+    let t = db.log().topic("t").expect("t");
+    let records = t.read(0, 0, 1000).expect("read");
+    assert_eq!(records.len(), acked.len());
+    assert!(records.iter().all(|r| r.value.as_deref() == Some(&[b'x'; 150][..])));
+    let r = t.append(Message::new("after")).expect("append after space is freed");
+    assert_eq!(r.offset, acked.len() as u64);
+}
+
+#[test]
+fn full_disk_with_buffered_durability_fails_the_append_that_hits_it() {
+    let dir = common::tempdir();
+    let storage = FaultyStorage::default();
+    let db = Quipu::builder(dir.path())
+        .log_config(common::test_config().with_write_buffer_bytes(1024))
+        .storage(Arc::new(storage.clone()))
+        .open()
+        .expect("open");
+    let t = db
+        .log()
+        .create_topic("t", TopicConfig::default().with_durability(Durability::Never))
+        .expect("create");
+    storage.faults.write_budget.store(3000, Ordering::SeqCst);
+    let mut failed = None;
+    for i in 0..200 {
+        if let Err(e) = t.append(Message::new(vec![b'y'; 200])) {
+            failed = Some((i, e));
+            break;
+        }
+    }
+    let (_, err) = failed.expect("disk filled");
+    assert!(matches!(err, LogError::StorageFull { .. }), "got {err:?}");
+}

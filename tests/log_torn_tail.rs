@@ -1,0 +1,146 @@
+//! Torn and corrupt tails: reopen truncates to the last whole batch and appends continue at the
+//! right offset; damage before the tail is reported, never silently dropped.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+
+use quipu::{Durability, LogError, Message, Quipu, RecoveryMode, TopicConfig};
+
+fn setup(n: u64) -> (tempfile::TempDir, Vec<u64>) {
+    let dir = common::tempdir();
+    let db = Quipu::builder(dir.path()).log_config(common::test_config()).open().expect("open");
+    let t = db
+        .log()
+        .create_topic("t", TopicConfig::default().with_durability(Durability::Always))
+        .expect("create");
+    let mut sizes = Vec::new();
+    for i in 0..n {
+        t.append(Message::new(format!("record-{i}"))).expect("append");
+        sizes.push(std::fs::metadata(common::last_segment(dir.path(), "t", 0)).expect("meta").len());
+    }
+    (dir, sizes)
+}
+
+fn reopen(dir: &std::path::Path, mode: RecoveryMode) -> Result<Quipu, quipu::Error> {
+    Quipu::builder(dir).log_config(common::test_config().with_recovery(mode)).open()
+}
+
+fn values(db: &Quipu) -> Vec<String> {
+    let t = db.log().topic("t").expect("topic");
+    t.read(0, 0, usize::MAX)
+        .expect("read")
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().expect("value").to_vec()).expect("utf8"))
+        .collect()
+}
+
+#[test]
+fn cut_tail_is_truncated_and_appends_continue() {
+    let (dir, sizes) = setup(10);
+    let seg = common::last_segment(dir.path(), "t", 0);
+    // Cut in the middle of the last batch.
+    let cut = sizes[8] + (sizes[9] - sizes[8]) / 2;
+    OpenOptions::new().write(true).open(&seg).expect("open").set_len(cut).expect("cut");
+    let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
+    assert_eq!(values(&db).len(), 9);
+    assert_eq!(std::fs::metadata(&seg).expect("meta").len(), sizes[8]);
+    let t = db.log().topic("t").expect("topic");
+    let r = t.append(Message::new("after")).expect("append");
+    assert_eq!(r.offset, 9);
+    assert_eq!(db.log().stats().truncated_bytes, cut - sizes[8]);
+    drop(t);
+    drop(db);
+    let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen twice");
+    let v = values(&db);
+    assert_eq!(v.len(), 10);
+    assert_eq!(v[9], "after");
+}
+
+#[test]
+fn garbled_tail_is_truncated() {
+    let (dir, sizes) = setup(5);
+    let seg = common::last_segment(dir.path(), "t", 0);
+    let mut f = OpenOptions::new().write(true).open(&seg).expect("open");
+    f.seek(SeekFrom::Start(sizes[4] - 3)).expect("seek");
+    f.write_all(b"\xff\xff\xff").expect("garble");
+    drop(f);
+    let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
+    assert_eq!(values(&db), vec!["record-0", "record-1", "record-2", "record-3"]);
+    let r = db.log().topic("t").expect("t").append(Message::new("x")).expect("append");
+    assert_eq!(r.offset, 4);
+}
+
+#[test]
+fn trailing_garbage_after_whole_batches_is_truncated() {
+    let (dir, sizes) = setup(3);
+    let seg = common::last_segment(dir.path(), "t", 0);
+    let mut f = OpenOptions::new().append(true).open(&seg).expect("open");
+    f.write_all(&[0u8; 100]).expect("zeros");
+    drop(f);
+    let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
+    assert_eq!(values(&db).len(), 3);
+    assert_eq!(std::fs::metadata(&seg).expect("meta").len(), sizes[2]);
+}
+
+#[test]
+fn corruption_in_the_middle_is_reported_not_truncated() {
+    let (dir, sizes) = setup(10);
+    let seg = common::last_segment(dir.path(), "t", 0);
+    let before = std::fs::read(&seg).expect("read");
+    let mut f = OpenOptions::new().write(true).open(&seg).expect("open");
+    f.seek(SeekFrom::Start(sizes[3] + 70)).expect("seek"); // inside batch 4's records
+    f.write_all(b"XX").expect("garble");
+    drop(f);
+    match reopen(dir.path(), RecoveryMode::TolerateCorruptTail) {
+        Err(quipu::Error::Log(LogError::Corrupt { position, .. })) => assert_eq!(position, sizes[3]),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // Nothing was cut: the operator still has every byte.
+    assert_eq!(std::fs::metadata(&seg).expect("meta").len(), before.len() as u64);
+    // The operator may choose to truncate at the damage.
+    let db = reopen(dir.path(), RecoveryMode::TruncateAtFirstCorruption).expect("truncating open");
+    assert_eq!(values(&db).len(), 4);
+}
+
+#[test]
+fn strict_mode_refuses_even_a_torn_tail() {
+    let (dir, sizes) = setup(3);
+    let seg = common::last_segment(dir.path(), "t", 0);
+    OpenOptions::new().write(true).open(&seg).expect("open").set_len(sizes[2] - 1).expect("cut");
+    assert!(matches!(
+        reopen(dir.path(), RecoveryMode::Strict),
+        Err(quipu::Error::Log(LogError::Corrupt { .. }))
+    ));
+    assert_eq!(values(&reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("open")).len(), 2);
+}
+
+#[test]
+fn lost_or_garbled_index_is_rebuilt_from_the_log() {
+    let dir = common::tempdir();
+    {
+        let db = Quipu::builder(dir.path()).log_config(common::test_config()).open().expect("open");
+        let cfg = TopicConfig::default()
+            .with_durability(Durability::Never)
+            .with_segment_bytes(8192)
+            .with_index_interval_bytes(256);
+        let t = db.log().create_topic("t", cfg).expect("create");
+        for i in 0..400 {
+            t.append(Message::new(format!("record-{i:04}"))).expect("append");
+        }
+    }
+    let segs = common::segments(dir.path(), "t", 0);
+    assert!(segs.len() > 2, "expected several segments");
+    // Remove one index and fill another with garbage.
+    std::fs::remove_file(segs[0].with_extension("idx")).expect("rm idx");
+    std::fs::write(segs[1].with_extension("idx"), vec![0xAB; 100]).expect("garble idx");
+    let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
+    let t = db.log().topic("t").expect("t");
+    for probe in [0u64, 1, 57, 150, 399] {
+        let r = t.read(0, probe, 1).expect("read");
+        assert_eq!(r[0].offset, probe);
+        assert_eq!(r[0].value.as_deref(), Some(format!("record-{probe:04}").as_bytes()));
+    }
+    assert!(std::fs::metadata(segs[0].with_extension("idx")).expect("idx rebuilt").len() > 0);
+}
