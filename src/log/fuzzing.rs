@@ -9,7 +9,9 @@ use super::storage::Storage;
 /// Recovers a segment made of `bytes` as the active segment of a fresh partition, then reads
 /// every record back. Panics only if recovery returns a record whose batch fails its CRC.
 pub fn recover_segment_bytes(bytes: &[u8]) {
-    let dir = std::env::temp_dir().join(format!("quipu-fuzz-{}", std::process::id()));
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("quipu-fuzz-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let part = dir.join("t").join("0");
     let storage = super::FsStorage;
