@@ -1,1 +1,236 @@
-fn main() {}
+//! Log benchmarks: quipu against the floor of plain file I/O, in the same group and run.
+//! See ../shared/BENCHMARKS.md; `scripts/bench-log.sh` runs this and prints the ratios.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use quipu::{Durability, LogConfig, Message, Quipu, TopicConfig};
+
+/// Benchmark data lives on the real disk (not tmpfs) so fsync costs what it costs.
+fn bench_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/bench-data")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    dir
+}
+
+fn open(dir: &Path) -> Quipu {
+    Quipu::builder(dir)
+        .log_config(LogConfig::default().with_maintenance_interval(None))
+        .open()
+        .expect("open")
+}
+
+fn topic_config(durability: Durability) -> TopicConfig {
+    TopicConfig::default()
+        .with_durability(durability)
+        .with_segment_bytes(256 * 1024 * 1024)
+}
+
+fn append_buffered(c: &mut Criterion) {
+    let mut g = c.benchmark_group("append_never");
+    g.sample_size(20)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for size in [100usize, 1024] {
+        g.throughput(Throughput::Elements(1));
+        let payload = vec![0x5au8; size];
+        g.bench_function(BenchmarkId::new("file_bufwriter", size), |b| {
+            let dir = bench_dir("floor-buffered");
+            let mut w =
+                BufWriter::with_capacity(64 * 1024, File::create(dir.join("f")).expect("file"));
+            b.iter(|| w.write_all(&payload).expect("write"));
+        });
+        g.bench_function(BenchmarkId::new("quipu", size), |b| {
+            let dir = bench_dir("quipu-never");
+            let db = open(&dir);
+            let t = db
+                .log()
+                .create_topic("b", topic_config(Durability::Never))
+                .expect("topic");
+            let p = Arc::clone(t.partition(0).expect("p"));
+            let msg = [Message::new(payload.clone())];
+            b.iter(|| p.append(&msg).expect("append"));
+        });
+    }
+    g.finish();
+}
+
+fn append_durable(c: &mut Criterion) {
+    let mut g = c.benchmark_group("append_always");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(1));
+    let payload = vec![0x5au8; 100];
+    g.bench_function("file_write_fsync_per_record", |b| {
+        let dir = bench_dir("floor-fsync");
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("f"))
+            .expect("file");
+        b.iter(|| {
+            f.write_all(&payload).expect("write");
+            f.sync_data().expect("fsync");
+        });
+    });
+    for appenders in [1usize, 4, 16] {
+        g.bench_function(BenchmarkId::new("quipu_threads", appenders), |b| {
+            let dir = bench_dir("quipu-always");
+            let db = open(&dir);
+            let t = db
+                .log()
+                .create_topic("b", topic_config(Durability::Always))
+                .expect("topic");
+            let p = Arc::clone(t.partition(0).expect("p"));
+            b.iter_custom(|iters| {
+                let per = iters.div_ceil(appenders as u64);
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..appenders {
+                        let p = &p;
+                        let msg = [Message::new(payload.clone())];
+                        s.spawn(move || {
+                            for _ in 0..per {
+                                p.append(&msg).expect("append");
+                            }
+                        });
+                    }
+                });
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per * appenders as u64) as f64)
+            });
+        });
+    }
+    for tasks in [16usize, 256] {
+        g.bench_function(BenchmarkId::new("quipu_async_tasks", tasks), |b| {
+            let dir = bench_dir("quipu-always-async");
+            let db = open(&dir);
+            let t = db
+                .log()
+                .create_topic("b", topic_config(Durability::Always))
+                .expect("topic");
+            let p = Arc::clone(t.partition(0).expect("p"));
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .expect("runtime");
+            b.iter_custom(|iters| {
+                let per = iters.div_ceil(tasks as u64);
+                let start = Instant::now();
+                rt.block_on(async {
+                    let handles: Vec<_> = (0..tasks)
+                        .map(|_| {
+                            let p = Arc::clone(&p);
+                            let msg = [Message::new(payload.clone())];
+                            tokio::spawn(async move {
+                                for _ in 0..per {
+                                    p.append_async(&msg).await.expect("append");
+                                }
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        h.await.expect("task");
+                    }
+                });
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per * tasks as u64) as f64)
+            });
+        });
+    }
+    g.finish();
+}
+
+fn sequential_read(c: &mut Criterion) {
+    let mut g = c.benchmark_group("read_sequential");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    let dir = bench_dir("quipu-read");
+    let records = 300_000u64;
+    {
+        let db = open(&dir);
+        let t = db
+            .log()
+            .create_topic(
+                "b",
+                topic_config(Durability::Never).with_segment_bytes(16 * 1024 * 1024),
+            )
+            .expect("topic");
+        let p = t.partition(0).expect("p");
+        let batch: Vec<Message> = (0..100).map(|_| Message::new(vec![7u8; 100])).collect();
+        for _ in 0..records / 100 {
+            p.append(&batch[..1]).expect("append");
+            p.append(&batch[1..]).expect("append");
+        }
+    }
+    let segments: Vec<PathBuf> = {
+        let pdir = dir.join("log/b/0");
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&pdir)
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        v.sort();
+        v
+    };
+    let bytes: u64 = segments
+        .iter()
+        .map(|s| std::fs::metadata(s).expect("meta").len())
+        .sum();
+    g.throughput(Throughput::Bytes(bytes));
+    g.bench_function("file_read_raw", |b| {
+        let mut buf = vec![0u8; 1024 * 1024];
+        b.iter(|| {
+            let mut n = 0;
+            for s in &segments {
+                let mut f = File::open(s).expect("open");
+                loop {
+                    let k = f.read(&mut buf).expect("read");
+                    if k == 0 {
+                        break;
+                    }
+                    n += k;
+                }
+            }
+            n
+        });
+    });
+    g.bench_function("quipu_cold_partition", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                // Cold start: reopen (recovery included in setup, not in the timing).
+                let db = open(&dir);
+                let t = db.log().topic("b").expect("topic");
+                let p = t.partition(0).expect("p");
+                let start = Instant::now();
+                let mut next = 0;
+                let mut n = 0;
+                loop {
+                    let rs = p.read(next, 10_000).expect("read");
+                    let Some(last) = rs.last() else { break };
+                    next = last.offset + 1;
+                    n += rs.len();
+                }
+                total += start.elapsed();
+                assert_eq!(n as u64, records);
+            }
+            total
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, append_buffered, append_durable, sequential_read);
+criterion_main!(benches);

@@ -30,8 +30,9 @@ pub enum RecoveryMode {
     TolerateCorruptTail,
     /// Refuse to open on any bad byte, even a torn tail.
     Strict,
-    /// Truncate at the first bad byte of the last segment even if good batches follow it.
-    /// Loses those batches: an operator's choice after reading the `Corrupt` error.
+    /// Truncate each segment at its first bad byte even if good batches follow it (in a
+    /// sealed segment that leaves an offset gap). Loses those batches: an operator's choice
+    /// after reading the `Corrupt` error.
     TruncateAtFirstCorruption,
 }
 
@@ -74,7 +75,8 @@ pub struct TopicConfig {
     pub cleanup: Cleanup,
     /// How long compaction keeps a tombstone so consumers see the deletion. Default 24 hours.
     pub tombstone_grace: Duration,
-    /// Largest encoded record (and batch) accepted. Default 1 MiB.
+    /// Largest encoded record accepted. A batch may hold many records, up to 64 MiB in all.
+    /// Default 1 MiB.
     pub max_record_bytes: usize,
     /// An index entry is written at least every this many bytes of log. Default 4 KiB.
     pub index_interval_bytes: u32,
@@ -182,10 +184,10 @@ impl TopicConfig {
         if self.partitions == 0 || self.partitions > 4096 {
             return bad("partitions", "must be between 1 and 4096");
         }
-        if let Durability::Interval(d) = self.durability {
-            if d.is_zero() {
-                return bad("durability", "interval must be above zero");
-            }
+        if let Durability::Interval(d) = self.durability
+            && d.is_zero()
+        {
+            return bad("durability", "interval must be above zero");
         }
         if self.segment_bytes < 4096 || self.segment_bytes > (1 << 40) {
             return bad("segment_bytes", "must be between 4 KiB and 1 TiB");

@@ -40,7 +40,6 @@ impl Quipu {
     }
 
     /// A builder for non-default settings.
-    #[must_use]
     pub fn builder(dir: impl AsRef<Path>) -> QuipuBuilder {
         QuipuBuilder {
             dir: dir.as_ref().to_owned(),

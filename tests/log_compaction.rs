@@ -23,10 +23,14 @@ fn compaction_keeps_the_latest_record_per_key() {
     // 10 keys, each updated 30 times; plus unkeyed records that must all survive.
     for round in 0..30 {
         for k in 0..10 {
-            t.append(Message::new(format!("{k}:{round}:{}", "p".repeat(60))).with_key(format!("sku-{k}")))
-                .expect("append");
+            t.append(
+                Message::new(format!("{k}:{round}:{}", "p".repeat(60)))
+                    .with_key(format!("sku-{k}")),
+            )
+            .expect("append");
         }
-        t.append(Message::new(format!("audit {round}"))).expect("append");
+        t.append(Message::new(format!("audit {round}")))
+            .expect("append");
     }
     let p = t.partition(0).expect("p");
     let end = p.end_offset();
@@ -38,13 +42,20 @@ fn compaction_keeps_the_latest_record_per_key() {
     assert_eq!(p.end_offset(), end, "compaction never moves the end");
     // Offsets are unchanged and every surviving record is byte-identical to the original.
     for r in &after {
-        let orig = before.iter().find(|o| o.offset == r.offset).expect("same offset");
+        let orig = before
+            .iter()
+            .find(|o| o.offset == r.offset)
+            .expect("same offset");
         assert_eq!(orig, r);
     }
     // Newest value of every key is there; every unkeyed record is there.
     for k in 0..10 {
         let key = format!("sku-{k}");
-        let newest = before.iter().rev().find(|r| r.key.as_deref() == Some(key.as_bytes())).expect("key");
+        let newest = before
+            .iter()
+            .rev()
+            .find(|r| r.key.as_deref() == Some(key.as_bytes()))
+            .expect("key");
         assert!(after.contains(newest));
     }
     assert_eq!(after.iter().filter(|r| r.key.is_none()).count(), 30);
@@ -54,7 +65,12 @@ fn compaction_keeps_the_latest_record_per_key() {
     let db = common::open_manual(dir.path(), &clock);
     let t = db.log().topic("prices").expect("t");
     assert_eq!(t.read(0, 0, usize::MAX).expect("read"), after);
-    assert_eq!(t.append(Message::new("x").with_key("sku-1")).expect("append").offset, end);
+    assert_eq!(
+        t.append(Message::new("x").with_key("sku-1"))
+            .expect("append")
+            .offset,
+        end
+    );
 }
 
 #[test]
@@ -63,25 +79,52 @@ fn tombstones_delete_keys_and_expire_after_grace() {
     let clock = ManualClock::new(1_000_000);
     let db = common::open_manual(dir.path(), &clock);
     let t = db.log().create_topic("people", config()).expect("create");
-    t.append(Message::new("cedula 0912345678").with_key("person-1")).expect("append");
-    t.append(Message::new("cedula 1710034065").with_key("person-2")).expect("append");
+    t.append(Message::new("cedula 0912345678").with_key("person-1"))
+        .expect("append");
+    t.append(Message::new("cedula 1710034065").with_key("person-2"))
+        .expect("append");
     // The right to erasure: a tombstone for person-1.
-    let tomb = t.append(Message::tombstone("person-1")).expect("tombstone").offset;
+    let tomb = t
+        .append(Message::tombstone("person-1"))
+        .expect("tombstone")
+        .offset;
     // Push everything above into sealed segments.
     for i in 0..200 {
-        t.append(Message::new(vec![b'f'; 64]).with_key(format!("filler-{}", i % 3))).expect("fill");
+        t.append(Message::new(vec![b'f'; 64]).with_key(format!("filler-{}", i % 3)))
+            .expect("fill");
     }
     t.compact().expect("compact");
     let p = t.partition(0).expect("p");
     let records = p.read(0, usize::MAX).expect("read");
-    assert!(!records.iter().any(|r| r.value.as_deref() == Some(&b"cedula 0912345678"[..])), "erased data remains");
-    assert!(records.iter().any(|r| r.offset == tomb && r.is_tombstone()), "tombstone kept during grace");
-    assert!(records.iter().any(|r| r.key.as_deref() == Some(&b"person-2"[..])));
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.value.as_deref() == Some(&b"cedula 0912345678"[..])),
+        "erased data remains"
+    );
+    assert!(
+        records.iter().any(|r| r.offset == tomb && r.is_tombstone()),
+        "tombstone kept during grace"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.key.as_deref() == Some(&b"person-2"[..]))
+    );
     clock.advance(Duration::from_secs(2 * 3600));
     t.compact().expect("compact");
     let records = p.read(0, usize::MAX).expect("read");
-    assert!(!records.iter().any(|r| r.key.as_deref() == Some(&b"person-1"[..])), "tombstone outlived grace");
-    assert!(records.iter().any(|r| r.key.as_deref() == Some(&b"person-2"[..])));
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.key.as_deref() == Some(&b"person-1"[..])),
+        "tombstone outlived grace"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.key.as_deref() == Some(&b"person-2"[..]))
+    );
 }
 
 #[test]
@@ -94,7 +137,8 @@ fn delete_topics_are_not_compacted() {
         .create_topic("t", config().with_cleanup(Cleanup::Delete))
         .expect("create");
     for _ in 0..200 {
-        t.append(Message::new(vec![1u8; 64]).with_key("same")).expect("append");
+        t.append(Message::new(vec![1u8; 64]).with_key("same"))
+            .expect("append");
     }
     assert_eq!(t.compact().expect("compact"), 0);
     assert_eq!(t.read(0, 0, usize::MAX).expect("read").len(), 200);

@@ -5,7 +5,10 @@ mod common;
 use quipu::{Durability, LogError, Message, Quipu, TopicConfig};
 
 fn open(dir: &std::path::Path) -> Quipu {
-    Quipu::builder(dir).log_config(common::test_config()).open().expect("open")
+    Quipu::builder(dir)
+        .log_config(common::test_config())
+        .open()
+        .expect("open")
 }
 
 #[test]
@@ -15,10 +18,16 @@ fn commits_are_durable_and_lag_is_reported() {
         let db = open(dir.path());
         let t = db
             .log()
-            .create_topic("orders", TopicConfig::default().with_partitions(3).with_durability(Durability::Never))
+            .create_topic(
+                "orders",
+                TopicConfig::default()
+                    .with_partitions(3)
+                    .with_durability(Durability::Never),
+            )
             .expect("create");
         for i in 0..30 {
-            t.append(Message::new(format!("order-{i}")).with_key(format!("buyer-{i}"))).expect("append");
+            t.append(Message::new(format!("order-{i}")).with_key(format!("buyer-{i}")))
+                .expect("append");
         }
         let g = db.log().consumer_group("billing").expect("group");
         let lag: u64 = g.lag("orders").expect("lag").iter().map(|l| l.lag).sum();
@@ -29,7 +38,10 @@ fn commits_are_durable_and_lag_is_reported() {
         let lag: u64 = g.lag("orders").expect("lag").iter().map(|l| l.lag).sum();
         assert_eq!(lag, 30 - batch.len() as u64);
         // Same name, same handle.
-        assert!(std::sync::Arc::ptr_eq(&g, &db.log().consumer_group("billing").expect("again")));
+        assert!(std::sync::Arc::ptr_eq(
+            &g,
+            &db.log().consumer_group("billing").expect("again")
+        ));
     }
     let db = open(dir.path());
     let g = db.log().consumer_group("billing").expect("group");
@@ -57,13 +69,28 @@ fn commits_are_durable_and_lag_is_reported() {
 fn invalid_commits_are_refused_and_change_nothing() {
     let dir = common::tempdir();
     let db = open(dir.path());
-    let t = db.log().create_topic("t", TopicConfig::default()).expect("create");
+    let t = db
+        .log()
+        .create_topic("t", TopicConfig::default())
+        .expect("create");
     t.append(Message::new("a")).expect("append");
     let g = db.log().consumer_group("g").expect("group");
     g.commit("t", 0, 1).expect("commit");
-    assert!(matches!(g.commit("t", 0, 5), Err(LogError::OffsetOutOfRange { .. })));
-    assert!(matches!(g.commit("nope", 0, 0), Err(LogError::TopicNotFound(_))));
-    assert!(matches!(g.commit("t", 3, 0), Err(LogError::PartitionNotFound { .. })));
+    assert!(matches!(
+        g.commit("t", 0, 5),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert!(matches!(
+        g.commit("nope", 0, 0),
+        Err(LogError::TopicNotFound(_))
+    ));
+    assert!(matches!(
+        g.commit("t", 3, 0),
+        Err(LogError::PartitionNotFound { .. })
+    ));
     assert_eq!(g.committed("t", 0), Some(1));
-    assert!(matches!(db.log().consumer_group("bad/name"), Err(LogError::InvalidTopicName { .. })));
+    assert!(matches!(
+        db.log().consumer_group("bad/name"),
+        Err(LogError::InvalidTopicName { .. })
+    ));
 }

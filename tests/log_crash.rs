@@ -42,7 +42,10 @@ fn crash_child_main() {
     let Ok(dir) = std::env::var("QUIPU_CRASH_CHILD") else {
         return;
     };
-    let round: u32 = std::env::var("QUIPU_CRASH_ROUND").expect("round").parse().expect("number");
+    let round: u32 = std::env::var("QUIPU_CRASH_ROUND")
+        .expect("round")
+        .parse()
+        .expect("number");
     let db = Quipu::open(&dir).expect("child open");
     let topic = db.log().topic(TOPIC).expect("topic");
     let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
@@ -58,7 +61,8 @@ fn crash_child_main() {
                         .expect("append");
                     assert!(r.synced);
                     let mut o = out.lock().expect("stdout");
-                    writeln!(o, "ACK {} {} {round} {t} {seq}", r.partition, r.offset).expect("write");
+                    writeln!(o, "ACK {} {} {round} {t} {seq}", r.partition, r.offset)
+                        .expect("write");
                     o.flush().expect("flush");
                 }
             })
@@ -71,7 +75,10 @@ fn crash_child_main() {
 
 #[test]
 fn acknowledged_records_survive_sigkill() {
-    let rounds: u32 = std::env::var("QUIPU_CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let rounds: u32 = std::env::var("QUIPU_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     let dir = common::tempdir();
     {
         let db = Quipu::open(dir.path()).expect("open");
@@ -92,7 +99,12 @@ fn acknowledged_records_survive_sigkill() {
     let mut total_acks = 0;
     for round in 0..rounds {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child_main", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child_main",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("QUIPU_CRASH_CHILD", dir.path())
             .env("QUIPU_CRASH_ROUND", round.to_string())
             .stdout(Stdio::piped())
@@ -114,7 +126,10 @@ fn acknowledged_records_survive_sigkill() {
         });
         std::thread::sleep(Duration::from_millis(rng.gen_range(30..400)));
         let early_exit = child.try_wait().expect("try_wait");
-        assert!(early_exit.is_none(), "child exited on its own in round {round}: {early_exit:?}");
+        assert!(
+            early_exit.is_none(),
+            "child exited on its own in round {round}: {early_exit:?}"
+        );
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         reader.join().expect("reader");
@@ -126,12 +141,18 @@ fn acknowledged_records_survive_sigkill() {
             let n = |i: usize| f[i].parse::<u64>().expect("number");
             let key = (n(1) as u32, n(2));
             let id = (n(3) as u32, n(4) as u32, n(5));
-            assert!(acked.insert(key, id).is_none(), "offset {key:?} acknowledged twice");
+            assert!(
+                acked.insert(key, id).is_none(),
+                "offset {key:?} acknowledged twice"
+            );
             total_acks += 1;
         }
         verify(dir.path(), &acked, round);
     }
-    assert!(total_acks > u64::from(rounds), "the child acknowledged too little to test anything");
+    assert!(
+        total_acks > u64::from(rounds),
+        "the child acknowledged too little to test anything"
+    );
 }
 
 fn verify(dir: &std::path::Path, acked: &BTreeMap<(u32, u64), (u32, u32, u64)>, round: u32) {
@@ -146,11 +167,19 @@ fn verify(dir: &std::path::Path, acked: &BTreeMap<(u32, u64), (u32, u32, u64)>, 
         let mut last_seq: HashMap<(u32, u32), u64> = HashMap::new();
         for r in &records {
             let v = r.value.as_deref().expect("no tombstones written");
-            let id = parse(v).unwrap_or_else(|| panic!("round {round}: record never written: {v:?}"));
-            assert_eq!(v, value(id.0, id.1, id.2).as_slice(), "round {round}: bytes differ");
+            let id =
+                parse(v).unwrap_or_else(|| panic!("round {round}: record never written: {v:?}"));
+            assert_eq!(
+                v,
+                value(id.0, id.1, id.2).as_slice(),
+                "round {round}: bytes differ"
+            );
             // Each writer thread's records keep their order.
             if let Some(prev) = last_seq.insert((id.0, id.1), id.2) {
-                assert!(prev < id.2, "round {round}: thread order broken in partition {p}");
+                assert!(
+                    prev < id.2,
+                    "round {round}: thread order broken in partition {p}"
+                );
             }
             if let Some(expected) = acked.get(&(p, r.offset)) {
                 assert_eq!(*expected, id, "round {round}: acknowledged record changed");
@@ -158,7 +187,10 @@ fn verify(dir: &std::path::Path, acked: &BTreeMap<(u32, u64), (u32, u32, u64)>, 
         }
         let end = records.len() as u64;
         for (&(ap, off), id) in acked.range((p, 0)..(p + 1, 0)) {
-            assert!(off < end, "round {round}: acknowledged {ap}/{off} {id:?} lost (end {end})");
+            assert!(
+                off < end,
+                "round {round}: acknowledged {ap}/{off} {id:?} lost (end {end})"
+            );
         }
     }
 }

@@ -24,10 +24,14 @@ fn failed_fsync_poisons_and_fails_every_waiter() {
     let db = open(dir.path(), &storage);
     let t = db
         .log()
-        .create_topic("t", TopicConfig::default().with_durability(Durability::Always))
+        .create_topic(
+            "t",
+            TopicConfig::default().with_durability(Durability::Always),
+        )
         .expect("create");
     for i in 0..5 {
-        t.append(Message::new(format!("ok-{i}"))).expect("healthy append");
+        t.append(Message::new(format!("ok-{i}")))
+            .expect("healthy append");
     }
     storage.faults.sync_delay_ms.store(50, Ordering::SeqCst);
     storage.faults.fail_sync.store(true, Ordering::SeqCst);
@@ -38,10 +42,16 @@ fn failed_fsync_poisons_and_fails_every_waiter() {
                 s.spawn(move || t.append(Message::new(format!("doomed-{i}"))))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
     for r in &results {
-        assert!(matches!(r, Err(LogError::Poisoned { .. })), "waiter got {r:?}");
+        assert!(
+            matches!(r, Err(LogError::Poisoned { .. })),
+            "waiter got {r:?}"
+        );
     }
     // Later writes are refused too, with the cause.
     match t.append(Message::new("later")) {
@@ -58,11 +68,17 @@ fn failed_fsync_poisons_and_fails_every_waiter() {
     storage.faults.sync_delay_ms.store(0, Ordering::SeqCst);
     let db = open(dir.path(), &storage);
     let t = db.log().topic("t").expect("t");
-    let values: Vec<_> = t.read(0, 0, 100).expect("read").into_iter().map(|r| r.value).collect();
+    let values: Vec<_> = t
+        .read(0, 0, 100)
+        .expect("read")
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
     for (i, v) in values.iter().take(5).enumerate() {
         assert_eq!(v.as_deref(), Some(format!("ok-{i}").as_bytes()));
     }
-    t.append(Message::new("healthy again")).expect("append after reopen");
+    t.append(Message::new("healthy again"))
+        .expect("append after reopen");
 }
 
 #[test]
@@ -72,16 +88,25 @@ fn async_waiters_get_the_fsync_error_too() {
     let db = open(dir.path(), &storage);
     let t = db
         .log()
-        .create_topic("t", TopicConfig::default().with_durability(Durability::Always))
+        .create_topic(
+            "t",
+            TopicConfig::default().with_durability(Durability::Always),
+        )
         .expect("create");
     storage.faults.sync_delay_ms.store(30, Ordering::SeqCst);
     storage.faults.fail_sync.store(true, Ordering::SeqCst);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
     let results = rt.block_on(async {
         let mut tasks = Vec::new();
         for i in 0..32 {
             let t = Arc::clone(&t);
-            tasks.push(tokio::spawn(async move { t.append_async(Message::new(format!("a{i}"))).await }));
+            tasks.push(tokio::spawn(async move {
+                t.append_async(Message::new(format!("a{i}"))).await
+            }));
         }
         let mut out = Vec::new();
         for task in tasks {
@@ -89,7 +114,11 @@ fn async_waiters_get_the_fsync_error_too() {
         }
         out
     });
-    assert!(results.iter().all(|r| matches!(r, Err(LogError::Poisoned { .. }))));
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(LogError::Poisoned { .. })))
+    );
 }
 
 #[test]
@@ -99,7 +128,10 @@ fn full_disk_is_a_typed_error_and_loses_nothing_acknowledged() {
     let db = open(dir.path(), &storage);
     let t = db
         .log()
-        .create_topic("t", TopicConfig::default().with_durability(Durability::Always))
+        .create_topic(
+            "t",
+            TopicConfig::default().with_durability(Durability::Always),
+        )
         .expect("create");
     storage.faults.write_budget.store(2000, Ordering::SeqCst);
     let mut acked = Vec::new();
@@ -111,7 +143,10 @@ fn full_disk_is_a_typed_error_and_loses_nothing_acknowledged() {
         assert!(acked.len() < 100, "the disk never filled");
     };
     assert!(matches!(err, LogError::StorageFull { .. }), "got {err:?}");
-    assert!(matches!(t.append(Message::new("more")), Err(LogError::StorageFull { .. })));
+    assert!(matches!(
+        t.append(Message::new("more")),
+        Err(LogError::StorageFull { .. })
+    ));
     assert!(!acked.is_empty());
     drop(t);
     drop(db);
@@ -121,8 +156,14 @@ fn full_disk_is_a_typed_error_and_loses_nothing_acknowledged() {
     let t = db.log().topic("t").expect("t");
     let records = t.read(0, 0, 1000).expect("read");
     assert_eq!(records.len(), acked.len());
-    assert!(records.iter().all(|r| r.value.as_deref() == Some(&[b'x'; 150][..])));
-    let r = t.append(Message::new("after")).expect("append after space is freed");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.value.as_deref() == Some(&[b'x'; 150][..]))
+    );
+    let r = t
+        .append(Message::new("after"))
+        .expect("append after space is freed");
     assert_eq!(r.offset, acked.len() as u64);
 }
 
@@ -137,7 +178,10 @@ fn full_disk_with_buffered_durability_fails_the_append_that_hits_it() {
         .expect("open");
     let t = db
         .log()
-        .create_topic("t", TopicConfig::default().with_durability(Durability::Never))
+        .create_topic(
+            "t",
+            TopicConfig::default().with_durability(Durability::Never),
+        )
         .expect("create");
     storage.faults.write_budget.store(3000, Ordering::SeqCst);
     let mut failed = None;

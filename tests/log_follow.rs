@@ -22,7 +22,8 @@ fn read_by_timestamp_finds_the_first_record_at_or_after() {
         )
         .expect("create");
     for i in 0..500u64 {
-        t.append(Message::new(vec![0u8; 40]).with_timestamp(1_000 + i * 10)).expect("append");
+        t.append(Message::new(vec![0u8; 40]).with_timestamp(1_000 + i * 10))
+            .expect("append");
     }
     let p = t.partition(0).expect("p");
     assert!(p.segment_count() > 2);
@@ -42,13 +43,23 @@ fn read_by_timestamp_finds_the_first_record_at_or_after() {
 #[test]
 fn blocking_follower_wakes_on_append() {
     let dir = common::tempdir();
-    let db = quipu::Quipu::builder(dir.path()).log_config(common::test_config()).open().expect("open");
+    let db = quipu::Quipu::builder(dir.path())
+        .log_config(common::test_config())
+        .open()
+        .expect("open");
     let t = db
         .log()
-        .create_topic("t", TopicConfig::default().with_durability(Durability::Always))
+        .create_topic(
+            "t",
+            TopicConfig::default().with_durability(Durability::Always),
+        )
         .expect("create");
     let mut tail = t.follow(0, 0, 10).expect("follow");
-    assert!(tail.next_blocking(Duration::from_millis(20)).expect("timeout").is_empty());
+    assert!(
+        tail.next_blocking(Duration::from_millis(20))
+            .expect("timeout")
+            .is_empty()
+    );
     let writer = {
         let t = std::sync::Arc::clone(&t);
         std::thread::spawn(move || {
@@ -72,10 +83,16 @@ fn blocking_follower_wakes_on_append() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_follower_wakes_on_append_and_on_close() {
     let dir = common::tempdir();
-    let db = quipu::Quipu::builder(dir.path()).log_config(common::test_config()).open().expect("open");
+    let db = quipu::Quipu::builder(dir.path())
+        .log_config(common::test_config())
+        .open()
+        .expect("open");
     let t = db
         .log()
-        .create_topic("t", TopicConfig::default().with_durability(Durability::Never))
+        .create_topic(
+            "t",
+            TopicConfig::default().with_durability(Durability::Never),
+        )
         .expect("create");
     let mut tail = t.follow(0, 0, 100).expect("follow");
     let reader = tokio::spawn(async move {
@@ -89,7 +106,9 @@ async fn async_follower_wakes_on_append_and_on_close() {
         }
     });
     for i in 0..50 {
-        t.append_async(Message::new(format!("e{i}"))).await.expect("append");
+        t.append_async(Message::new(format!("e{i}")))
+            .await
+            .expect("append");
         if i % 10 == 0 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -101,15 +120,24 @@ async fn async_follower_wakes_on_append_and_on_close() {
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     db.log().close();
-    let got = tokio::time::timeout(Duration::from_secs(5), reader).await.expect("reader ends").expect("join");
+    let got = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .expect("reader ends")
+        .expect("join");
     assert_eq!(got, (0..50).collect::<Vec<_>>());
 }
 
 #[test]
 fn always_topics_show_readers_only_synced_records() {
     let dir = common::tempdir();
-    let db = quipu::Quipu::builder(dir.path()).log_config(common::test_config()).open().expect("open");
-    let t = db.log().create_topic("t", TopicConfig::default()).expect("create");
+    let db = quipu::Quipu::builder(dir.path())
+        .log_config(common::test_config())
+        .open()
+        .expect("open");
+    let t = db
+        .log()
+        .create_topic("t", TopicConfig::default())
+        .expect("create");
     let r = t.append(Message::new("a")).expect("append");
     // By the time append returns, the record is synced and therefore visible.
     assert_eq!(t.read(0, r.offset, 10).expect("read").len(), 1);

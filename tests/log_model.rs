@@ -14,8 +14,18 @@ const GRACE_SECS: u64 = 100;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { partition: u32, key: Option<u8>, len: usize, tombstone: bool, batch: usize },
-    Read { partition: u32, from: u64, max: usize },
+    Append {
+        partition: u32,
+        key: Option<u8>,
+        len: usize,
+        tombstone: bool,
+        batch: usize,
+    },
+    Read {
+        partition: u32,
+        from: u64,
+        max: usize,
+    },
     Reopen,
     Retention,
     Compact,
@@ -36,16 +46,21 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Key, value (None for a tombstone) and timestamp of a record in the model.
+type Entry = (Option<Vec<u8>>, Option<Vec<u8>>, u64);
+
 /// What a partition must hold: offset → record, plus the first offset still held.
 #[derive(Debug, Default)]
 struct ModelPartition {
-    records: BTreeMap<u64, (Option<Vec<u8>>, Option<Vec<u8>>, u64)>,
+    records: BTreeMap<u64, Entry>,
     start: u64,
     end: u64,
 }
 
 fn value(offset_hint: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (offset_hint as usize * 31 + i) as u8).collect()
+    (0..len)
+        .map(|i| (offset_hint as usize * 31 + i) as u8)
+        .collect()
 }
 
 fn open(dir: &std::path::Path, clock: &ManualClock) -> Quipu {
@@ -76,11 +91,19 @@ fn run(ops: Vec<Op>, cleanup: Cleanup) {
         .with_tombstone_grace(Duration::from_secs(GRACE_SECS));
     let mut db = open(dir.path(), &clock);
     db.log().create_topic("m", config).expect("create");
-    let mut model: HashMap<u32, ModelPartition> = (0..PARTITIONS).map(|p| (p, ModelPartition::default())).collect();
+    let mut model: HashMap<u32, ModelPartition> = (0..PARTITIONS)
+        .map(|p| (p, ModelPartition::default()))
+        .collect();
     for op in ops {
         let topic = db.log().topic("m").expect("topic");
         match op {
-            Op::Append { partition, key, len, tombstone, batch } => {
+            Op::Append {
+                partition,
+                key,
+                len,
+                tombstone,
+                batch,
+            } => {
                 let m = model.get_mut(&partition).expect("p");
                 let msgs: Vec<Message> = (0..batch)
                     .map(|i| {
@@ -106,11 +129,20 @@ fn run(ops: Vec<Op>, cleanup: Cleanup) {
                 }
                 m.end += msgs.len() as u64;
             }
-            Op::Read { partition, from, max } => {
+            Op::Read {
+                partition,
+                from,
+                max,
+            } => {
                 let m = &model[&partition];
                 let got = topic.read(partition, from, max);
                 if from < m.start || from > m.end {
-                    assert!(got.is_err(), "read({from}) outside [{}, {}] succeeded", m.start, m.end);
+                    assert!(
+                        got.is_err(),
+                        "read({from}) outside [{}, {}] succeeded",
+                        m.start,
+                        m.end
+                    );
                 } else {
                     check_read(m, from, max, &got.expect("read"));
                 }
@@ -126,10 +158,17 @@ fn run(ops: Vec<Op>, cleanup: Cleanup) {
                     let part = topic.partition(p).expect("p");
                     let m = model.get_mut(&p).expect("p");
                     let start = part.start_offset();
-                    assert!(start >= m.start && start <= m.end, "start moved outside the log");
+                    assert!(
+                        start >= m.start && start <= m.end,
+                        "start moved outside the log"
+                    );
                     m.records = m.records.split_off(&start);
                     m.start = start;
-                    assert!(part.size_bytes() <= 12 * 1024 + 4096 + 1024, "retention left {}", part.size_bytes());
+                    assert!(
+                        part.size_bytes() <= 12 * 1024 + 4096 + 1024,
+                        "retention left {}",
+                        part.size_bytes()
+                    );
                 }
             }
             Op::Compact => {
@@ -149,10 +188,15 @@ fn run(ops: Vec<Op>, cleanup: Cleanup) {
                     for (off, (k, v, ts)) in &m.records {
                         let must_stay = match k {
                             None => true,
-                            Some(k) => latest[k] == *off && !(v.is_none() && now - ts >= GRACE_SECS * 1000),
+                            Some(k) => {
+                                latest[k] == *off && !(v.is_none() && now - ts >= GRACE_SECS * 1000)
+                            }
                         };
                         if must_stay {
-                            assert!(kept.contains_key(off), "compaction removed needed offset {off}");
+                            assert!(
+                                kept.contains_key(off),
+                                "compaction removed needed offset {off}"
+                            );
                         }
                     }
                     for r in &got {
@@ -176,7 +220,12 @@ fn run(ops: Vec<Op>, cleanup: Cleanup) {
     for p in 0..PARTITIONS {
         let m = &model[&p];
         assert_eq!(topic.partition(p).expect("p").end_offset(), m.end);
-        check_read(m, m.start, usize::MAX, &topic.read(p, m.start, usize::MAX).expect("read"));
+        check_read(
+            m,
+            m.start,
+            usize::MAX,
+            &topic.read(p, m.start, usize::MAX).expect("read"),
+        );
     }
 }
 

@@ -10,10 +10,15 @@ fn valid_segment() -> Vec<u8> {
         let db = quipu::Quipu::open(dir.path()).expect("open");
         let t = db
             .log()
-            .create_topic("t", quipu::TopicConfig::default().with_durability(quipu::Durability::Never))
+            .create_topic(
+                "t",
+                quipu::TopicConfig::default().with_durability(quipu::Durability::Never),
+            )
             .expect("create");
         for i in 0..6 {
-            let m = quipu::Message::new(vec![i as u8; 20 + i * 7]).with_key(format!("k{i}")).with_header("h", "v");
+            let m = quipu::Message::new(vec![i as u8; 20 + i * 7])
+                .with_key(format!("k{i}"))
+                .with_header("h", "v");
             t.append(m).expect("append");
         }
     }

@@ -29,20 +29,38 @@ fn retention_by_size_keeps_the_budget() {
     let deleted = t.enforce_retention().expect("retention");
     assert!(deleted > 0);
     assert_eq!(p.segment_count(), before - deleted);
-    assert!(p.size_bytes() <= 16 * 1024, "size {} over budget", p.size_bytes());
+    assert!(
+        p.size_bytes() <= 16 * 1024,
+        "size {} over budget",
+        p.size_bytes()
+    );
     let start = p.start_offset();
     assert!(start > 0);
     // Everything from the new start on is intact; before it is out of range.
     let records = p.read(start, usize::MAX).expect("read");
     assert_eq!(records.len() as u64, 1000 - start);
-    assert_eq!(records[0].value.as_deref(), Some(format!("{start:0100}").as_bytes()));
-    assert!(matches!(p.read(0, 1), Err(LogError::OffsetOutOfRange { .. })));
+    assert_eq!(
+        records[0].value.as_deref(),
+        Some(format!("{start:0100}").as_bytes())
+    );
+    assert!(matches!(
+        p.read(0, 1),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     assert_eq!(db.log().stats().segments_deleted, deleted as u64);
     // The deletion is durable.
     drop(t);
     drop(db);
     let db = common::open_manual(dir.path(), &clock);
-    assert_eq!(db.log().topic("t").expect("t").partition(0).expect("p").start_offset(), start);
+    assert_eq!(
+        db.log()
+            .topic("t")
+            .expect("t")
+            .partition(0)
+            .expect("p")
+            .start_offset(),
+        start
+    );
 }
 
 #[test]
@@ -82,7 +100,9 @@ fn retention_by_age_uses_the_clock_and_seals_idle_segments() {
 fn background_maintenance_runs_retention() {
     let dir = common::tempdir();
     let db = quipu::Quipu::builder(dir.path())
-        .log_config(common::test_config().with_maintenance_interval(Some(Duration::from_millis(20))))
+        .log_config(
+            common::test_config().with_maintenance_interval(Some(Duration::from_millis(20))),
+        )
         .open()
         .expect("open");
     let t = db
@@ -101,7 +121,10 @@ fn background_maintenance_runs_retention() {
     let p = t.partition(0).expect("p");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while p.start_offset() == 0 {
-        assert!(std::time::Instant::now() < deadline, "maintenance never ran");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "maintenance never ran"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -10,21 +10,34 @@ use quipu::{Durability, LogError, Message, Quipu, RecoveryMode, TopicConfig};
 
 fn setup(n: u64) -> (tempfile::TempDir, Vec<u64>) {
     let dir = common::tempdir();
-    let db = Quipu::builder(dir.path()).log_config(common::test_config()).open().expect("open");
+    let db = Quipu::builder(dir.path())
+        .log_config(common::test_config())
+        .open()
+        .expect("open");
     let t = db
         .log()
-        .create_topic("t", TopicConfig::default().with_durability(Durability::Always))
+        .create_topic(
+            "t",
+            TopicConfig::default().with_durability(Durability::Always),
+        )
         .expect("create");
     let mut sizes = Vec::new();
     for i in 0..n {
-        t.append(Message::new(format!("record-{i}"))).expect("append");
-        sizes.push(std::fs::metadata(common::last_segment(dir.path(), "t", 0)).expect("meta").len());
+        t.append(Message::new(format!("record-{i}")))
+            .expect("append");
+        sizes.push(
+            std::fs::metadata(common::last_segment(dir.path(), "t", 0))
+                .expect("meta")
+                .len(),
+        );
     }
     (dir, sizes)
 }
 
 fn reopen(dir: &std::path::Path, mode: RecoveryMode) -> Result<Quipu, quipu::Error> {
-    Quipu::builder(dir).log_config(common::test_config().with_recovery(mode)).open()
+    Quipu::builder(dir)
+        .log_config(common::test_config().with_recovery(mode))
+        .open()
 }
 
 fn values(db: &Quipu) -> Vec<String> {
@@ -42,7 +55,12 @@ fn cut_tail_is_truncated_and_appends_continue() {
     let seg = common::last_segment(dir.path(), "t", 0);
     // Cut in the middle of the last batch.
     let cut = sizes[8] + (sizes[9] - sizes[8]) / 2;
-    OpenOptions::new().write(true).open(&seg).expect("open").set_len(cut).expect("cut");
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .expect("open")
+        .set_len(cut)
+        .expect("cut");
     let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
     assert_eq!(values(&db).len(), 9);
     assert_eq!(std::fs::metadata(&seg).expect("meta").len(), sizes[8]);
@@ -67,8 +85,16 @@ fn garbled_tail_is_truncated() {
     f.write_all(b"\xff\xff\xff").expect("garble");
     drop(f);
     let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
-    assert_eq!(values(&db), vec!["record-0", "record-1", "record-2", "record-3"]);
-    let r = db.log().topic("t").expect("t").append(Message::new("x")).expect("append");
+    assert_eq!(
+        values(&db),
+        vec!["record-0", "record-1", "record-2", "record-3"]
+    );
+    let r = db
+        .log()
+        .topic("t")
+        .expect("t")
+        .append(Message::new("x"))
+        .expect("append");
     assert_eq!(r.offset, 4);
 }
 
@@ -94,11 +120,16 @@ fn corruption_in_the_middle_is_reported_not_truncated() {
     f.write_all(b"XX").expect("garble");
     drop(f);
     match reopen(dir.path(), RecoveryMode::TolerateCorruptTail) {
-        Err(quipu::Error::Log(LogError::Corrupt { position, .. })) => assert_eq!(position, sizes[3]),
+        Err(quipu::Error::Log(LogError::Corrupt { position, .. })) => {
+            assert_eq!(position, sizes[3])
+        }
         other => panic!("expected Corrupt, got {other:?}"),
     }
     // Nothing was cut: the operator still has every byte.
-    assert_eq!(std::fs::metadata(&seg).expect("meta").len(), before.len() as u64);
+    assert_eq!(
+        std::fs::metadata(&seg).expect("meta").len(),
+        before.len() as u64
+    );
     // The operator may choose to truncate at the damage.
     let db = reopen(dir.path(), RecoveryMode::TruncateAtFirstCorruption).expect("truncating open");
     assert_eq!(values(&db).len(), 4);
@@ -108,26 +139,38 @@ fn corruption_in_the_middle_is_reported_not_truncated() {
 fn strict_mode_refuses_even_a_torn_tail() {
     let (dir, sizes) = setup(3);
     let seg = common::last_segment(dir.path(), "t", 0);
-    OpenOptions::new().write(true).open(&seg).expect("open").set_len(sizes[2] - 1).expect("cut");
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .expect("open")
+        .set_len(sizes[2] - 1)
+        .expect("cut");
     assert!(matches!(
         reopen(dir.path(), RecoveryMode::Strict),
         Err(quipu::Error::Log(LogError::Corrupt { .. }))
     ));
-    assert_eq!(values(&reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("open")).len(), 2);
+    assert_eq!(
+        values(&reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("open")).len(),
+        2
+    );
 }
 
 #[test]
 fn lost_or_garbled_index_is_rebuilt_from_the_log() {
     let dir = common::tempdir();
     {
-        let db = Quipu::builder(dir.path()).log_config(common::test_config()).open().expect("open");
+        let db = Quipu::builder(dir.path())
+            .log_config(common::test_config())
+            .open()
+            .expect("open");
         let cfg = TopicConfig::default()
             .with_durability(Durability::Never)
             .with_segment_bytes(8192)
             .with_index_interval_bytes(256);
         let t = db.log().create_topic("t", cfg).expect("create");
         for i in 0..400 {
-            t.append(Message::new(format!("record-{i:04}"))).expect("append");
+            t.append(Message::new(format!("record-{i:04}")))
+                .expect("append");
         }
     }
     let segs = common::segments(dir.path(), "t", 0);
@@ -140,7 +183,15 @@ fn lost_or_garbled_index_is_rebuilt_from_the_log() {
     for probe in [0u64, 1, 57, 150, 399] {
         let r = t.read(0, probe, 1).expect("read");
         assert_eq!(r[0].offset, probe);
-        assert_eq!(r[0].value.as_deref(), Some(format!("record-{probe:04}").as_bytes()));
+        assert_eq!(
+            r[0].value.as_deref(),
+            Some(format!("record-{probe:04}").as_bytes())
+        );
     }
-    assert!(std::fs::metadata(segs[0].with_extension("idx")).expect("idx rebuilt").len() > 0);
+    assert!(
+        std::fs::metadata(segs[0].with_extension("idx"))
+            .expect("idx rebuilt")
+            .len()
+            > 0
+    );
 }

@@ -133,11 +133,7 @@ fn for_each_batch(
     })
     .map_err(|e| LogError::io(&seg.log_path, e))?;
     if let Some((position, e)) = failure.or(end.bad) {
-        return Err(LogError::Corrupt {
-            path: seg.log_path.clone(),
-            position,
-            reason: format!("{e:?}"),
-        });
+        return Err(segment::decode_failure(&seg.log_path, position, &e));
     }
     Ok(())
 }
@@ -160,10 +156,10 @@ fn rewrite(
         }
         let pos = out.len() as u64;
         record::encode_kept(&mut out, h, &kept);
-        if let Ok(new_header) = record::decode_header(&out[pos as usize..]) {
-            if let Some(e) = builder.observe(pos, &new_header) {
-                entries.push(e);
-            }
+        if let Ok(new_header) = record::decode_header(&out[pos as usize..])
+            && let Some(e) = builder.observe(pos, &new_header)
+        {
+            entries.push(e);
         }
     })?;
     if removed == 0 {

@@ -38,7 +38,8 @@ use crate::metrics::{LogMetrics, LogStats};
 
 /// The newest on-disk layout of the log directory this build reads.
 const LOG_FORMAT: u32 = 1;
-const FORMAT_FILE: &str = "FORMAT";
+// Starts with "__", which topic names may not: no topic can collide with it.
+const FORMAT_FILE: &str = "__format";
 const TOPIC_META: &str = "topic.meta";
 const GROUPS_DIR: &str = "__groups";
 

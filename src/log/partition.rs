@@ -315,15 +315,15 @@ impl Partition {
         let now = core.ctx.clock.now_millis();
         let mut st = core.state.lock();
         check_writable(core, &st)?;
-        if let Some(stamp) = producer {
-            if let Admission::Duplicate { base_offset } = st.producers.admit(stamp, count)? {
-                core.ctx.metrics.duplicates(1);
-                return Ok(Pending {
-                    base: base_offset,
-                    end: base_offset + u64::from(count),
-                    duplicate: true,
-                });
-            }
+        if let Some(stamp) = producer
+            && let Admission::Duplicate { base_offset } = st.producers.admit(stamp, count)?
+        {
+            core.ctx.metrics.duplicates(1);
+            return Ok(Pending {
+                base: base_offset,
+                end: base_offset + u64::from(count),
+                duplicate: true,
+            });
         }
         let aged = st.active_since.is_some_and(|since| {
             now.saturating_sub(since) >= crate::clock::millis(core.config.segment_age)
@@ -473,7 +473,8 @@ fn file_path(st: &State) -> PathBuf {
 /// caller that hit it, keeping "storage full" recognisable.
 pub(crate) fn poison(core: &Core, st: &mut State, e: &std::io::Error, path: &Path) -> LogError {
     let err = LogError::io(path, std::io::Error::new(e.kind(), e.to_string()));
-    st.poisoned.get_or_insert_with(|| (e.kind(), err.to_string()));
+    st.poisoned
+        .get_or_insert_with(|| (e.kind(), err.to_string()));
     core.changed.notify_all();
     core.progress.send_modify(|g| *g += 1);
     err

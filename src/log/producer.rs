@@ -53,12 +53,12 @@ impl ProducerTable {
         if stamp.sequence == entry.next_sequence {
             return Ok(Admission::New);
         }
-        if let Some(mark) = entry.recent.iter().find(|m| m.sequence == stamp.sequence) {
-            if mark.count == count {
-                return Ok(Admission::Duplicate {
-                    base_offset: mark.base_offset,
-                });
-            }
+        if let Some(mark) = entry.recent.iter().find(|m| m.sequence == stamp.sequence)
+            && mark.count == count
+        {
+            return Ok(Admission::Duplicate {
+                base_offset: mark.base_offset,
+            });
         }
         // Sequences are compared on the wrapping u32 circle: "ahead" is less than half a turn.
         if stamp.sequence.wrapping_sub(entry.next_sequence) < u32::MAX / 2 {

@@ -32,11 +32,7 @@ fn snapshot(core: &Core, offset: u64) -> Result<(Vec<Arc<Segment>>, u64), LogErr
 }
 
 fn corrupt(seg: &Segment, pos: u64, e: &record::DecodeError) -> LogError {
-    LogError::Corrupt {
-        path: seg.log_path.clone(),
-        position: pos,
-        reason: format!("{e:?}"),
-    }
+    segment::decode_failure(&seg.log_path, pos, e)
 }
 
 /// Reads up to `max` records at or after `offset`; also returns the visible end it read to.

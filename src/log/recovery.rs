@@ -10,7 +10,7 @@ use super::Context;
 use super::index::{self, IndexEntry};
 use super::partition::{self, Partition};
 use super::producer::ProducerTable;
-use super::record::{DecodeError, FORMAT_VERSION, NO_PRODUCER, ProducerStamp};
+use super::record::{DecodeError, NO_PRODUCER, ProducerStamp};
 use super::segment::{self, IndexBuilder, Segment};
 use super::storage::{self, Storage};
 use crate::config::{RecoveryMode, TopicConfig};
@@ -64,13 +64,28 @@ pub(crate) fn open_partition(
     }
     let mode = ctx.config.recovery;
     let mut segments = Vec::with_capacity(bases.len());
+    let mut truncated = 0;
     for pair in bases.windows(2) {
-        segments.push(Arc::new(open_sealed(
-            storage, &dir, pair[0], pair[1], &config, mode,
-        )?));
+        let seg = open_sealed(
+            &mut truncated,
+            storage,
+            &dir,
+            pair[0],
+            pair[1],
+            &config,
+            mode,
+        )?;
+        segments.push(Arc::new(seg));
     }
+    ctx.metrics.truncated_bytes(truncated);
     let last = bases[bases.len() - 1];
-    let active = recover_active(&dir, last, &config, &ctx)?;
+    let producers = match super::meta::read(storage, &partition::producers_path(&dir, last)) {
+        Ok(table) => table.unwrap_or_default(),
+        // A damaged snapshot is rebuilt from the batches themselves.
+        Err(LogError::Corrupt { .. }) => rebuild_producers(&segments)?,
+        Err(e) => return Err(e),
+    };
+    let active = recover_active(&dir, last, &config, &ctx, producers)?;
     segments.push(Arc::new(active.segment));
     let start = segments[0].base_offset;
     let st = partition::state(
@@ -86,23 +101,9 @@ pub(crate) fn open_partition(
     )))
 }
 
-fn corrupt(path: &Path, position: u64, e: &DecodeError) -> LogError {
-    match e {
-        DecodeError::NewerVersion(v) => LogError::UnsupportedFormat {
-            path: path.to_owned(),
-            found: u32::from(*v),
-            supported: u32::from(FORMAT_VERSION),
-        },
-        other => LogError::Corrupt {
-            path: path.to_owned(),
-            position,
-            reason: format!("{other:?}"),
-        },
-    }
-}
-
 /// A sealed segment was fsynced when it was rolled: any bad byte in it is damage.
 fn open_sealed(
+    truncated: &mut u64,
     storage: &dyn Storage,
     dir: &Path,
     base: u64,
@@ -140,10 +141,10 @@ fn open_sealed(
     let mut max_ts = entries.last().map_or(0, |e| e.max_timestamp);
     let end = segment::scan(file.as_ref(), from, len, |pos, h, _| {
         max_ts = max_ts.max(h.max_timestamp);
-        if let Some(e) = builder.observe(pos, h) {
-            if entries.last().is_none_or(|l| l.position < e.position) {
-                entries.push(e);
-            }
+        if let Some(e) = builder.observe(pos, h)
+            && entries.last().is_none_or(|l| l.position < e.position)
+        {
+            entries.push(e);
         }
         ControlFlow::Continue(())
     })
@@ -152,10 +153,11 @@ fn open_sealed(
         if mode != RecoveryMode::TruncateAtFirstCorruption
             || matches!(e, DecodeError::NewerVersion(_))
         {
-            return Err(corrupt(&log_path, pos, &e));
+            return Err(segment::decode_failure(&log_path, pos, &e));
         }
         file.truncate(pos).map_err(|e| LogError::io(&log_path, e))?;
         file.sync_data().map_err(|e| LogError::io(&log_path, e))?;
+        *truncated += len - pos;
     }
     drop(file);
     let segment = Segment::open(
@@ -189,17 +191,13 @@ fn recover_active(
     base: u64,
     config: &TopicConfig,
     ctx: &Context,
+    mut producers: ProducerTable,
 ) -> Result<Active, LogError> {
     let storage = ctx.storage.as_ref();
     let (log_path, _) = segment::paths(dir, base);
     let err = |e| LogError::io(&log_path, e);
     let file = storage.open(&log_path, false).map_err(err)?;
     let len = file.len().map_err(err)?;
-    let snapshot = partition::producers_path(dir, base);
-    let mut producers: ProducerTable = super::meta::read(storage, &snapshot)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
     let mut builder = IndexBuilder::new(config.index_interval_bytes, 0);
     let mut entries: Vec<IndexEntry> = Vec::new();
     let mut next = base;
@@ -229,9 +227,7 @@ fn recover_active(
     .map_err(err)?;
     let bad = match (gap, end.bad) {
         (Some(pos), _) => {
-            // The batch at `pos` is whole and valid but out of sequence: treat it as damage,
-            // and drop the index entry that `observe` may have made for it.
-            entries.retain(|e| e.position < pos);
+            // The batch at `pos` is whole and valid but out of sequence: treat it as damage.
             Some((pos, DecodeError::Invalid("offset out of sequence")))
         }
         (None, bad) => bad,
@@ -248,7 +244,7 @@ fn recover_active(
             }
         };
         if damage {
-            return Err(corrupt(&log_path, pos, &e));
+            return Err(segment::decode_failure(&log_path, pos, &e));
         }
         valid_end = pos;
         file.truncate(valid_end).map_err(err)?;
@@ -266,4 +262,26 @@ fn recover_active(
         builder,
         producers,
     })
+}
+
+/// Producer state from the batch headers of sealed segments, oldest first.
+fn rebuild_producers(sealed: &[Arc<Segment>]) -> Result<ProducerTable, LogError> {
+    let mut table = ProducerTable::default();
+    for seg in sealed {
+        let end = segment::scan(seg.file.as_ref(), 0, seg.written(), |_, h, _| {
+            if h.producer_id != NO_PRODUCER {
+                let stamp = ProducerStamp {
+                    id: h.producer_id,
+                    sequence: h.base_sequence,
+                };
+                table.record(stamp, h.count, h.base_offset);
+            }
+            ControlFlow::Continue(())
+        })
+        .map_err(|e| LogError::io(&seg.log_path, e))?;
+        if let Some((pos, e)) = end.bad {
+            return Err(segment::decode_failure(&seg.log_path, pos, &e));
+        }
+    }
+    Ok(table)
 }

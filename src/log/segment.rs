@@ -13,6 +13,7 @@ use parking_lot::RwLock;
 use super::index::{self, IndexEntry};
 use super::record::{self, BatchHeader, DecodeError, HEADER_LEN, MAGIC};
 use super::storage::{self, Storage, StorageFile};
+use crate::error::LogError;
 
 /// Bytes read from a segment at a time.
 const CHUNK: usize = 1024 * 1024;
@@ -144,6 +145,23 @@ impl IndexBuilder {
     }
 }
 
+/// The error for bytes that fail to decode at `position` of `path`: a batch from a newer
+/// format is [`LogError::UnsupportedFormat`], anything else [`LogError::Corrupt`].
+pub(crate) fn decode_failure(path: &Path, position: u64, e: &DecodeError) -> LogError {
+    match e {
+        DecodeError::NewerVersion(v) => LogError::UnsupportedFormat {
+            path: path.to_owned(),
+            found: u32::from(*v),
+            supported: u32::from(record::FORMAT_VERSION),
+        },
+        other => LogError::Corrupt {
+            path: path.to_owned(),
+            position,
+            reason: format!("{other:?}"),
+        },
+    }
+}
+
 /// Where a scan stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ScanEnd {
@@ -227,10 +245,11 @@ pub(crate) fn valid_batch_after(
         if buf[i..i + 4] != magic {
             continue;
         }
-        if let Ok(h) = record::decode_header(&buf[i..]) {
-            if h.base_offset >= min_offset && record::verify(&buf[i..], &h).is_ok() {
-                return Ok(Some(from + i as u64));
-            }
+        if let Ok(h) = record::decode_header(&buf[i..])
+            && h.base_offset >= min_offset
+            && record::verify(&buf[i..], &h).is_ok()
+        {
+            return Ok(Some(from + i as u64));
         }
     }
     Ok(None)

@@ -75,7 +75,9 @@ impl StorageFile for FaultyFile {
                 self.faults.write_budget.store(0, Ordering::SeqCst);
                 return Err(io::Error::from(io::ErrorKind::StorageFull));
             }
-            self.faults.write_budget.fetch_sub(data.len() as i64, Ordering::SeqCst);
+            self.faults
+                .write_budget
+                .fetch_sub(data.len() as i64, Ordering::SeqCst);
         }
         self.inner.append(data)
     }
