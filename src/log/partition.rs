@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,9 @@ pub(crate) struct State {
     pub closed: bool,
     sync_requested: bool,
     dirty_since: Option<Instant>,
+    /// Group commit: appends waiting for the next fsync, how many the last fsync covered, and
+    /// how long it took.
+    group: GroupCommit,
 }
 
 impl State {
@@ -77,6 +81,18 @@ impl State {
         self.active().written() + self.buf.len() as u64
     }
 }
+
+/// What the sync thread knows to size its group-commit window.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    pending: u32,
+    last_size: u32,
+    last_fsync: Duration,
+    window_open: bool,
+}
+
+/// The longest the sync thread waits for more appenders before an fsync.
+const MAX_GROUP_WINDOW: Duration = Duration::from_millis(2);
 
 /// Shared by the partition handle, its sync thread and its followers.
 #[derive(Debug)]
@@ -93,6 +109,13 @@ pub(crate) struct Core {
     pub sync_wanted: Condvar,
     /// The async side of `changed`: bumped on every change.
     pub progress: watch::Sender<u64>,
+    /// Mirror of `State::durable`, so that appenders waiting for an fsync wake on their own
+    /// small lock instead of queueing on the state lock.
+    durable: AtomicU64,
+    /// Set once the partition is poisoned or closed: waiters stop waiting and look why.
+    stopped: AtomicBool,
+    durable_lock: Mutex<()>,
+    durable_cv: Condvar,
     /// Serialises retention and compaction.
     pub maintenance: Mutex<()>,
 }
@@ -273,6 +296,8 @@ impl Partition {
                     flush_index(&mut st);
                 }
                 st.closed = true;
+                self.core.stopped.store(true, Ordering::Release);
+                wake_waiters(&self.core);
             }
             self.core.changed.notify_all();
             self.core.sync_wanted.notify_all();
@@ -359,8 +384,11 @@ impl Partition {
         core.ctx.metrics.bytes(u64::from(header.len));
         match core.config.durability {
             Durability::Always => {
+                st.group.pending += 1;
                 if !st.sync_requested {
                     st.sync_requested = true;
+                    core.sync_wanted.notify_one();
+                } else if st.group.window_open && st.group.pending >= st.group.last_size {
                     core.sync_wanted.notify_one();
                 }
             }
@@ -386,10 +414,25 @@ impl Partition {
     fn finish(&self, pending: Pending) -> Result<AppendReceipt, LogError> {
         let durability = self.core.config.durability;
         if durability == Durability::Always {
-            let mut st = self.core.state.lock();
-            while st.durable < pending.end {
-                durable_or_error(&self.core, &st)?;
-                self.core.changed.wait(&mut st);
+            let core = &self.core;
+            loop {
+                if core.durable.load(Ordering::Acquire) >= pending.end {
+                    break;
+                }
+                if core.stopped.load(Ordering::Acquire) {
+                    let st = core.state.lock();
+                    if st.durable >= pending.end {
+                        break;
+                    }
+                    durable_or_error(core, &st)?;
+                }
+                let mut guard = core.durable_lock.lock();
+                // Re-checked under the lock: `wake_waiters` stores before it takes this lock.
+                if core.durable.load(Ordering::Acquire) < pending.end
+                    && !core.stopped.load(Ordering::Acquire)
+                {
+                    core.durable_cv.wait(&mut guard);
+                }
             }
         }
         Ok(self.receipt(pending))
@@ -397,14 +440,19 @@ impl Partition {
 
     async fn finish_async(&self, pending: Pending) -> Result<AppendReceipt, LogError> {
         if self.core.config.durability == Durability::Always {
-            let mut rx = self.core.progress.subscribe();
+            let core = &self.core;
+            let mut rx = core.progress.subscribe();
             loop {
-                {
-                    let st = self.core.state.lock();
+                // `durable` and `stopped` are stored before `progress` is bumped.
+                if core.durable.load(Ordering::Acquire) >= pending.end {
+                    break;
+                }
+                if core.stopped.load(Ordering::Acquire) {
+                    let st = core.state.lock();
                     if st.durable >= pending.end {
                         break;
                     }
-                    durable_or_error(&self.core, &st)?;
+                    durable_or_error(core, &st)?;
                 }
                 if rx.changed().await.is_err() {
                     return Err(LogError::Closed);
@@ -475,6 +523,8 @@ pub(crate) fn poison(core: &Core, st: &mut State, e: &std::io::Error, path: &Pat
     let err = LogError::io(path, std::io::Error::new(e.kind(), e.to_string()));
     st.poisoned
         .get_or_insert_with(|| (e.kind(), err.to_string()));
+    core.stopped.store(true, Ordering::Release);
+    wake_waiters(core);
     core.changed.notify_all();
     core.progress.send_modify(|g| *g += 1);
     err
@@ -519,9 +569,17 @@ pub(crate) fn mark_durable(core: &Core, st: &mut State, target: u64) {
         if core.config.durability == Durability::Always {
             st.visible = st.visible.max(target);
         }
+        core.durable.store(target, Ordering::Release);
+        wake_waiters(core);
         core.changed.notify_all();
         core.progress.send_modify(|g| *g += 1);
     }
+}
+
+/// Wakes the appenders waiting in `finish`, after `durable` or `stopped` changed.
+fn wake_waiters(core: &Core) {
+    let _guard = core.durable_lock.lock();
+    core.durable_cv.notify_all();
 }
 
 /// Seals the active segment (write, fsync, index) and starts a new one at the next offset.
@@ -567,7 +625,10 @@ fn sync_loop(core: &Core) {
                 return;
             }
             match durability {
-                Durability::Always if st.sync_requested => break,
+                Durability::Always if st.sync_requested => {
+                    wait_for_group(core, &mut st);
+                    break;
+                }
                 Durability::Interval(_) | Durability::Never if st.dirty_since.is_some() => {
                     let delay = match durability {
                         Durability::Interval(d) => d,
@@ -591,12 +652,17 @@ fn sync_loop(core: &Core) {
             continue;
         }
         let target = st.next_offset;
+        let group = std::mem::take(&mut st.group.pending);
         let file = Arc::clone(&st.active().file);
         let path = st.active().log_path.clone();
         drop(st);
+        let started = Instant::now();
         let result = file.sync_data();
+        let took = started.elapsed();
         core.ctx.metrics.fsyncs(1);
         let mut st = core.state.lock();
+        st.group.last_size = group.max(1);
+        st.group.last_fsync = took;
         match result {
             Ok(()) => mark_durable(core, &mut st, target),
             Err(e) => {
@@ -605,6 +671,25 @@ fn sync_loop(core: &Core) {
             }
         }
     }
+}
+
+/// Group commit window: the appenders released by the last fsync are usually about to append
+/// again. Waiting for as many of them as the last fsync covered (at most half an fsync, at most
+/// 2 ms) lets one fsync cover them all instead of racing ahead with the first one. A lone
+/// appender never waits: its group size is 1.
+fn wait_for_group(core: &Core, st: &mut MutexGuard<'_, State>) {
+    if st.group.pending >= st.group.last_size {
+        return;
+    }
+    let window = st.group.last_fsync.min(MAX_GROUP_WINDOW);
+    let deadline = Instant::now() + window;
+    st.group.window_open = true;
+    while st.group.pending < st.group.last_size && !st.closed {
+        if core.sync_wanted.wait_until(st, deadline).timed_out() {
+            break;
+        }
+    }
+    st.group.window_open = false;
 }
 
 /// A fresh state for a partition whose segments were recovered.
@@ -631,6 +716,7 @@ pub(crate) fn state(
         closed: false,
         sync_requested: false,
         dirty_since: None,
+        group: GroupCommit::default(),
     }
 }
 
@@ -644,6 +730,7 @@ pub(crate) fn core(
     st: State,
 ) -> Core {
     let (progress, _) = watch::channel(0);
+    let durable = st.durable;
     Core {
         topic: topic.to_owned(),
         id,
@@ -653,6 +740,10 @@ pub(crate) fn core(
         state: Mutex::new(st),
         changed: Condvar::new(),
         sync_wanted: Condvar::new(),
+        durable: AtomicU64::new(durable),
+        stopped: AtomicBool::new(false),
+        durable_lock: Mutex::new(()),
+        durable_cv: Condvar::new(),
         progress,
         maintenance: Mutex::new(()),
     }
