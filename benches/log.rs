@@ -47,6 +47,11 @@ fn append_buffered(c: &mut Criterion) {
                 BufWriter::with_capacity(64 * 1024, File::create(dir.join("f")).expect("file"));
             b.iter(|| w.write_all(&payload).expect("write"));
         });
+        g.bench_function(BenchmarkId::new("file_write_all_unbuffered", size), |b| {
+            let dir = bench_dir("floor-unbuffered");
+            let mut f = File::create(dir.join("f")).expect("file");
+            b.iter(|| f.write_all(&payload).expect("write"));
+        });
         g.bench_function(BenchmarkId::new("quipu", size), |b| {
             let dir = bench_dir("quipu-never");
             let db = open(&dir);
@@ -57,6 +62,25 @@ fn append_buffered(c: &mut Criterion) {
             let p = Arc::clone(t.partition(0).expect("p"));
             let msg = [Message::new(payload.clone())];
             b.iter(|| p.append(&msg).expect("append"));
+        });
+        // The same records appended 100 per call: one header, CRC, lock and clock read each.
+        g.bench_function(BenchmarkId::new("quipu_batch_of_100", size), |b| {
+            let dir = bench_dir("quipu-never-batch");
+            let db = open(&dir);
+            let t = db
+                .log()
+                .create_topic("b", topic_config(Durability::Never))
+                .expect("topic");
+            let p = Arc::clone(t.partition(0).expect("p"));
+            let batch: Vec<Message> = (0..100).map(|_| Message::new(payload.clone())).collect();
+            b.iter_custom(|iters| {
+                let calls = iters.div_ceil(100);
+                let start = Instant::now();
+                for _ in 0..calls {
+                    p.append(&batch).expect("append");
+                }
+                start.elapsed().mul_f64(iters as f64 / (calls * 100) as f64)
+            });
         });
     }
     g.finish();
@@ -156,79 +180,96 @@ fn sequential_read(c: &mut Criterion) {
     g.sample_size(10)
         .measurement_time(Duration::from_secs(4))
         .warm_up_time(Duration::from_secs(1));
-    let dir = bench_dir("quipu-read");
-    let records = 300_000u64;
-    {
-        let db = open(&dir);
-        let t = db
-            .log()
-            .create_topic(
-                "b",
-                topic_config(Durability::Never).with_segment_bytes(16 * 1024 * 1024),
-            )
-            .expect("topic");
-        let p = t.partition(0).expect("p");
-        let batch: Vec<Message> = (0..100).map(|_| Message::new(vec![7u8; 100])).collect();
-        for _ in 0..records / 100 {
-            p.append(&batch[..1]).expect("append");
-            p.append(&batch[1..]).expect("append");
+    // About 37 MB of log either way.
+    for (size, records) in [(100usize, 300_000u64), (1024, 36_000)] {
+        let dir = bench_dir(&format!("quipu-read-{size}"));
+        {
+            let db = open(&dir);
+            let cfg = topic_config(Durability::Never).with_segment_bytes(16 * 1024 * 1024);
+            let t = db.log().create_topic("b", cfg).expect("topic");
+            let p = t.partition(0).expect("p");
+            let batch: Vec<Message> = (0..100).map(|_| Message::new(vec![7u8; size])).collect();
+            // Half single-record batches, half batches of 99: both shapes appear in real logs.
+            for _ in 0..records / 100 {
+                p.append(&batch[..1]).expect("append");
+                p.append(&batch[1..]).expect("append");
+            }
         }
-    }
-    let segments: Vec<PathBuf> = {
         let pdir = dir.join("log/b/0");
-        let mut v: Vec<PathBuf> = std::fs::read_dir(&pdir)
+        let mut segments: Vec<PathBuf> = std::fs::read_dir(&pdir)
             .expect("dir")
             .map(|e| e.expect("entry").path())
             .filter(|p| p.extension().is_some_and(|e| e == "log"))
             .collect();
-        v.sort();
-        v
-    };
-    let bytes: u64 = segments
-        .iter()
-        .map(|s| std::fs::metadata(s).expect("meta").len())
-        .sum();
-    g.throughput(Throughput::Bytes(bytes));
-    g.bench_function("file_read_raw", |b| {
-        let mut buf = vec![0u8; 1024 * 1024];
-        b.iter(|| {
-            let mut n = 0;
-            for s in &segments {
-                let mut f = File::open(s).expect("open");
-                loop {
-                    let k = f.read(&mut buf).expect("read");
-                    if k == 0 {
-                        break;
-                    }
-                    n += k;
-                }
-            }
-            n
-        });
-    });
-    g.bench_function("quipu_cold_partition", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                // Cold start: reopen (recovery included in setup, not in the timing).
-                let db = open(&dir);
-                let t = db.log().topic("b").expect("topic");
-                let p = t.partition(0).expect("p");
-                let start = Instant::now();
-                let mut next = 0;
+        segments.sort();
+        let bytes: u64 = segments
+            .iter()
+            .map(|s| std::fs::metadata(s).expect("meta").len())
+            .sum();
+        g.throughput(Throughput::Bytes(bytes));
+        g.bench_function(BenchmarkId::new("file_read_raw", size), |b| {
+            let mut buf = vec![0u8; 1024 * 1024];
+            b.iter(|| {
                 let mut n = 0;
-                loop {
-                    let rs = p.read(next, 10_000).expect("read");
-                    let Some(last) = rs.last() else { break };
-                    next = last.offset + 1;
-                    n += rs.len();
+                for s in &segments {
+                    let mut f = File::open(s).expect("open");
+                    loop {
+                        let k = f.read(&mut buf).expect("read");
+                        if k == 0 {
+                            break;
+                        }
+                        n += k;
+                    }
                 }
-                total += start.elapsed();
-                assert_eq!(n as u64, records);
-            }
-            total
+                n
+            });
         });
-    });
+        g.bench_function(BenchmarkId::new("quipu_records", size), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    // Cold start: reopen (recovery is setup, outside the timing).
+                    let db = open(&dir);
+                    let t = db.log().topic("b").expect("topic");
+                    let p = t.partition(0).expect("p");
+                    let start = Instant::now();
+                    let mut next = 0;
+                    let mut n = 0;
+                    loop {
+                        let rs = p.read(next, 1_000).expect("read");
+                        let Some(last) = rs.last() else { break };
+                        next = last.offset + 1;
+                        n += rs.len();
+                    }
+                    total += start.elapsed();
+                    assert_eq!(n as u64, records);
+                }
+                total
+            });
+        });
+        g.bench_function(BenchmarkId::new("quipu_batches", size), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let db = open(&dir);
+                    let t = db.log().topic("b").expect("topic");
+                    let p = t.partition(0).expect("p");
+                    let start = Instant::now();
+                    let mut next = 0;
+                    let mut n = 0u64;
+                    loop {
+                        let bs = p.read_batches(next, 1024 * 1024).expect("read");
+                        let Some(last) = bs.last() else { break };
+                        next = last.next_offset();
+                        n += bs.iter().map(|b| u64::from(b.record_count())).sum::<u64>();
+                    }
+                    total += start.elapsed();
+                    assert_eq!(n, records);
+                }
+                total
+            });
+        });
+    }
     g.finish();
 }
 

@@ -37,7 +37,7 @@ pub use engine::{Quipu, QuipuBuilder};
 pub use error::{ConfigError, Error, LogError, Result};
 pub use log::{
     AppendReceipt, ConsumerGroup, Follower, FsStorage, Log, Message, Partition, PartitionLag,
-    Record, Storage, StorageFile, Topic,
+    Record, RecordBatch, Storage, StorageFile, Topic,
 };
 pub use metrics::{LogMetrics, LogStats};
 

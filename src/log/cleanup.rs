@@ -124,7 +124,7 @@ fn for_each_batch(
     let mut failure = None;
     let end = segment::scan(seg.file.as_ref(), 0, seg.written(), |pos, h, batch| {
         records.clear();
-        if let Err(e) = record::decode_records(&batch, h, &mut records) {
+        if let Err(e) = record::decode_records(&Bytes::copy_from_slice(batch), h, &mut records) {
             failure = Some((pos, e));
             return ControlFlow::Break(());
         }

@@ -222,6 +222,20 @@ impl Partition {
         super::read::read(&self.core, offset, max_records)
     }
 
+    /// Reads whole, CRC-verified batches from the one holding `offset` on, stopping once
+    /// `max_bytes` are collected (at least one batch if any). The first batch may start before
+    /// `offset`. Cheaper than [`read`](Self::read) for bulk transfer: nothing is decoded.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn read_batches(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<super::RecordBatch>, LogError> {
+        super::read::read_batches(&self.core, offset, max_bytes)
+    }
+
     /// The offset of the first record whose timestamp is at or after `millis`, or `None` if
     /// every record is older.
     ///

@@ -4,6 +4,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::index;
 use super::partition::{self, Core, Partition};
 use super::record::{self, Record};
@@ -62,6 +64,8 @@ pub(crate) fn read_upto(
                 return ControlFlow::Break(());
             }
             decoded.clear();
+            // One copy per batch out of the scan buffer; records slice it without copying.
+            let batch = Bytes::copy_from_slice(batch);
             if let Err(e) = record::decode_records(&batch, h, &mut decoded) {
                 failure = Some(corrupt(seg, at, &e));
                 return ControlFlow::Break(());
@@ -86,6 +90,103 @@ pub(crate) fn read_upto(
         }
     }
     Ok((out, visible))
+}
+
+/// A record batch exactly as it is on disk, its CRC verified: the unit replication and bulk
+/// consumers move without decoding each record.
+#[derive(Debug, Clone)]
+pub struct RecordBatch {
+    header: record::BatchHeader,
+    bytes: Bytes,
+    segment: Arc<Segment>,
+    position: u64,
+}
+
+impl RecordBatch {
+    /// Offset of the batch's first record slot.
+    #[must_use]
+    pub fn base_offset(&self) -> u64 {
+        self.header.base_offset
+    }
+
+    /// The offset after the batch's last record slot.
+    #[must_use]
+    pub fn next_offset(&self) -> u64 {
+        self.header.next_offset()
+    }
+
+    /// Records in the batch (fewer than its offset span after compaction).
+    #[must_use]
+    pub fn record_count(&self) -> u32 {
+        self.header.count
+    }
+
+    /// Largest record timestamp in the batch.
+    #[must_use]
+    pub fn max_timestamp(&self) -> u64 {
+        self.header.max_timestamp
+    }
+
+    /// The encoded batch, header included (docs/FORMAT.md §2).
+    #[must_use]
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Decodes the batch's records; values are slices of the batch, not copies.
+    ///
+    /// # Errors
+    /// [`LogError::Corrupt`] if the records do not decode (their CRC matched, so this means
+    /// damage that the CRC could not see).
+    pub fn records(&self) -> Result<Vec<Record>, LogError> {
+        let mut out = Vec::with_capacity(self.header.count as usize);
+        record::decode_records(&self.bytes, &self.header, &mut out)
+            .map_err(|e| corrupt(&self.segment, self.position, &e))?;
+        Ok(out)
+    }
+}
+
+/// Reads whole batches from the one holding `offset` on, until at least `max_bytes` (always at
+/// least one batch when there is one).
+pub(crate) fn read_batches(
+    core: &Core,
+    offset: u64,
+    max_bytes: usize,
+) -> Result<Vec<RecordBatch>, LogError> {
+    let (segments, visible) = snapshot(core, offset)?;
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for seg in &segments {
+        if seg.base_offset >= visible || (total >= max_bytes && !out.is_empty()) {
+            break;
+        }
+        let pos = index::position_for_offset(&seg.index.read(), offset);
+        let scanned = segment::scan(seg.file.as_ref(), pos, seg.written(), |at, h, batch| {
+            if h.next_offset() <= offset {
+                return ControlFlow::Continue(());
+            }
+            if h.next_offset() > visible {
+                return ControlFlow::Break(());
+            }
+            total += batch.len();
+            out.push(RecordBatch {
+                header: *h,
+                bytes: Bytes::copy_from_slice(batch),
+                segment: Arc::clone(seg),
+                position: at,
+            });
+            if total >= max_bytes {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .map_err(|e| LogError::io(&seg.log_path, e))?;
+        if let Some((at, e)) = scanned.bad {
+            return Err(corrupt(seg, at, &e));
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn read(core: &Core, offset: u64, max: usize) -> Result<Vec<Record>, LogError> {
@@ -114,7 +215,8 @@ pub(crate) fn offset_for_timestamp(core: &Core, ts: u64) -> Result<Option<u64>, 
                 return ControlFlow::Continue(());
             }
             decoded.clear();
-            if let Err(e) = record::decode_records(&batch, h, &mut decoded) {
+            if let Err(e) = record::decode_records(&Bytes::copy_from_slice(batch), h, &mut decoded)
+            {
                 failure = Some(corrupt(seg, at, &e));
                 return ControlFlow::Break(());
             }

@@ -1,13 +1,13 @@
 //! A segment: one `.log` file of record batches and its sparse `.idx`, plus the scanner that
 //! walks batches for reads, recovery and compaction.
 
+use std::cell::RefCell;
 use std::io;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use parking_lot::RwLock;
 
 use super::index::{self, IndexEntry};
@@ -16,7 +16,7 @@ use super::storage::{self, Storage, StorageFile};
 use crate::error::LogError;
 
 /// Bytes read from a segment at a time.
-const CHUNK: usize = 1024 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 /// One segment file and what is known of it.
 #[derive(Debug)]
@@ -171,19 +171,47 @@ pub(crate) struct ScanEnd {
     pub bad: Option<(u64, DecodeError)>,
 }
 
+thread_local! {
+    /// Read buffer reused by every scan on this thread: a fresh buffer per chunk costs more in
+    /// page faults than the read itself.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Walks the batches of `file` in `[pos, end)`, verifying each one's CRC, and hands each to
-/// `visit` with its position and bytes. Stops at the first bad batch, or when `visit` breaks.
+/// `visit` with its position and bytes (valid only during the call: copy what you keep).
+/// Stops at the first bad batch, or when `visit` breaks.
 pub(crate) fn scan(
+    file: &dyn StorageFile,
+    pos: u64,
+    end: u64,
+    visit: impl FnMut(u64, &BatchHeader, &[u8]) -> ControlFlow<()>,
+) -> io::Result<ScanEnd> {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            let result = scan_with(&mut buf, file, pos, end, visit);
+            if buf.capacity() > 4 * CHUNK {
+                *buf = Vec::new();
+            }
+            result
+        }
+        // A scan inside a visit: give it its own buffer.
+        Err(_) => scan_with(&mut Vec::new(), file, pos, end, visit),
+    })
+}
+
+fn scan_with(
+    buf: &mut Vec<u8>,
     file: &dyn StorageFile,
     mut pos: u64,
     end: u64,
-    mut visit: impl FnMut(u64, &BatchHeader, Bytes) -> ControlFlow<()>,
+    mut visit: impl FnMut(u64, &BatchHeader, &[u8]) -> ControlFlow<()>,
 ) -> io::Result<ScanEnd> {
-    let mut chunk = Bytes::new();
+    // `buf[..filled]` holds the file's bytes from `chunk_pos`.
     let mut chunk_pos = pos;
+    let mut filled = 0usize;
     while pos < end {
         let at = usize::try_from(pos - chunk_pos).unwrap_or(usize::MAX);
-        let avail = chunk.get(at..).unwrap_or(&[]);
+        let avail = buf.get(at..filled).unwrap_or(&[]);
         let header = match record::decode_header(avail) {
             Ok(h) if avail.len() >= h.len as usize => h,
             Ok(h) if pos + u64::from(h.len) > end => return Ok(torn(pos, DecodeError::Incomplete)),
@@ -195,16 +223,18 @@ pub(crate) fn scan(
                 let need =
                     record::decode_header(avail).map_or(CHUNK, |h| (h.len as usize).max(CHUNK));
                 let len = usize::try_from((end - pos).min(need as u64)).unwrap_or(need);
-                let mut buf = vec![0; len];
-                storage::read_exact_at(file, &mut buf, pos)?;
-                chunk = Bytes::from(buf);
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                storage::read_exact_at(file, &mut buf[..len], pos)?;
                 chunk_pos = pos;
+                filled = len;
                 continue;
             }
             Err(e) => return Ok(torn(pos, e)),
         };
-        let batch = chunk.slice(at..at + header.len as usize);
-        if let Err(e) = record::verify(&batch, &header) {
+        let batch = &buf[at..at + header.len as usize];
+        if let Err(e) = record::verify(batch, &header) {
             return Ok(torn(pos, e));
         }
         let next = pos + u64::from(header.len);
