@@ -48,7 +48,7 @@ pub fn recover_segment_bytes(bytes: &[u8]) {
             let len = f.len().unwrap_or(0);
             let scan = segment::scan(f.as_ref(), 0, len, |_, h, b| {
                 assert!(
-                    record::verify(&b, h).is_ok(),
+                    record::verify(b, h).is_ok(),
                     "kept a batch whose CRC fails"
                 );
                 ControlFlow::Continue(())
