@@ -47,10 +47,7 @@ pub fn recover_segment_bytes(bytes: &[u8]) {
         if let Some(f) = f {
             let len = f.len().unwrap_or(0);
             let scan = segment::scan(f.as_ref(), 0, len, |_, h, b| {
-                assert!(
-                    record::verify(b, h).is_ok(),
-                    "kept a batch whose CRC fails"
-                );
+                assert!(record::verify(b, h).is_ok(), "kept a batch whose CRC fails");
                 ControlFlow::Continue(())
             });
             assert!(

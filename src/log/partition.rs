@@ -387,7 +387,7 @@ impl Partition {
         let end = header.next_offset();
         st.next_offset = end;
         st.active_since.get_or_insert(now);
-        let active = Arc::clone(st.active());
+        let active = st.active();
         active.set_next_offset(end);
         active.observe_timestamp(header.max_timestamp);
         if let Some(stamp) = producer {

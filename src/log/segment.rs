@@ -90,7 +90,10 @@ impl Segment {
     }
 
     pub fn observe_timestamp(&self, ts: u64) {
-        self.max_timestamp.fetch_max(ts, Ordering::AcqRel);
+        // Timestamps mostly grow: a load is cheaper than an atomic read-modify-write.
+        if ts > self.max_timestamp.load(Ordering::Acquire) {
+            self.max_timestamp.fetch_max(ts, Ordering::AcqRel);
+        }
     }
 
     /// Replaces the `.idx` file with the in-memory index (not fsynced: the index is derived).
