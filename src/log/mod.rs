@@ -1,6 +1,7 @@
 //! The append-only event log: topics → partitions → segments of CRC-checked record batches.
 
 mod cleanup;
+mod durable;
 mod groups;
 mod index;
 mod meta;

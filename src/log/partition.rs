@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use super::Context;
+use super::durable::Durable;
 use super::producer::{Admission, ProducerTable};
 use super::record::{self, Message, ProducerStamp, Record};
 use super::segment::{IndexBuilder, Segment};
@@ -109,13 +109,8 @@ pub(crate) struct Core {
     pub sync_wanted: Condvar,
     /// The async side of `changed`: bumped on every change.
     pub progress: watch::Sender<u64>,
-    /// Mirror of `State::durable`, so that appenders waiting for an fsync wake on their own
-    /// small lock instead of queueing on the state lock.
-    durable: AtomicU64,
-    /// Set once the partition is poisoned or closed: waiters stop waiting and look why.
-    stopped: AtomicBool,
-    durable_lock: Mutex<()>,
-    durable_cv: Condvar,
+    /// Mirror of `State::durable` with the appenders waiting for it.
+    durable: Durable,
     /// Serialises retention and compaction.
     pub maintenance: Mutex<()>,
 }
@@ -310,8 +305,7 @@ impl Partition {
                     flush_index(&mut st);
                 }
                 st.closed = true;
-                self.core.stopped.store(true, Ordering::Release);
-                wake_waiters(&self.core);
+                self.core.durable.stop();
             }
             self.core.changed.notify_all();
             self.core.sync_wanted.notify_all();
@@ -427,53 +421,30 @@ impl Partition {
 
     fn finish(&self, pending: Pending) -> Result<AppendReceipt, LogError> {
         let durability = self.core.config.durability;
-        if durability == Durability::Always {
-            let core = &self.core;
-            loop {
-                if core.durable.load(Ordering::Acquire) >= pending.end {
-                    break;
-                }
-                if core.stopped.load(Ordering::Acquire) {
-                    let st = core.state.lock();
-                    if st.durable >= pending.end {
-                        break;
-                    }
-                    durable_or_error(core, &st)?;
-                }
-                let mut guard = core.durable_lock.lock();
-                // Re-checked under the lock: `wake_waiters` stores before it takes this lock.
-                if core.durable.load(Ordering::Acquire) < pending.end
-                    && !core.stopped.load(Ordering::Acquire)
-                {
-                    core.durable_cv.wait(&mut guard);
-                }
-            }
+        if durability == Durability::Always && !self.core.durable.wait(pending.end) {
+            self.stopped_before(pending.end)?;
         }
         Ok(self.receipt(pending))
     }
 
     async fn finish_async(&self, pending: Pending) -> Result<AppendReceipt, LogError> {
-        if self.core.config.durability == Durability::Always {
-            let core = &self.core;
-            let mut rx = core.progress.subscribe();
-            loop {
-                // `durable` and `stopped` are stored before `progress` is bumped.
-                if core.durable.load(Ordering::Acquire) >= pending.end {
-                    break;
-                }
-                if core.stopped.load(Ordering::Acquire) {
-                    let st = core.state.lock();
-                    if st.durable >= pending.end {
-                        break;
-                    }
-                    durable_or_error(core, &st)?;
-                }
-                if rx.changed().await.is_err() {
-                    return Err(LogError::Closed);
-                }
-            }
+        if self.core.config.durability == Durability::Always
+            && !self.core.durable.wait_async(pending.end).await
+        {
+            self.stopped_before(pending.end)?;
         }
         Ok(self.receipt(pending))
+    }
+
+    /// The partition stopped (poisoned or closed) while an append waited for its fsync: `Ok`
+    /// if the records made it anyway, the reason otherwise.
+    fn stopped_before(&self, end: u64) -> Result<(), LogError> {
+        let st = self.core.state.lock();
+        if st.durable >= end {
+            return Ok(());
+        }
+        check_writable(&self.core, &st)?;
+        Err(LogError::Closed)
     }
 
     fn receipt(&self, p: Pending) -> AppendReceipt {
@@ -522,11 +493,6 @@ fn check_writable(core: &Core, st: &State) -> Result<(), LogError> {
     Ok(())
 }
 
-/// For a waiter whose records are not durable yet: an error if they never will be.
-fn durable_or_error(core: &Core, st: &State) -> Result<(), LogError> {
-    check_writable(core, st)
-}
-
 fn file_path(st: &State) -> PathBuf {
     st.active().log_path.clone()
 }
@@ -537,8 +503,7 @@ pub(crate) fn poison(core: &Core, st: &mut State, e: &std::io::Error, path: &Pat
     let err = LogError::io(path, std::io::Error::new(e.kind(), e.to_string()));
     st.poisoned
         .get_or_insert_with(|| (e.kind(), err.to_string()));
-    core.stopped.store(true, Ordering::Release);
-    wake_waiters(core);
+    core.durable.stop();
     core.changed.notify_all();
     core.progress.send_modify(|g| *g += 1);
     err
@@ -583,17 +548,10 @@ pub(crate) fn mark_durable(core: &Core, st: &mut State, target: u64) {
         if core.config.durability == Durability::Always {
             st.visible = st.visible.max(target);
         }
-        core.durable.store(target, Ordering::Release);
-        wake_waiters(core);
+        core.durable.advance(target);
         core.changed.notify_all();
         core.progress.send_modify(|g| *g += 1);
     }
-}
-
-/// Wakes the appenders waiting in `finish`, after `durable` or `stopped` changed.
-fn wake_waiters(core: &Core) {
-    let _guard = core.durable_lock.lock();
-    core.durable_cv.notify_all();
 }
 
 /// Seals the active segment (write, fsync, index) and starts a new one at the next offset.
@@ -674,6 +632,10 @@ fn sync_loop(core: &Core) {
         let result = file.sync_data();
         let took = started.elapsed();
         core.ctx.metrics.fsyncs(1);
+        if result.is_ok() {
+            // Release the waiting appenders before taking the state lock they will want next.
+            core.durable.advance(target);
+        }
         let mut st = core.state.lock();
         st.group.last_size = group.max(1);
         st.group.last_fsync = took;
@@ -688,8 +650,8 @@ fn sync_loop(core: &Core) {
 }
 
 /// Group commit window: the appenders released by the last fsync are usually about to append
-/// again. Waiting for as many of them as the last fsync covered (at most half an fsync, at most
-/// 2 ms) lets one fsync cover them all instead of racing ahead with the first one. A lone
+/// again. Waiting for as many of them as the last fsync covered (at most one fsync's duration,
+/// at most 2 ms) lets one fsync cover them all instead of racing ahead with the first one. A lone
 /// appender never waits: its group size is 1.
 fn wait_for_group(core: &Core, st: &mut MutexGuard<'_, State>) {
     if st.group.pending >= st.group.last_size {
@@ -754,10 +716,7 @@ pub(crate) fn core(
         state: Mutex::new(st),
         changed: Condvar::new(),
         sync_wanted: Condvar::new(),
-        durable: AtomicU64::new(durable),
-        stopped: AtomicBool::new(false),
-        durable_lock: Mutex::new(()),
-        durable_cv: Condvar::new(),
+        durable: Durable::new(durable),
         progress,
         maintenance: Mutex::new(()),
     }
