@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
-cargo bench --bench log -- "${1:-}" >/dev/null
+cargo bench --bench log -- "${1:-}" >/dev/null 2>&1
 python3 - <<'PY'
 import json, os
 root = "target/criterion"

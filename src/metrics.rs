@@ -24,7 +24,7 @@ pub struct LogStats {
     pub appends: u64,
     /// Records appended.
     pub records: u64,
-    /// Encoded bytes appended.
+    /// Encoded bytes written to segment files.
     pub bytes: u64,
     /// fsyncs of segment files (each one may cover many appends: group commit).
     pub fsyncs: u64,

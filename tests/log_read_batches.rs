@@ -16,7 +16,7 @@ fn batches_decode_to_the_same_records_as_read() {
         .create_topic(
             "t",
             TopicConfig::default()
-                .with_durability(Durability::Never)
+                .with_durability(Durability::Always)
                 .with_segment_bytes(8192),
         )
         .expect("create");
@@ -36,8 +36,12 @@ fn batches_decode_to_the_same_records_as_read() {
     while next < end {
         let batches = p.read_batches(next, 1500).expect("batches");
         assert!(!batches.is_empty());
-        let bytes: usize = batches.iter().map(|b| b.as_bytes().len()).sum();
-        assert!(bytes < 1500 + 1024, "read far past max_bytes: {bytes}");
+        // It stops at the first batch that reaches max_bytes.
+        let before_last: usize = batches[..batches.len() - 1]
+            .iter()
+            .map(|b| b.as_bytes().len())
+            .sum();
+        assert!(before_last < 1500, "read past max_bytes: {before_last}");
         assert!(batches[0].base_offset() <= next && next < batches[0].next_offset());
         for b in &batches {
             let records = b.records().expect("decode");
@@ -52,4 +56,60 @@ fn batches_decode_to_the_same_records_as_read() {
         p.read_batches(end + 1, 100),
         Err(LogError::OffsetOutOfRange { .. })
     ));
+}
+
+#[test]
+fn buffered_appends_share_batches_and_read_back_across_reopen() {
+    let dir = common::tempdir();
+    {
+        let db = Quipu::builder(dir.path())
+            .log_config(common::test_config())
+            .open()
+            .expect("open");
+        let t = db
+            .log()
+            .create_topic(
+                "t",
+                TopicConfig::default().with_durability(Durability::Never),
+            )
+            .expect("create");
+        for i in 0..1000 {
+            let r = t
+                .append(Message::new(format!("v{i}")).with_timestamp(i))
+                .expect("append");
+            assert_eq!(r.offset, i);
+        }
+        let p = t.partition(0).expect("p");
+        let batches = p.read_batches(0, usize::MAX).expect("batches");
+        assert!(
+            batches.len() < 100,
+            "{} batches for 1000 appends",
+            batches.len()
+        );
+        // An idempotent append closes the open batch and keeps its own.
+        p.append_idempotent(3, 0, &[Message::new("idem").with_timestamp(1000)])
+            .expect("idem");
+        t.append(Message::new("after").with_timestamp(1001))
+            .expect("append");
+    }
+    let db = Quipu::open(dir.path()).expect("reopen");
+    let p = db
+        .log()
+        .topic("t")
+        .expect("t")
+        .partition(0)
+        .expect("p")
+        .clone();
+    let records = p.read(0, usize::MAX).expect("read");
+    assert_eq!(records.len(), 1002);
+    for (i, r) in records.iter().enumerate().take(1000) {
+        assert_eq!(r.value.as_deref(), Some(format!("v{i}").as_bytes()));
+        assert_eq!(r.timestamp, i as u64);
+    }
+    assert_eq!(p.offset_for_timestamp(500).expect("ts"), Some(500));
+    assert!(
+        p.append_idempotent(3, 0, &[Message::new("idem")])
+            .expect("retry")
+            .duplicate
+    );
 }

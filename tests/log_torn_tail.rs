@@ -159,8 +159,9 @@ fn strict_mode_refuses_even_a_torn_tail() {
 fn lost_or_garbled_index_is_rebuilt_from_the_log() {
     let dir = common::tempdir();
     {
+        // A small write buffer keeps coalesced batches small: several per segment.
         let db = Quipu::builder(dir.path())
-            .log_config(common::test_config())
+            .log_config(common::test_config().with_write_buffer_bytes(1024))
             .open()
             .expect("open");
         let cfg = TopicConfig::default()
@@ -168,7 +169,7 @@ fn lost_or_garbled_index_is_rebuilt_from_the_log() {
             .with_segment_bytes(8192)
             .with_index_interval_bytes(256);
         let t = db.log().create_topic("t", cfg).expect("create");
-        for i in 0..400 {
+        for i in 0..1500 {
             t.append(Message::new(format!("record-{i:04}")))
                 .expect("append");
         }
@@ -180,7 +181,7 @@ fn lost_or_garbled_index_is_rebuilt_from_the_log() {
     std::fs::write(segs[1].with_extension("idx"), vec![0xAB; 100]).expect("garble idx");
     let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
     let t = db.log().topic("t").expect("t");
-    for probe in [0u64, 1, 57, 150, 399] {
+    for probe in [0u64, 1, 57, 150, 399, 1024, 1499] {
         let r = t.read(0, probe, 1).expect("read");
         assert_eq!(r[0].offset, probe);
         assert_eq!(

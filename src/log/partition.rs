@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::Context;
 use super::durable::Durable;
 use super::producer::{Admission, ProducerTable};
-use super::record::{self, Message, ProducerStamp, Record};
+use super::record::{self, Message, OpenBatch, ProducerStamp, Record};
 use super::segment::{IndexBuilder, Segment};
 use crate::config::{Durability, TopicConfig};
 use crate::error::LogError;
@@ -45,6 +45,8 @@ pub(crate) struct State {
     pub segments: Vec<Arc<Segment>>,
     /// Encoded batches not yet written to the active segment's file.
     pub buf: Vec<u8>,
+    /// The batch at the end of `buf` that buffered appends still join.
+    open: Option<OpenBatch>,
     /// Index entries whose batches are in `buf` or not yet in the `.idx` file.
     pub idx_pending: Vec<super::index::IndexEntry>,
     pub index_builder: IndexBuilder,
@@ -282,6 +284,7 @@ impl Partition {
         match result {
             Ok(()) => {
                 mark_durable(&self.core, &mut st, target);
+                self.core.durable.advance(target);
                 Ok(())
             }
             Err(e) => {
@@ -301,6 +304,7 @@ impl Partition {
                     let next = st.next_offset;
                     if st.active().file.sync_data().is_ok() {
                         mark_durable(&self.core, &mut st, next);
+                        self.core.durable.advance(next);
                     }
                     flush_index(&mut st);
                 }
@@ -370,26 +374,48 @@ impl Partition {
             flush_buffer(core, &mut st)?;
         }
         let base = st.next_offset;
-        let position = st.active_len();
-        let start = st.buf.len();
-        let header = record::encode_batch(&mut st.buf, base, msgs, now, producer);
-        debug_assert_eq!(st.buf.len() - start, header.len as usize);
-        if let Some(entry) = st.index_builder.observe(position, &header) {
-            st.active().index.write().push(entry);
-            st.idx_pending.push(entry);
+        let end = base + u64::from(count);
+        // Buffered appends join the open batch: one header and one CRC for many small appends.
+        // Idempotent batches keep their own header (it carries the producer stamp), and so do
+        // `Always` appends, which are written out at once anyway.
+        let coalesce = producer.is_none() && core.config.durability != Durability::Always;
+        let st = &mut *st;
+        if coalesce {
+            if st
+                .open
+                .is_some_and(|b| b.len(&st.buf) + total > OPEN_BATCH_MAX)
+            {
+                seal_open(st);
+            }
+            let first_ts = msgs[0].timestamp.unwrap_or(now);
+            let batch = st
+                .open
+                .get_or_insert_with(|| OpenBatch::open(&mut st.buf, base, first_ts, None));
+            for m in msgs {
+                batch.push(&mut st.buf, m, now);
+            }
+        } else {
+            seal_open(st);
+            let position = st.active_len();
+            let header = record::encode_batch(&mut st.buf, base, msgs, now, producer);
+            debug_assert_eq!(header.next_offset(), end);
+            add_index_entry(st, position, &header);
         }
-        let end = header.next_offset();
         st.next_offset = end;
         st.active_since.get_or_insert(now);
         let active = st.active();
         active.set_next_offset(end);
-        active.observe_timestamp(header.max_timestamp);
+        let max_ts = msgs
+            .iter()
+            .map(|m| m.timestamp.unwrap_or(now))
+            .max()
+            .unwrap_or(now);
+        active.observe_timestamp(max_ts);
         if let Some(stamp) = producer {
             st.producers.record(stamp, count, base);
         }
         core.ctx.metrics.appends(1);
         core.ctx.metrics.records(u64::from(count));
-        core.ctx.metrics.bytes(u64::from(header.len));
         match core.config.durability {
             Durability::Always => {
                 st.group.pending += 1;
@@ -509,11 +535,32 @@ pub(crate) fn poison(core: &Core, st: &mut State, e: &std::io::Error, path: &Pat
     err
 }
 
+/// Largest batch that buffered appends are coalesced into.
+const OPEN_BATCH_MAX: usize = 1024 * 1024;
+
+/// Writes the open batch's header and CRC, and indexes it.
+fn seal_open(st: &mut State) {
+    if let Some(batch) = st.open.take() {
+        let position = st.active().written() + batch.start as u64;
+        let header = batch.seal(&mut st.buf);
+        add_index_entry(st, position, &header);
+    }
+}
+
+fn add_index_entry(st: &mut State, position: u64, header: &record::BatchHeader) {
+    if let Some(entry) = st.index_builder.observe(position, header) {
+        st.active().index.write().push(entry);
+        st.idx_pending.push(entry);
+    }
+}
+
 /// Writes the buffer to the active segment's file (no fsync).
 pub(crate) fn flush_buffer(core: &Core, st: &mut State) -> Result<(), LogError> {
+    seal_open(st);
     if st.buf.is_empty() {
         return Ok(());
     }
+    core.ctx.metrics.bytes(st.buf.len() as u64);
     let active = Arc::clone(st.active());
     if let Err(e) = active.file.append(&st.buf) {
         // Part of the buffer may be on disk; cut it so no torn batch sits before later ones.
@@ -542,13 +589,14 @@ fn flush_index(st: &mut State) {
     st.idx_pending.drain(..keep);
 }
 
+/// Makes offsets below `target` durable and visible. The caller then wakes the appenders
+/// waiting for them with `core.durable.advance(target)`, ideally after unlocking.
 pub(crate) fn mark_durable(core: &Core, st: &mut State, target: u64) {
     if target > st.durable {
         st.durable = target;
         if core.config.durability == Durability::Always {
             st.visible = st.visible.max(target);
         }
-        core.durable.advance(target);
         core.changed.notify_all();
         core.progress.send_modify(|g| *g += 1);
     }
@@ -564,6 +612,7 @@ pub(crate) fn roll(core: &Core, st: &mut MutexGuard<'_, State>) -> Result<(), Lo
     core.ctx.metrics.fsyncs(1);
     let next = st.next_offset;
     mark_durable(core, st, next);
+    core.durable.advance(next);
     let _ = old.rewrite_index();
     let storage = core.ctx.storage.as_ref();
     if !st.producers.is_empty() {
@@ -632,15 +681,16 @@ fn sync_loop(core: &Core) {
         let result = file.sync_data();
         let took = started.elapsed();
         core.ctx.metrics.fsyncs(1);
-        if result.is_ok() {
-            // Release the waiting appenders before taking the state lock they will want next.
-            core.durable.advance(target);
-        }
         let mut st = core.state.lock();
         st.group.last_size = group.max(1);
         st.group.last_fsync = took;
         match result {
-            Ok(()) => mark_durable(core, &mut st, target),
+            Ok(()) => {
+                mark_durable(core, &mut st, target);
+                drop(st);
+                // Released outside the state lock, which they will want next.
+                core.durable.advance(target);
+            }
             Err(e) => {
                 core.ctx.metrics.fsync_failures(1);
                 poison(core, &mut st, &e, &path);
@@ -680,6 +730,7 @@ pub(crate) fn state(
     State {
         segments,
         buf: Vec::new(),
+        open: None,
         idx_pending: Vec::new(),
         index_builder,
         next_offset,

@@ -169,36 +169,83 @@ pub(crate) fn encode_batch(
     now: u64,
     producer: Option<ProducerStamp>,
 ) -> BatchHeader {
-    let start = buf.len();
-    buf.resize(start + HEADER_LEN, 0);
     let first_ts = msgs.first().and_then(|m| m.timestamp).unwrap_or(now);
-    let mut max_ts = first_ts;
-    for (delta, m) in msgs.iter().enumerate() {
+    let mut batch = OpenBatch::open(buf, base_offset, first_ts, producer);
+    for m in msgs {
+        batch.push(buf, m, now);
+    }
+    batch.seal(buf)
+}
+
+/// A batch at the end of a buffer that still takes records; its header and CRC are written
+/// when it is sealed. Lets many small appends share one header and one CRC.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenBatch {
+    /// Where the batch starts in the buffer.
+    pub start: usize,
+    base_offset: u64,
+    count: u32,
+    first_ts: u64,
+    max_ts: u64,
+    producer: Option<ProducerStamp>,
+}
+
+impl OpenBatch {
+    /// Reserves a header at the end of `buf`.
+    pub fn open(
+        buf: &mut Vec<u8>,
+        base_offset: u64,
+        first_ts: u64,
+        producer: Option<ProducerStamp>,
+    ) -> Self {
+        let start = buf.len();
+        buf.resize(start + HEADER_LEN, 0);
+        Self {
+            start,
+            base_offset,
+            count: 0,
+            first_ts,
+            max_ts: first_ts,
+            producer,
+        }
+    }
+
+    /// Appends one record; it gets the next offset.
+    pub fn push(&mut self, buf: &mut Vec<u8>, m: &Message, now: u64) {
         let ts = m.timestamp.unwrap_or(now);
-        max_ts = max_ts.max(ts);
+        self.max_ts = self.max_ts.max(ts);
         let fields = RecordFields {
-            ts_delta: zigzag(ts.wrapping_sub(first_ts) as i64),
-            offset_delta: delta as u64,
+            ts_delta: zigzag(ts.wrapping_sub(self.first_ts) as i64),
+            offset_delta: u64::from(self.count),
             key: m.key.as_deref(),
             value: m.value.as_deref(),
             headers: &m.headers,
         };
         fields.put(buf);
+        self.count += 1;
     }
-    let count = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
-    let header = BatchHeader {
-        len: u32::try_from(buf.len() - start).unwrap_or(u32::MAX),
-        crc: 0,
-        flags: 0,
-        base_offset,
-        last_offset_delta: count.saturating_sub(1),
-        count,
-        first_timestamp: first_ts,
-        max_timestamp: max_ts,
-        producer_id: producer.map_or(NO_PRODUCER, |p| p.id),
-        base_sequence: producer.map_or(0, |p| p.sequence),
-    };
-    finish_batch(&mut buf[start..], header)
+
+    /// Bytes the batch takes so far.
+    pub fn len(&self, buf: &[u8]) -> usize {
+        buf.len() - self.start
+    }
+
+    /// Writes the header and CRC.
+    pub fn seal(self, buf: &mut [u8]) -> BatchHeader {
+        let header = BatchHeader {
+            len: u32::try_from(buf.len() - self.start).unwrap_or(u32::MAX),
+            crc: 0,
+            flags: 0,
+            base_offset: self.base_offset,
+            last_offset_delta: self.count.saturating_sub(1),
+            count: self.count,
+            first_timestamp: self.first_ts,
+            max_timestamp: self.max_ts,
+            producer_id: self.producer.map_or(NO_PRODUCER, |p| p.id),
+            base_sequence: self.producer.map_or(0, |p| p.sequence),
+        };
+        finish_batch(&mut buf[self.start..], header)
+    }
 }
 
 /// Writes `header` into the first `HEADER_LEN` bytes of `batch` and seals it with its CRC.
