@@ -4,7 +4,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -114,24 +115,48 @@ fn append_durable(c: &mut Criterion) {
                 .create_topic("b", topic_config(Durability::Always))
                 .expect("topic");
             let p = Arc::clone(t.partition(0).expect("p"));
-            b.iter_custom(|iters| {
-                let per = iters.div_ceil(appenders as u64);
-                let start = Instant::now();
-                std::thread::scope(|s| {
-                    for _ in 0..appenders {
-                        let p = &p;
-                        let msg = [Message::new(payload.clone())];
-                        s.spawn(move || {
-                            for _ in 0..per {
+            // Appender threads live across rounds: thread start-up is not part of an append.
+            let per = Arc::new(AtomicU64::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            let barrier = Arc::new(Barrier::new(appenders + 1));
+            let workers: Vec<_> = (0..appenders)
+                .map(|_| {
+                    let (p, per, stop, barrier) = (
+                        Arc::clone(&p),
+                        Arc::clone(&per),
+                        Arc::clone(&stop),
+                        Arc::clone(&barrier),
+                    );
+                    let msg = [Message::new(payload.clone())];
+                    std::thread::spawn(move || {
+                        loop {
+                            barrier.wait();
+                            if stop.load(Ordering::SeqCst) {
+                                return;
+                            }
+                            for _ in 0..per.load(Ordering::SeqCst) {
                                 p.append(&msg).expect("append");
                             }
-                        });
-                    }
-                });
+                            barrier.wait();
+                        }
+                    })
+                })
+                .collect();
+            b.iter_custom(|iters| {
+                let n = iters.div_ceil(appenders as u64);
+                per.store(n, Ordering::SeqCst);
+                let start = Instant::now();
+                barrier.wait();
+                barrier.wait();
                 start
                     .elapsed()
-                    .mul_f64(iters as f64 / (per * appenders as u64) as f64)
+                    .mul_f64(iters as f64 / (n * appenders as u64) as f64)
             });
+            stop.store(true, Ordering::SeqCst);
+            barrier.wait();
+            for w in workers {
+                w.join().expect("worker");
+            }
         });
     }
     for tasks in [16usize, 256] {

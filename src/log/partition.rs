@@ -536,7 +536,7 @@ pub(crate) fn poison(core: &Core, st: &mut State, e: &std::io::Error, path: &Pat
 }
 
 /// Largest batch that buffered appends are coalesced into.
-const OPEN_BATCH_MAX: usize = 1024 * 1024;
+const OPEN_BATCH_MAX: usize = 16 * 1024;
 
 /// Writes the open batch's header and CRC, and indexes it.
 fn seal_open(st: &mut State) {

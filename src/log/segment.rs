@@ -15,8 +15,10 @@ use super::record::{self, BatchHeader, DecodeError, HEADER_LEN, MAGIC};
 use super::storage::{self, Storage, StorageFile};
 use crate::error::LogError;
 
-/// Bytes read from a segment at a time.
-const CHUNK: usize = 256 * 1024;
+/// Bytes read from a segment at a time: the first read of a scan is small (a reader that wants
+/// a few records should not copy a megabyte), later ones double up to the maximum.
+const FIRST_CHUNK: usize = 32 * 1024;
+const CHUNK: usize = 1024 * 1024;
 
 /// One segment file and what is known of it.
 #[derive(Debug)]
@@ -212,6 +214,7 @@ fn scan_with(
     // `buf[..filled]` holds the file's bytes from `chunk_pos`.
     let mut chunk_pos = pos;
     let mut filled = 0usize;
+    let mut chunk = FIRST_CHUNK;
     while pos < end {
         let at = usize::try_from(pos - chunk_pos).unwrap_or(usize::MAX);
         let avail = buf.get(at..filled).unwrap_or(&[]);
@@ -224,7 +227,8 @@ fn scan_with(
             Ok(_) | Err(DecodeError::Incomplete) => {
                 // Refill from `pos`, large enough for the whole batch if its length is known.
                 let need =
-                    record::decode_header(avail).map_or(CHUNK, |h| (h.len as usize).max(CHUNK));
+                    record::decode_header(avail).map_or(chunk, |h| (h.len as usize).max(chunk));
+                chunk = (chunk * 2).min(CHUNK);
                 let len = usize::try_from((end - pos).min(need as u64)).unwrap_or(need);
                 if buf.len() < len {
                     buf.resize(len, 0);
