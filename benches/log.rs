@@ -272,6 +272,29 @@ fn sequential_read(c: &mut Criterion) {
                 total
             });
         });
+        g.bench_function(BenchmarkId::new("quipu_visit_batches", size), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let db = open(&dir);
+                    let t = db.log().topic("b").expect("topic");
+                    let p = t.partition(0).expect("p");
+                    let start = Instant::now();
+                    let mut n = 0u64;
+                    let mut bytes = 0usize;
+                    p.visit_batches(0, |b| {
+                        n += u64::from(b.record_count());
+                        bytes += b.as_bytes().len();
+                        std::ops::ControlFlow::Continue(())
+                    })
+                    .expect("visit");
+                    total += start.elapsed();
+                    assert_eq!(n, records);
+                    assert!(bytes > 0);
+                }
+                total
+            });
+        });
         g.bench_function(BenchmarkId::new("quipu_batches", size), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;

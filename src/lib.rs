@@ -36,8 +36,8 @@ pub use config::{Cleanup, Durability, LogConfig, RecoveryMode, TopicConfig};
 pub use engine::{Quipu, QuipuBuilder};
 pub use error::{ConfigError, Error, LogError, Result};
 pub use log::{
-    AppendReceipt, ConsumerGroup, Follower, FsStorage, Log, Message, Partition, PartitionLag,
-    Record, RecordBatch, Storage, StorageFile, Topic,
+    AppendReceipt, BatchView, ConsumerGroup, Follower, FsStorage, Log, Message, Partition,
+    PartitionLag, Record, RecordBatch, Storage, StorageFile, Topic,
 };
 pub use metrics::{LogMetrics, LogStats};
 

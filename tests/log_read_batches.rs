@@ -113,3 +113,55 @@ fn buffered_appends_share_batches_and_read_back_across_reopen() {
             .duplicate
     );
 }
+
+#[test]
+fn visiting_batches_lends_the_same_bytes_and_stops_when_asked() {
+    let dir = common::tempdir();
+    let db = Quipu::builder(dir.path())
+        .log_config(common::test_config())
+        .open()
+        .expect("open");
+    let cfg = TopicConfig::default()
+        .with_durability(Durability::Always)
+        .with_segment_bytes(4096);
+    let t = db.log().create_topic("t", cfg).expect("create");
+    let p = t.partition(0).expect("p");
+    for i in 0..120 {
+        p.append(&[Message::new(format!("value-{i:03}")), Message::new("x")])
+            .expect("append");
+    }
+    assert!(p.segment_count() > 1);
+    let owned = p.read_batches(10, usize::MAX).expect("batches");
+    let mut lent = Vec::new();
+    let next = p
+        .visit_batches(10, |b| {
+            lent.push((
+                b.base_offset(),
+                b.as_bytes().to_vec(),
+                b.records().expect("decode"),
+            ));
+            std::ops::ControlFlow::Continue(())
+        })
+        .expect("visit");
+    assert_eq!(next, p.end_offset());
+    assert_eq!(lent.len(), owned.len());
+    for ((base, bytes, records), o) in lent.iter().zip(&owned) {
+        assert_eq!(*base, o.base_offset());
+        assert_eq!(bytes.as_slice(), &o.as_bytes()[..]);
+        assert_eq!(records, &o.records().expect("decode"));
+    }
+    // Breaking stops the walk; the returned offset is where to resume.
+    let mut seen = 0;
+    let resume = p
+        .visit_batches(0, |_| {
+            seen += 1;
+            if seen == 3 {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .expect("visit");
+    assert_eq!(seen, 3);
+    assert_eq!(resume, 6);
+}

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use groups::{ConsumerGroup, PartitionLag};
 pub use partition::{AppendReceipt, Partition};
-pub use read::{Follower, RecordBatch};
+pub use read::{BatchView, Follower, RecordBatch};
 pub use record::{Message, Record};
 pub use storage::{FsStorage, Storage, StorageFile};
 pub use topic::Topic;

@@ -233,6 +233,20 @@ impl Partition {
         super::read::read_batches(&self.core, offset, max_bytes)
     }
 
+    /// Lends each CRC-verified batch, from the one holding `offset` to the end, to `f` without
+    /// copying it, until `f` breaks. Returns the offset after the last batch lent. The cheapest
+    /// way to move a partition's bytes elsewhere (a replica, a socket, a backup).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn visit_batches(
+        &self,
+        offset: u64,
+        f: impl FnMut(super::BatchView<'_>) -> std::ops::ControlFlow<()>,
+    ) -> Result<u64, LogError> {
+        super::read::visit_batches(&self.core, offset, f)
+    }
+
     /// The offset of the first record whose timestamp is at or after `millis`, or `None` if
     /// every record is older.
     ///

@@ -153,11 +153,109 @@ pub(crate) fn read_batches(
     offset: u64,
     max_bytes: usize,
 ) -> Result<Vec<RecordBatch>, LogError> {
-    let (segments, visible) = snapshot(core, offset)?;
     let mut out = Vec::new();
     let mut total = 0usize;
+    visit(core, offset, |seg, at, h, batch| {
+        total += batch.len();
+        out.push(RecordBatch {
+            header: *h,
+            bytes: Bytes::copy_from_slice(batch),
+            segment: Arc::clone(seg),
+            position: at,
+        });
+        if total >= max_bytes {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    Ok(out)
+}
+
+/// A verified batch lent to the closure of [`Partition::visit_batches`]: its bytes are valid only
+/// during the call.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchView<'a> {
+    header: record::BatchHeader,
+    bytes: &'a [u8],
+    segment: &'a Segment,
+    position: u64,
+}
+
+impl BatchView<'_> {
+    /// Offset of the batch's first record slot.
+    #[must_use]
+    pub fn base_offset(&self) -> u64 {
+        self.header.base_offset
+    }
+
+    /// The offset after the batch's last record slot.
+    #[must_use]
+    pub fn next_offset(&self) -> u64 {
+        self.header.next_offset()
+    }
+
+    /// Records in the batch.
+    #[must_use]
+    pub fn record_count(&self) -> u32 {
+        self.header.count
+    }
+
+    /// Largest record timestamp in the batch.
+    #[must_use]
+    pub fn max_timestamp(&self) -> u64 {
+        self.header.max_timestamp
+    }
+
+    /// The encoded batch, header included (docs/FORMAT.md §2).
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes
+    }
+
+    /// Decodes the records (copying the batch once).
+    ///
+    /// # Errors
+    /// [`LogError::Corrupt`] if the records do not decode.
+    pub fn records(&self) -> Result<Vec<Record>, LogError> {
+        let bytes = Bytes::copy_from_slice(self.bytes);
+        let mut out = Vec::with_capacity(self.header.count as usize);
+        record::decode_records(&bytes, &self.header, &mut out)
+            .map_err(|e| corrupt(self.segment, self.position, &e))?;
+        Ok(out)
+    }
+}
+
+/// Lends each verified batch from the one holding `offset` up to the visible end to `f`, until
+/// it breaks; returns the offset after the last batch lent.
+pub(crate) fn visit_batches(
+    core: &Core,
+    offset: u64,
+    mut f: impl FnMut(BatchView<'_>) -> ControlFlow<()>,
+) -> Result<u64, LogError> {
+    let mut next = offset;
+    visit(core, offset, |seg, at, h, batch| {
+        next = h.next_offset();
+        f(BatchView {
+            header: *h,
+            bytes: batch,
+            segment: seg,
+            position: at,
+        })
+    })?;
+    Ok(next)
+}
+
+/// Walks the verified batches that hold offsets at or after `offset` and below the visible end.
+fn visit(
+    core: &Core,
+    offset: u64,
+    mut f: impl FnMut(&Arc<Segment>, u64, &record::BatchHeader, &[u8]) -> ControlFlow<()>,
+) -> Result<(), LogError> {
+    let (segments, visible) = snapshot(core, offset)?;
+    let mut stopped = false;
     for seg in &segments {
-        if seg.base_offset >= visible || (total >= max_bytes && !out.is_empty()) {
+        if seg.base_offset >= visible || stopped {
             break;
         }
         let pos = index::position_for_offset(&seg.index.read(), offset);
@@ -165,28 +263,18 @@ pub(crate) fn read_batches(
             if h.next_offset() <= offset {
                 return ControlFlow::Continue(());
             }
-            if h.next_offset() > visible {
+            if h.next_offset() > visible || f(seg, at, h, batch).is_break() {
+                stopped = true;
                 return ControlFlow::Break(());
             }
-            total += batch.len();
-            out.push(RecordBatch {
-                header: *h,
-                bytes: Bytes::copy_from_slice(batch),
-                segment: Arc::clone(seg),
-                position: at,
-            });
-            if total >= max_bytes {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
+            ControlFlow::Continue(())
         })
         .map_err(|e| LogError::io(&seg.log_path, e))?;
         if let Some((at, e)) = scanned.bad {
             return Err(corrupt(seg, at, &e));
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 pub(crate) fn read(core: &Core, offset: u64, max: usize) -> Result<Vec<Record>, LogError> {
