@@ -43,10 +43,7 @@ fn read_by_timestamp_finds_the_first_record_at_or_after() {
 #[test]
 fn blocking_follower_wakes_on_append() {
     let dir = common::tempdir();
-    let db = quipu::Quipu::builder(dir.path())
-        .log_config(common::test_config())
-        .open()
-        .expect("open");
+    let db = common::open(dir.path());
     let t = db
         .log()
         .create_topic(
@@ -83,10 +80,7 @@ fn blocking_follower_wakes_on_append() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_follower_wakes_on_append_and_on_close() {
     let dir = common::tempdir();
-    let db = quipu::Quipu::builder(dir.path())
-        .log_config(common::test_config())
-        .open()
-        .expect("open");
+    let db = common::open(dir.path());
     let t = db
         .log()
         .create_topic(
@@ -130,10 +124,7 @@ async fn async_follower_wakes_on_append_and_on_close() {
 #[test]
 fn always_topics_show_readers_only_synced_records() {
     let dir = common::tempdir();
-    let db = quipu::Quipu::builder(dir.path())
-        .log_config(common::test_config())
-        .open()
-        .expect("open");
+    let db = common::open(dir.path());
     let t = db
         .log()
         .create_topic("t", TopicConfig::default())

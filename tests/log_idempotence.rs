@@ -5,10 +5,7 @@ mod common;
 use quipu::{Durability, LogError, Message, Quipu, TopicConfig};
 
 fn open(dir: &std::path::Path) -> Quipu {
-    Quipu::builder(dir)
-        .log_config(common::test_config())
-        .open()
-        .expect("open")
+    common::open(dir)
 }
 
 #[test]

@@ -7,10 +7,7 @@ use quipu::{Durability, LogError, Message, Quipu, TopicConfig};
 #[test]
 fn batches_decode_to_the_same_records_as_read() {
     let dir = common::tempdir();
-    let db = Quipu::builder(dir.path())
-        .log_config(common::test_config())
-        .open()
-        .expect("open");
+    let db = common::open(dir.path());
     let t = db
         .log()
         .create_topic(
@@ -62,10 +59,7 @@ fn batches_decode_to_the_same_records_as_read() {
 fn buffered_appends_share_batches_and_read_back_across_reopen() {
     let dir = common::tempdir();
     {
-        let db = Quipu::builder(dir.path())
-            .log_config(common::test_config())
-            .open()
-            .expect("open");
+        let db = common::open(dir.path());
         let t = db
             .log()
             .create_topic(
@@ -117,10 +111,7 @@ fn buffered_appends_share_batches_and_read_back_across_reopen() {
 #[test]
 fn visiting_batches_lends_the_same_bytes_and_stops_when_asked() {
     let dir = common::tempdir();
-    let db = Quipu::builder(dir.path())
-        .log_config(common::test_config())
-        .open()
-        .expect("open");
+    let db = common::open(dir.path());
     let cfg = TopicConfig::default()
         .with_durability(Durability::Always)
         .with_segment_bytes(4096);

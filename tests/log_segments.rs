@@ -70,10 +70,7 @@ fn segments_roll_by_age() {
 #[test]
 fn keys_keep_to_one_partition_and_spread_across_all() {
     let dir = common::tempdir();
-    let db = quipu::Quipu::builder(dir.path())
-        .log_config(common::test_config())
-        .open()
-        .expect("open");
+    let db = common::open(dir.path());
     let t = db
         .log()
         .create_topic(

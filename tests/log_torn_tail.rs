@@ -10,10 +10,7 @@ use quipu::{Durability, LogError, Message, Quipu, RecoveryMode, TopicConfig};
 
 fn setup(n: u64) -> (tempfile::TempDir, Vec<u64>) {
     let dir = common::tempdir();
-    let db = Quipu::builder(dir.path())
-        .log_config(common::test_config())
-        .open()
-        .expect("open");
+    let db = common::open(dir.path());
     let t = db
         .log()
         .create_topic(

@@ -19,6 +19,14 @@ pub fn test_config() -> LogConfig {
     LogConfig::default().with_maintenance_interval(None)
 }
 
+/// Opens a data dir with the test config and the system clock.
+pub fn open(dir: &Path) -> Quipu {
+    Quipu::builder(dir)
+        .log_config(test_config())
+        .open()
+        .expect("open")
+}
+
 /// Opens a data dir with a manual clock at `now`.
 pub fn open_manual(dir: &Path, clock: &ManualClock) -> Quipu {
     Quipu::builder(dir)
