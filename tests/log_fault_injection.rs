@@ -9,19 +9,11 @@ use std::sync::atomic::Ordering;
 use common::FaultyStorage;
 use quipu::{Durability, LogError, Message, Quipu, TopicConfig};
 
-fn open(dir: &std::path::Path, storage: &FaultyStorage) -> Quipu {
-    Quipu::builder(dir)
-        .log_config(common::test_config())
-        .storage(Arc::new(storage.clone()))
-        .open()
-        .expect("open")
-}
-
 #[test]
 fn failed_fsync_poisons_and_fails_every_waiter() {
     let dir = common::tempdir();
     let storage = FaultyStorage::default();
-    let db = open(dir.path(), &storage);
+    let db = common::open_faulty(dir.path(), &storage);
     let t = db
         .log()
         .create_topic(
@@ -66,7 +58,7 @@ fn failed_fsync_poisons_and_fails_every_waiter() {
     // After reopening on a healthy disk everything acknowledged is there.
     storage.faults.fail_sync.store(false, Ordering::SeqCst);
     storage.faults.sync_delay_ms.store(0, Ordering::SeqCst);
-    let db = open(dir.path(), &storage);
+    let db = common::open_faulty(dir.path(), &storage);
     let t = db.log().topic("t").expect("t");
     let values: Vec<_> = t
         .read(0, 0, 100)
@@ -85,7 +77,7 @@ fn failed_fsync_poisons_and_fails_every_waiter() {
 fn async_waiters_get_the_fsync_error_too() {
     let dir = common::tempdir();
     let storage = FaultyStorage::default();
-    let db = open(dir.path(), &storage);
+    let db = common::open_faulty(dir.path(), &storage);
     let t = db
         .log()
         .create_topic(
@@ -125,7 +117,7 @@ fn async_waiters_get_the_fsync_error_too() {
 fn full_disk_is_a_typed_error_and_loses_nothing_acknowledged() {
     let dir = common::tempdir();
     let storage = FaultyStorage::default();
-    let db = open(dir.path(), &storage);
+    let db = common::open_faulty(dir.path(), &storage);
     let t = db
         .log()
         .create_topic(
@@ -152,7 +144,7 @@ fn full_disk_is_a_typed_error_and_loses_nothing_acknowledged() {
     drop(db);
     // Space is freed; reopen: every acknowledged record is intact, the torn bytes are gone.
     storage.faults.write_budget.store(-1, Ordering::SeqCst);
-    let db = open(dir.path(), &storage);
+    let db = common::open_faulty(dir.path(), &storage);
     let t = db.log().topic("t").expect("t");
     let records = t.read(0, 0, 1000).expect("read");
     assert_eq!(records.len(), acked.len());

@@ -6,15 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use common::FaultyStorage;
-use quipu::{Durability, Message, Quipu, TopicConfig};
-
-fn open(dir: &std::path::Path, storage: &FaultyStorage) -> Quipu {
-    Quipu::builder(dir)
-        .log_config(common::test_config())
-        .storage(Arc::new(storage.clone()))
-        .open()
-        .expect("open")
-}
+use quipu::{Durability, Message, TopicConfig};
 
 #[test]
 fn sixteen_threads_share_fsyncs() {
@@ -22,7 +14,7 @@ fn sixteen_threads_share_fsyncs() {
     let storage = FaultyStorage::default();
     // A slow disk makes appenders queue behind each fsync, as on real hardware.
     storage.faults.sync_delay_ms.store(5, Ordering::SeqCst);
-    let db = open(dir.path(), &storage);
+    let db = common::open_faulty(dir.path(), &storage);
     let t = db
         .log()
         .create_topic(
@@ -63,7 +55,7 @@ fn async_appenders_share_fsyncs() {
     let dir = common::tempdir();
     let storage = FaultyStorage::default();
     storage.faults.sync_delay_ms.store(5, Ordering::SeqCst);
-    let db = open(dir.path(), &storage);
+    let db = common::open_faulty(dir.path(), &storage);
     let t = db
         .log()
         .create_topic(
@@ -103,7 +95,7 @@ fn async_appenders_share_fsyncs() {
 fn interval_and_never_acknowledge_without_waiting_for_fsync() {
     let dir = common::tempdir();
     let storage = FaultyStorage::default();
-    let db = open(dir.path(), &storage);
+    let db = common::open_faulty(dir.path(), &storage);
     let every = std::time::Duration::from_millis(20);
     let t = db
         .log()

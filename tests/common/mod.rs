@@ -146,6 +146,15 @@ impl Storage for FaultyStorage {
     }
 }
 
+/// Opens a data dir whose segment files go through `storage`.
+pub fn open_faulty(dir: &Path, storage: &FaultyStorage) -> Quipu {
+    Quipu::builder(dir)
+        .log_config(test_config())
+        .storage(Arc::new(storage.clone()))
+        .open()
+        .expect("open")
+}
+
 /// The active (last) segment file of a partition.
 pub fn last_segment(data: &Path, topic: &str, partition: u32) -> PathBuf {
     segments(data, topic, partition).pop().expect("a segment")
