@@ -20,9 +20,10 @@ pub struct LogMetrics {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LogStats {
-    /// Append calls that wrote a batch.
+    /// Append calls written to segment files (counted when the write buffer is written out,
+    /// so buffered appends show up within one flush interval).
     pub appends: u64,
-    /// Records appended.
+    /// Records written to segment files (counted like `appends`).
     pub records: u64,
     /// Encoded bytes written to segment files.
     pub bytes: u64,

@@ -47,6 +47,9 @@ pub(crate) struct State {
     pub buf: Vec<u8>,
     /// The batch at the end of `buf` that buffered appends still join.
     open: Option<OpenBatch>,
+    /// Appends and records in `buf`, not yet added to the shared metrics.
+    buffered_appends: u64,
+    buffered_records: u64,
     /// Index entries whose batches are in `buf` or not yet in the `.idx` file.
     pub idx_pending: Vec<super::index::IndexEntry>,
     pub index_builder: IndexBuilder,
@@ -428,8 +431,10 @@ impl Partition {
         if let Some(stamp) = producer {
             st.producers.record(stamp, count, base);
         }
-        core.ctx.metrics.appends(1);
-        core.ctx.metrics.records(u64::from(count));
+        // Counted into the shared metrics when the buffer is written: one atomic per write
+        // instead of two per append.
+        st.buffered_appends += 1;
+        st.buffered_records += u64::from(count);
         match core.config.durability {
             Durability::Always => {
                 st.group.pending += 1;
@@ -575,6 +580,12 @@ pub(crate) fn flush_buffer(core: &Core, st: &mut State) -> Result<(), LogError> 
         return Ok(());
     }
     core.ctx.metrics.bytes(st.buf.len() as u64);
+    core.ctx
+        .metrics
+        .appends(std::mem::take(&mut st.buffered_appends));
+    core.ctx
+        .metrics
+        .records(std::mem::take(&mut st.buffered_records));
     let active = Arc::clone(st.active());
     if let Err(e) = active.file.append(&st.buf) {
         // Part of the buffer may be on disk; cut it so no torn batch sits before later ones.
@@ -745,6 +756,8 @@ pub(crate) fn state(
         segments,
         buf: Vec::new(),
         open: None,
+        buffered_appends: 0,
+        buffered_records: 0,
         idx_pending: Vec::new(),
         index_builder,
         next_offset,
