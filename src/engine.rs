@@ -61,8 +61,17 @@ impl Quipu {
         &self.dir
     }
 
-    /// Flushes and fsyncs everything and releases the directory.
+    /// Flushes and fsyncs everything and releases the directory. Dropping a `Quipu` does the
+    /// same.
     pub fn close(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Quipu {
+    fn drop(&mut self) {
+        // Before the lock file is released: no write may land after another process can open
+        // the directory, even while handles to topics are still alive elsewhere.
         self.log.close();
     }
 }

@@ -91,3 +91,29 @@ fn invalid_commits_are_refused_and_change_nothing() {
         Err(LogError::InvalidTopicName { .. })
     ));
 }
+
+#[test]
+fn a_commit_never_points_past_what_is_on_disk() {
+    use std::sync::atomic::Ordering;
+    let dir = common::tempdir();
+    let storage = common::FaultyStorage::default();
+    let db = common::open_faulty(dir.path(), &storage);
+    let cfg = TopicConfig::default().with_durability(Durability::Never);
+    let t = db.log().create_topic("t", cfg).expect("create");
+    for i in 0..10 {
+        t.append(Message::new(format!("r{i}"))).expect("append");
+    }
+    let g = db.log().consumer_group("g").expect("group");
+    let before = storage.faults.syncs.load(Ordering::SeqCst);
+    g.commit("t", 0, 10).expect("commit");
+    // The buffered records were fsynced first: a crash cannot leave the commit past the log,
+    // which would make the group skip the records appended after it.
+    assert!(storage.faults.syncs.load(Ordering::SeqCst) > before);
+    let before = storage.faults.syncs.load(Ordering::SeqCst);
+    g.commit("t", 0, 10).expect("commit again");
+    assert_eq!(
+        storage.faults.syncs.load(Ordering::SeqCst),
+        before,
+        "no fsync when already durable"
+    );
+}

@@ -51,6 +51,12 @@ fn failed_fsync_poisons_and_fails_every_waiter() {
         other => panic!("expected Poisoned, got {other:?}"),
     }
     assert!(db.log().stats().fsync_failures >= 1);
+    // A follower waiting for more learns that none will come, instead of waiting forever.
+    let mut tail = t.follow(0, 5, 10).expect("follow");
+    assert!(matches!(
+        tail.next_blocking(std::time::Duration::MAX),
+        Err(LogError::Poisoned { .. })
+    ));
     // Reads of what was acknowledged still work.
     assert_eq!(t.read(0, 0, 100).expect("read").len(), 5);
     drop(t);

@@ -134,3 +134,23 @@ fn always_topics_show_readers_only_synced_records() {
     assert_eq!(t.read(0, r.offset, 10).expect("read").len(), 1);
     assert_eq!(t.partition(0).expect("p").end_offset(), 1);
 }
+
+#[test]
+fn waiting_forever_is_allowed() {
+    let dir = common::tempdir();
+    let db = common::open(dir.path());
+    let t = db
+        .log()
+        .create_topic("t", TopicConfig::default())
+        .expect("create");
+    let mut tail = t.follow(0, 0, 10).expect("follow");
+    let writer = {
+        let t = std::sync::Arc::clone(&t);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            t.append(Message::new("late")).expect("append");
+        })
+    };
+    assert_eq!(tail.next_blocking(Duration::MAX).expect("follow").len(), 1);
+    writer.join().expect("writer");
+}

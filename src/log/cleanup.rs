@@ -24,6 +24,9 @@ pub(crate) fn enforce_retention(core: &Core) -> Result<usize, LogError> {
     let _maintenance = core.maintenance.lock();
     let now = core.ctx.clock.now_millis();
     let mut st = core.state.lock();
+    if st.closed {
+        return Ok(0);
+    }
     let aged = st
         .active_since
         .is_some_and(|t| now.saturating_sub(t) >= millis(cfg.segment_age));
@@ -78,13 +81,14 @@ pub(crate) fn compact(core: &Core) -> Result<u64, LogError> {
     let _maintenance = core.maintenance.lock();
     let now = core.ctx.clock.now_millis();
     let grace = millis(core.config.tombstone_grace);
-    let segments = {
-        let mut st = core.state.lock();
-        if st.poisoned.is_none() {
-            partition::flush_buffer(core, &mut st)?;
-        }
-        st.segments.clone()
-    };
+    if core.state.lock().closed {
+        return Ok(0);
+    }
+    // Only durable records may make older ones obsolete: if compaction dropped a value for a
+    // newer one that a crash then took away, the key would be gone. So make everything durable
+    // first and ignore what comes after.
+    let bound = partition::flush_and_sync(core)?;
+    let segments = core.state.lock().segments.clone();
     if segments.len() < 2 {
         return Ok(0);
     }
@@ -93,7 +97,7 @@ pub(crate) fn compact(core: &Core) -> Result<u64, LogError> {
     let mut latest: HashMap<Bytes, u64> = HashMap::new();
     for seg in &segments {
         for_each_batch(seg, |_, records| {
-            for r in records {
+            for r in records.iter().filter(|r| r.offset < bound) {
                 if let Some(k) = &r.key {
                     latest.insert(Bytes::copy_from_slice(k), r.offset);
                 }

@@ -7,7 +7,9 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::record::Record;
-use super::{Log, meta};
+use std::sync::{Arc, Weak};
+
+use super::{Log, LogInner, meta};
 use crate::error::LogError;
 
 /// How far a group is behind in one partition.
@@ -31,7 +33,8 @@ struct Offsets {
 
 /// A consumer group: reads topics from its own positions and commits them durably. Commits are
 /// fsynced before `commit` returns, so after a crash the group resumes from its last commit
-/// (at-least-once).
+/// (at-least-once); a commit past buffered records of an `Interval`/`Never` topic fsyncs them
+/// first, so a commit never points past what a crash can take back.
 ///
 /// ```
 /// # fn main() -> Result<(), quipu::Error> {
@@ -52,21 +55,29 @@ struct Offsets {
 pub struct ConsumerGroup {
     name: String,
     path: PathBuf,
-    log: Log,
+    /// Weak: the log keeps its groups, so a strong handle here would keep the log alive forever.
+    log: Weak<LogInner>,
     committed: Mutex<Offsets>,
     positions: Mutex<BTreeMap<(String, u32), u64>>,
 }
 
 impl ConsumerGroup {
-    pub(crate) fn open(log: Log, name: &str, path: PathBuf) -> Result<Self, LogError> {
+    pub(crate) fn open(log: &Log, name: &str, path: PathBuf) -> Result<Self, LogError> {
         let committed = meta::read(log.inner.ctx.storage.as_ref(), &path)?.unwrap_or_default();
         Ok(Self {
             name: name.to_owned(),
             path,
-            log,
+            log: Arc::downgrade(&log.inner),
             committed: Mutex::new(committed),
             positions: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    fn log(&self) -> Result<Log, LogError> {
+        self.log
+            .upgrade()
+            .map(|inner| Log { inner })
+            .ok_or(LogError::Closed)
     }
 
     /// The group's name.
@@ -91,7 +102,7 @@ impl ConsumerGroup {
     /// As [`commit`](Self::commit); nothing is committed if any entry is invalid.
     pub fn commit_all(&self, entries: &[(&str, u32, u64)]) -> Result<(), LogError> {
         for &(topic, partition, offset) in entries {
-            let p = self.log.topic(topic)?;
+            let p = self.log()?.topic(topic)?;
             let part = p.partition(partition)?;
             let end = part.end_offset();
             if offset > end {
@@ -101,6 +112,11 @@ impl ConsumerGroup {
                     end,
                 });
             }
+            // A commit must never point past what a crash can take back (buffered records of
+            // `Interval`/`Never` topics): the group would skip what is appended after a restart.
+            if offset > part.durable_offset() {
+                part.flush()?;
+            }
         }
         let mut committed = self.committed.lock();
         let before = std::mem::take(&mut committed.committed);
@@ -109,7 +125,8 @@ impl ConsumerGroup {
             next.insert((topic.to_owned(), partition), offset);
         }
         committed.committed = next;
-        let written = meta::write(self.log.inner.ctx.storage.as_ref(), &self.path, &*committed);
+        let log = self.log()?;
+        let written = meta::write(log.inner.ctx.storage.as_ref(), &self.path, &*committed);
         if written.is_err() {
             committed.committed = before;
         }
@@ -131,7 +148,7 @@ impl ConsumerGroup {
     /// # Errors
     /// [`LogError::TopicNotFound`].
     pub fn lag(&self, topic: &str) -> Result<Vec<PartitionLag>, LogError> {
-        let t = self.log.topic(topic)?;
+        let t = self.log()?.topic(topic)?;
         Ok(t.partitions()
             .iter()
             .map(|p| {
@@ -158,18 +175,20 @@ impl ConsumerGroup {
     /// # Errors
     /// [`LogError::TopicNotFound`], and as [`Partition::read`](crate::Partition::read).
     pub fn poll(&self, topic: &str, max_records: usize) -> Result<Vec<(u32, Record)>, LogError> {
-        let t = self.log.topic(topic)?;
+        let t = self.log()?.topic(topic)?;
         let mut positions = self.positions.lock();
         let mut out = Vec::new();
         for p in t.partitions() {
             let key = (topic.to_owned(), p.id());
             let start = p.start_offset();
+            // Clamped into the partition: retention may have passed a position, and a crash may
+            // have taken back buffered records a commit already counted.
             let from = positions
                 .get(&key)
                 .copied()
                 .or_else(|| self.committed(topic, p.id()))
                 .unwrap_or(start)
-                .max(start);
+                .clamp(start, p.end_offset().max(start));
             let records = p.read(from, max_records)?;
             let next = records.last().map_or(from, |r| r.offset + 1);
             positions.insert(key, next);

@@ -68,7 +68,7 @@ pub struct Log {
 }
 
 #[derive(Debug)]
-struct LogInner {
+pub(crate) struct LogInner {
     dir: PathBuf,
     ctx: Context,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
@@ -308,7 +308,7 @@ impl Log {
                 .map_err(|e| LogError::io(&self.inner.dir, e))?;
         }
         let group = Arc::new(ConsumerGroup::open(
-            self.clone(),
+            self,
             name,
             dir.join(format!("{name}.offsets")),
         )?);

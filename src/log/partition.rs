@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use super::durable::Durable;
 use super::producer::{Admission, ProducerTable};
 use super::record::{self, Message, OpenBatch, ProducerStamp, Record};
 use super::segment::{IndexBuilder, Segment};
+use super::storage::StorageFile;
 use crate::config::{Durability, TopicConfig};
 use crate::error::LogError;
 
@@ -118,6 +120,9 @@ pub(crate) struct Core {
     durable: Durable,
     /// Serialises retention and compaction.
     pub maintenance: Mutex<()>,
+    /// Serialises fsyncs; `fsync_failed` is set before it is released after a failure.
+    fsync_lock: Mutex<()>,
+    fsync_failed: AtomicBool,
 }
 
 /// One partition of a topic: an ordered, append-only sequence of records with dense offsets.
@@ -128,17 +133,17 @@ pub struct Partition {
 }
 
 impl Partition {
-    pub(crate) fn new(core: Core) -> Self {
+    pub(crate) fn new(core: Core) -> Result<Self, LogError> {
         let core = Arc::new(core);
         let sync_core = Arc::clone(&core);
         let handle = std::thread::Builder::new()
             .name(format!("quipu-sync-{}-{}", core.topic, core.id))
             .spawn(move || sync_loop(&sync_core))
-            .ok();
-        Self {
+            .map_err(|e| LogError::io(&core.dir, e))?;
+        Ok(Self {
             core,
-            sync_thread: Mutex::new(handle),
-        }
+            sync_thread: Mutex::new(Some(handle)),
+        })
     }
 
     /// The partition's number within its topic.
@@ -271,6 +276,12 @@ impl Partition {
         self.core.state.lock().visible
     }
 
+    /// The offset below which every record is fsynced.
+    #[must_use]
+    pub fn durable_offset(&self) -> u64 {
+        self.core.durable.offset()
+    }
+
     /// Bytes held on disk (and buffered) by this partition.
     #[must_use]
     pub fn size_bytes(&self) -> u64 {
@@ -289,26 +300,7 @@ impl Partition {
     /// # Errors
     /// [`LogError::Poisoned`] or the I/O error that poisoned the partition.
     pub fn flush(&self) -> Result<(), LogError> {
-        let mut st = self.core.state.lock();
-        check_writable(&self.core, &st)?;
-        flush_buffer(&self.core, &mut st)?;
-        let file = Arc::clone(&st.active().file);
-        let target = st.next_offset;
-        drop(st);
-        let result = file.sync_data();
-        self.core.ctx.metrics.fsyncs(1);
-        let mut st = self.core.state.lock();
-        match result {
-            Ok(()) => {
-                mark_durable(&self.core, &mut st, target);
-                self.core.durable.advance(target);
-                Ok(())
-            }
-            Err(e) => {
-                let path = file_path(&st);
-                Err(poison(&self.core, &mut st, &e, &path))
-            }
-        }
+        flush_and_sync(&self.core).map(|_| ())
     }
 
     /// Flushes, fsyncs, persists the index and stops the sync thread. Appends after this fail
@@ -319,7 +311,8 @@ impl Partition {
             if !st.closed {
                 if st.poisoned.is_none() && flush_buffer(&self.core, &mut st).is_ok() {
                     let next = st.next_offset;
-                    if st.active().file.sync_data().is_ok() {
+                    let file = Arc::clone(&st.active().file);
+                    if fsync(&self.core, &file).is_ok() {
                         mark_durable(&self.core, &mut st, next);
                         self.core.durable.advance(next);
                     }
@@ -519,7 +512,7 @@ struct Pending {
     duplicate: bool,
 }
 
-fn check_writable(core: &Core, st: &State) -> Result<(), LogError> {
+pub(crate) fn check_writable(core: &Core, st: &State) -> Result<(), LogError> {
     if let Some((kind, cause)) = &st.poisoned {
         if *kind == std::io::ErrorKind::StorageFull {
             return Err(LogError::StorageFull {
@@ -627,14 +620,57 @@ pub(crate) fn mark_durable(core: &Core, st: &mut State, target: u64) {
     }
 }
 
+/// Every fsync of a partition goes through here, one at a time. Once one fails, none may report
+/// success: Linux reports a failed write-back to one fsync caller only, so a later fsync of the
+/// same file can succeed although the pages it was meant to cover are gone.
+pub(crate) fn fsync(core: &Core, file: &Arc<dyn StorageFile>) -> std::io::Result<()> {
+    let _one_at_a_time = core.fsync_lock.lock();
+    if core.fsync_failed.load(Ordering::Acquire) {
+        return Err(std::io::Error::other(
+            "an earlier fsync of this partition failed",
+        ));
+    }
+    let result = file.sync_data();
+    core.ctx.metrics.fsyncs(1);
+    if result.is_err() {
+        core.fsync_failed.store(true, Ordering::Release);
+        core.ctx.metrics.fsync_failures(1);
+    }
+    result
+}
+
+/// Writes out the buffer and fsyncs, whatever the durability; returns the offset below which
+/// everything is now durable.
+pub(crate) fn flush_and_sync(core: &Core) -> Result<u64, LogError> {
+    let mut st = core.state.lock();
+    check_writable(core, &st)?;
+    flush_buffer(core, &mut st)?;
+    let file = Arc::clone(&st.active().file);
+    let target = st.next_offset;
+    drop(st);
+    let result = fsync(core, &file);
+    let mut st = core.state.lock();
+    match result {
+        Ok(()) => {
+            mark_durable(core, &mut st, target);
+            drop(st);
+            core.durable.advance(target);
+            Ok(target)
+        }
+        Err(e) => {
+            let path = file_path(&st);
+            Err(poison(core, &mut st, &e, &path))
+        }
+    }
+}
+
 /// Seals the active segment (write, fsync, index) and starts a new one at the next offset.
 pub(crate) fn roll(core: &Core, st: &mut MutexGuard<'_, State>) -> Result<(), LogError> {
     flush_buffer(core, st)?;
     let old = Arc::clone(st.active());
-    if let Err(e) = old.file.sync_data() {
+    if let Err(e) = fsync(core, &old.file) {
         return Err(poison(core, st, &e, &old.log_path));
     }
-    core.ctx.metrics.fsyncs(1);
     let next = st.next_offset;
     mark_durable(core, st, next);
     core.durable.advance(next);
@@ -680,7 +716,10 @@ fn sync_loop(core: &Core) {
                         Durability::Interval(d) => d,
                         _ => NEVER_FLUSH_DELAY,
                     };
-                    let deadline = st.dirty_since.map_or_else(Instant::now, |t| t + delay);
+                    let deadline = st
+                        .dirty_since
+                        .and_then(|t| t.checked_add(delay))
+                        .unwrap_or_else(far_future);
                     if Instant::now() >= deadline {
                         break;
                     }
@@ -703,9 +742,8 @@ fn sync_loop(core: &Core) {
         let path = st.active().log_path.clone();
         drop(st);
         let started = Instant::now();
-        let result = file.sync_data();
+        let result = fsync(core, &file);
         let took = started.elapsed();
-        core.ctx.metrics.fsyncs(1);
         let mut st = core.state.lock();
         st.group.last_size = group.max(1);
         st.group.last_fsync = took;
@@ -717,11 +755,17 @@ fn sync_loop(core: &Core) {
                 core.durable.advance(target);
             }
             Err(e) => {
-                core.ctx.metrics.fsync_failures(1);
                 poison(core, &mut st, &e, &path);
             }
         }
     }
+}
+
+/// A deadline that never comes, for durations too large to add to `Instant::now()`.
+pub(crate) fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
+        .unwrap_or(now)
 }
 
 /// Group commit window: the appenders released by the last fsync are usually about to append
@@ -797,5 +841,7 @@ pub(crate) fn core(
         durable: Durable::new(durable),
         progress,
         maintenance: Mutex::new(()),
+        fsync_lock: Mutex::new(()),
+        fsync_failed: AtomicBool::new(false),
     }
 }

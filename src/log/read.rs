@@ -139,7 +139,7 @@ impl RecordBatch {
     /// [`LogError::Corrupt`] if the records do not decode (their CRC matched, so this means
     /// damage that the CRC could not see).
     pub fn records(&self) -> Result<Vec<Record>, LogError> {
-        let mut out = Vec::with_capacity(self.header.count as usize);
+        let mut out = Vec::with_capacity((self.header.count as usize).min(self.bytes.len()));
         record::decode_records(&self.bytes, &self.header, &mut out)
             .map_err(|e| corrupt(&self.segment, self.position, &e))?;
         Ok(out)
@@ -219,7 +219,7 @@ impl BatchView<'_> {
     /// [`LogError::Corrupt`] if the records do not decode.
     pub fn records(&self) -> Result<Vec<Record>, LogError> {
         let bytes = Bytes::copy_from_slice(self.bytes);
-        let mut out = Vec::with_capacity(self.header.count as usize);
+        let mut out = Vec::with_capacity((self.header.count as usize).min(bytes.len()));
         record::decode_records(&bytes, &self.header, &mut out)
             .map_err(|e| corrupt(self.segment, self.position, &e))?;
         Ok(out)
@@ -391,7 +391,9 @@ impl Follower {
     /// # Errors
     /// As [`poll`](Self::poll), and [`LogError::Closed`] once the log is closed.
     pub fn next_blocking(&mut self, timeout: Duration) -> Result<Vec<Record>, LogError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(partition::far_future);
         loop {
             let records = self.poll()?;
             if !records.is_empty() {
@@ -400,8 +402,8 @@ impl Follower {
             let core = &self.partition.core;
             let mut st = core.state.lock();
             while st.visible <= self.next {
-                if st.closed {
-                    return Err(LogError::Closed);
+                if st.closed || st.poisoned.is_some() {
+                    return Err(stopped_error(core, &st));
                 }
                 if core.changed.wait_until(&mut st, deadline).timed_out() {
                     return Ok(Vec::new());
@@ -426,8 +428,8 @@ impl Follower {
                 if st.visible > self.next {
                     continue;
                 }
-                if st.closed {
-                    return Err(LogError::Closed);
+                if st.closed || st.poisoned.is_some() {
+                    return Err(stopped_error(&self.partition.core, &st));
                 }
             }
             if rx.changed().await.is_err() {
@@ -435,4 +437,12 @@ impl Follower {
             }
         }
     }
+}
+
+/// Why a follower stops waiting: the partition is poisoned (nothing more will be appended) or
+/// closed.
+fn stopped_error(core: &Core, st: &partition::State) -> LogError {
+    partition::check_writable(core, st)
+        .err()
+        .unwrap_or(LogError::Closed)
 }

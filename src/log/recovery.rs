@@ -58,9 +58,7 @@ pub(crate) fn open_partition(
             IndexBuilder::new(config.index_interval_bytes, 0),
             ProducerTable::default(),
         );
-        return Ok(Partition::new(partition::core(
-            topic, id, dir, config, ctx, st,
-        )));
+        return Partition::new(partition::core(topic, id, dir, config, ctx, st));
     }
     let mode = ctx.config.recovery;
     let mut segments = Vec::with_capacity(bases.len());
@@ -96,9 +94,7 @@ pub(crate) fn open_partition(
         active.builder,
         active.producers,
     );
-    Ok(Partition::new(partition::core(
-        topic, id, dir, config, ctx, st,
-    )))
+    Partition::new(partition::core(topic, id, dir, config, ctx, st))
 }
 
 /// A sealed segment was fsynced when it was rolled: any bad byte in it is damage.
@@ -251,6 +247,9 @@ fn recover_active(
         file.sync_data().map_err(err)?;
         ctx.metrics.truncated_bytes(len - valid_end);
     }
+    // What survived a process crash may still sit unsynced in the page cache; it becomes
+    // visible now, so it must be durable first.
+    file.sync_data().map_err(err)?;
     drop(file);
     let segment =
         Segment::open(storage, dir, base, valid_end, next, max_ts, entries).map_err(err)?;

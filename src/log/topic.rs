@@ -211,6 +211,8 @@ impl Topic {
     pub(crate) fn close(&self) {
         for p in &self.partitions {
             p.close();
+            // Wait out a retention or compaction pass already running; later ones see `closed`.
+            drop(p.core.maintenance.lock());
         }
     }
 }
