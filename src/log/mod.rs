@@ -12,6 +12,7 @@ mod record;
 mod recovery;
 mod segment;
 mod storage;
+mod sync;
 mod topic;
 
 #[doc(hidden)]

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::sync::watch;
@@ -15,12 +15,9 @@ use super::durable::Durable;
 use super::producer::{Admission, ProducerTable};
 use super::record::{self, Message, OpenBatch, ProducerStamp, Record};
 use super::segment::{IndexBuilder, Segment};
-use super::storage::StorageFile;
+use super::sync::{GroupCommit, fsync, sync_loop};
 use crate::config::{Durability, TopicConfig};
 use crate::error::LogError;
-
-/// How long `Durability::Never` data may sit in the write buffer.
-const NEVER_FLUSH_DELAY: Duration = Duration::from_millis(10);
 
 /// What an append got: where its records are and how durable they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,11 +66,11 @@ pub(crate) struct State {
     /// Set by a failed write or fsync: the error's kind and text.
     pub poisoned: Option<(std::io::ErrorKind, String)>,
     pub closed: bool,
-    sync_requested: bool,
-    dirty_since: Option<Instant>,
+    pub sync_requested: bool,
+    pub dirty_since: Option<Instant>,
     /// Group commit: appends waiting for the next fsync, how many the last fsync covered, and
     /// how long it took.
-    group: GroupCommit,
+    pub group: GroupCommit,
 }
 
 impl State {
@@ -88,18 +85,6 @@ impl State {
         self.active().written() + self.buf.len() as u64
     }
 }
-
-/// What the sync thread knows to size its group-commit window.
-#[derive(Debug, Default)]
-struct GroupCommit {
-    pending: u32,
-    last_size: u32,
-    last_fsync: Duration,
-    window_open: bool,
-}
-
-/// The longest the sync thread waits for more appenders before an fsync.
-const MAX_GROUP_WINDOW: Duration = Duration::from_millis(2);
 
 /// Shared by the partition handle, its sync thread and its followers.
 #[derive(Debug)]
@@ -117,12 +102,12 @@ pub(crate) struct Core {
     /// The async side of `changed`: bumped on every change.
     pub progress: watch::Sender<u64>,
     /// Mirror of `State::durable` with the appenders waiting for it.
-    durable: Durable,
+    pub durable: Durable,
     /// Serialises retention and compaction.
     pub maintenance: Mutex<()>,
     /// Serialises fsyncs; `fsync_failed` is set before it is released after a failure.
-    fsync_lock: Mutex<()>,
-    fsync_failed: AtomicBool,
+    pub fsync_lock: Mutex<()>,
+    pub fsync_failed: AtomicBool,
 }
 
 /// One partition of a topic: an ordered, append-only sequence of records with dense offsets.
@@ -620,25 +605,6 @@ pub(crate) fn mark_durable(core: &Core, st: &mut State, target: u64) {
     }
 }
 
-/// Every fsync of a partition goes through here, one at a time. Once one fails, none may report
-/// success: Linux reports a failed write-back to one fsync caller only, so a later fsync of the
-/// same file can succeed although the pages it was meant to cover are gone.
-pub(crate) fn fsync(core: &Core, file: &Arc<dyn StorageFile>) -> std::io::Result<()> {
-    let _one_at_a_time = core.fsync_lock.lock();
-    if core.fsync_failed.load(Ordering::Acquire) {
-        return Err(std::io::Error::other(
-            "an earlier fsync of this partition failed",
-        ));
-    }
-    let result = file.sync_data();
-    core.ctx.metrics.fsyncs(1);
-    if result.is_err() {
-        core.fsync_failed.store(true, Ordering::Release);
-        core.ctx.metrics.fsync_failures(1);
-    }
-    result
-}
-
 /// Writes out the buffer and fsyncs, whatever the durability; returns the offset below which
 /// everything is now durable.
 pub(crate) fn flush_and_sync(core: &Core) -> Result<u64, LogError> {
@@ -695,96 +661,6 @@ pub(crate) fn roll(core: &Core, st: &mut MutexGuard<'_, State>) -> Result<(), Lo
 /// Where the producer state as of a segment's start is kept.
 pub(crate) fn producers_path(dir: &Path, base_offset: u64) -> PathBuf {
     dir.join(format!("{base_offset:020}.producers"))
-}
-
-/// The sync thread: writes the buffer out and fsyncs, for every waiter at once.
-fn sync_loop(core: &Core) {
-    let durability = core.config.durability;
-    loop {
-        let mut st = core.state.lock();
-        loop {
-            if st.closed {
-                return;
-            }
-            match durability {
-                Durability::Always if st.sync_requested => {
-                    wait_for_group(core, &mut st);
-                    break;
-                }
-                Durability::Interval(_) | Durability::Never if st.dirty_since.is_some() => {
-                    let delay = match durability {
-                        Durability::Interval(d) => d,
-                        _ => NEVER_FLUSH_DELAY,
-                    };
-                    let deadline = st
-                        .dirty_since
-                        .and_then(|t| t.checked_add(delay))
-                        .unwrap_or_else(far_future);
-                    if Instant::now() >= deadline {
-                        break;
-                    }
-                    core.sync_wanted.wait_until(&mut st, deadline);
-                }
-                _ => core.sync_wanted.wait(&mut st),
-            }
-        }
-        st.sync_requested = false;
-        st.dirty_since = None;
-        if st.poisoned.is_some() {
-            continue;
-        }
-        if flush_buffer(core, &mut st).is_err() || durability == Durability::Never {
-            continue;
-        }
-        let target = st.next_offset;
-        let group = std::mem::take(&mut st.group.pending);
-        let file = Arc::clone(&st.active().file);
-        let path = st.active().log_path.clone();
-        drop(st);
-        let started = Instant::now();
-        let result = fsync(core, &file);
-        let took = started.elapsed();
-        let mut st = core.state.lock();
-        st.group.last_size = group.max(1);
-        st.group.last_fsync = took;
-        match result {
-            Ok(()) => {
-                mark_durable(core, &mut st, target);
-                drop(st);
-                // Released outside the state lock, which they will want next.
-                core.durable.advance(target);
-            }
-            Err(e) => {
-                poison(core, &mut st, &e, &path);
-            }
-        }
-    }
-}
-
-/// A deadline that never comes, for durations too large to add to `Instant::now()`.
-pub(crate) fn far_future() -> Instant {
-    let now = Instant::now();
-    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
-        .unwrap_or(now)
-}
-
-/// Group commit window: the appenders released by the last fsync are usually about to append
-/// again. Waiting for as many of them as the last fsync covered (at most one fsync's duration,
-/// at most 2 ms) lets one fsync cover them all instead of racing ahead with the first one. A lone
-/// appender never waits: its group size is 1.
-fn wait_for_group(core: &Core, st: &mut MutexGuard<'_, State>) {
-    if st.group.pending >= st.group.last_size {
-        return;
-    }
-    let window = st.group.last_fsync.min(MAX_GROUP_WINDOW);
-    let deadline = Instant::now() + window;
-    st.group.window_open = true;
-    while st.group.pending < st.group.last_size && !st.closed {
-        if core.sync_wanted.wait_until(st, deadline).timed_out() {
-            break;
-        }
-    }
-    st.group.window_open = false;
 }
 
 /// A fresh state for a partition whose segments were recovered.

@@ -393,7 +393,7 @@ impl Follower {
     pub fn next_blocking(&mut self, timeout: Duration) -> Result<Vec<Record>, LogError> {
         let deadline = Instant::now()
             .checked_add(timeout)
-            .unwrap_or_else(partition::far_future);
+            .unwrap_or_else(super::sync::far_future);
         loop {
             let records = self.poll()?;
             if !records.is_empty() {

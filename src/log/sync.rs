@@ -1,0 +1,137 @@
+//! The sync thread of a partition: writes the buffer out and fsyncs — for `Always` topics with
+//! group commit, for `Interval` and `Never` on their schedule — and the one fsync path every
+//! caller shares.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use parking_lot::MutexGuard;
+
+use super::partition::{Core, State, flush_buffer, mark_durable, poison};
+use super::storage::StorageFile;
+use crate::config::Durability;
+
+/// How long `Durability::Never` data may sit in the write buffer.
+const NEVER_FLUSH_DELAY: Duration = Duration::from_millis(10);
+
+/// What the sync thread knows to size its group-commit window.
+#[derive(Debug, Default)]
+pub(crate) struct GroupCommit {
+    pub pending: u32,
+    pub last_size: u32,
+    pub last_fsync: Duration,
+    pub window_open: bool,
+}
+
+/// The longest the sync thread waits for more appenders before an fsync.
+const MAX_GROUP_WINDOW: Duration = Duration::from_millis(2);
+
+/// Every fsync of a partition goes through here, one at a time. Once one fails, none may report
+/// success: Linux reports a failed write-back to one fsync caller only, so a later fsync of the
+/// same file can succeed although the pages it was meant to cover are gone.
+pub(crate) fn fsync(core: &Core, file: &Arc<dyn StorageFile>) -> std::io::Result<()> {
+    let _one_at_a_time = core.fsync_lock.lock();
+    if core.fsync_failed.load(Ordering::Acquire) {
+        return Err(std::io::Error::other(
+            "an earlier fsync of this partition failed",
+        ));
+    }
+    let result = file.sync_data();
+    core.ctx.metrics.fsyncs(1);
+    if result.is_err() {
+        core.fsync_failed.store(true, Ordering::Release);
+        core.ctx.metrics.fsync_failures(1);
+    }
+    result
+}
+
+/// The sync thread: writes the buffer out and fsyncs, for every waiter at once.
+pub(crate) fn sync_loop(core: &Core) {
+    let durability = core.config.durability;
+    loop {
+        let mut st = core.state.lock();
+        loop {
+            if st.closed {
+                return;
+            }
+            match durability {
+                Durability::Always if st.sync_requested => {
+                    wait_for_group(core, &mut st);
+                    break;
+                }
+                Durability::Interval(_) | Durability::Never if st.dirty_since.is_some() => {
+                    let delay = match durability {
+                        Durability::Interval(d) => d,
+                        _ => NEVER_FLUSH_DELAY,
+                    };
+                    let deadline = st
+                        .dirty_since
+                        .and_then(|t| t.checked_add(delay))
+                        .unwrap_or_else(far_future);
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    core.sync_wanted.wait_until(&mut st, deadline);
+                }
+                _ => core.sync_wanted.wait(&mut st),
+            }
+        }
+        st.sync_requested = false;
+        st.dirty_since = None;
+        if st.poisoned.is_some() {
+            continue;
+        }
+        if flush_buffer(core, &mut st).is_err() || durability == Durability::Never {
+            continue;
+        }
+        let target = st.next_offset;
+        let group = std::mem::take(&mut st.group.pending);
+        let file = Arc::clone(&st.active().file);
+        let path = st.active().log_path.clone();
+        drop(st);
+        let started = Instant::now();
+        let result = fsync(core, &file);
+        let took = started.elapsed();
+        let mut st = core.state.lock();
+        st.group.last_size = group.max(1);
+        st.group.last_fsync = took;
+        match result {
+            Ok(()) => {
+                mark_durable(core, &mut st, target);
+                drop(st);
+                // Released outside the state lock, which they will want next.
+                core.durable.advance(target);
+            }
+            Err(e) => {
+                poison(core, &mut st, &e, &path);
+            }
+        }
+    }
+}
+
+/// A deadline that never comes, for durations too large to add to `Instant::now()`.
+pub(crate) fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
+        .unwrap_or(now)
+}
+
+/// Group commit window: the appenders released by the last fsync are usually about to append
+/// again. Waiting for as many of them as the last fsync covered (at most one fsync's duration,
+/// at most 2 ms) lets one fsync cover them all instead of racing ahead with the first one. A lone
+/// appender never waits: its group size is 1.
+fn wait_for_group(core: &Core, st: &mut MutexGuard<'_, State>) {
+    if st.group.pending >= st.group.last_size {
+        return;
+    }
+    let window = st.group.last_fsync.min(MAX_GROUP_WINDOW);
+    let deadline = Instant::now() + window;
+    st.group.window_open = true;
+    while st.group.pending < st.group.last_size && !st.closed {
+        if core.sync_wanted.wait_until(st, deadline).timed_out() {
+            break;
+        }
+    }
+    st.group.window_open = false;
+}
