@@ -56,8 +56,12 @@ pub(crate) fn sync_loop(core: &Core) {
                 return;
             }
             match durability {
-                Durability::Always if st.sync_requested => {
+                Durability::Always if st.sync_requested && !st.syncing => {
                     wait_for_group(core, &mut st);
+                    if st.syncing || !st.sync_requested {
+                        // An appender completed the group and leads its fsync itself.
+                        continue;
+                    }
                     break;
                 }
                 Durability::Interval(_) | Durability::Never if st.dirty_since.is_some() => {
@@ -79,6 +83,11 @@ pub(crate) fn sync_loop(core: &Core) {
         }
         st.sync_requested = false;
         st.dirty_since = None;
+        if durability == Durability::Always {
+            st.syncing = true;
+            sync_group(core, st);
+            continue;
+        }
         if st.poisoned.is_some() {
             continue;
         }
@@ -110,6 +119,43 @@ pub(crate) fn sync_loop(core: &Core) {
     }
 }
 
+/// Writes the buffer out, fsyncs, and releases the appenders it covers. Called by the sync
+/// thread or by the appender that completed a group (the leader), with `st.syncing` set so that
+/// no one else starts an fsync meanwhile; clears it.
+pub(crate) fn sync_group(core: &Core, mut st: MutexGuard<'_, State>) {
+    if st.poisoned.is_some() || flush_buffer(core, &mut st).is_err() {
+        st.syncing = false;
+        return;
+    }
+    let target = st.next_offset;
+    let group = std::mem::take(&mut st.group.pending);
+    let file = Arc::clone(&st.active().file);
+    let path = st.active().log_path.clone();
+    drop(st);
+    let started = Instant::now();
+    let result = fsync(core, &file);
+    let took = started.elapsed();
+    let mut st = core.state.lock();
+    st.group.last_size = group.max(1);
+    st.group.last_fsync = took;
+    st.syncing = false;
+    match result {
+        Ok(()) => {
+            mark_durable(core, &mut st, target);
+            let more = st.sync_requested;
+            drop(st);
+            // Released outside the state lock, which they will want next.
+            core.durable.advance(target);
+            if more {
+                core.sync_wanted.notify_one();
+            }
+        }
+        Err(e) => {
+            poison(core, &mut st, &e, &path);
+        }
+    }
+}
+
 /// A deadline that never comes, for durations too large to add to `Instant::now()`.
 pub(crate) fn far_future() -> Instant {
     let now = Instant::now();
@@ -128,7 +174,7 @@ fn wait_for_group(core: &Core, st: &mut MutexGuard<'_, State>) {
     let window = st.group.last_fsync.min(MAX_GROUP_WINDOW);
     let deadline = Instant::now() + window;
     st.group.window_open = true;
-    while st.group.pending < st.group.last_size && !st.closed {
+    while st.group.pending < st.group.last_size && !st.closed && !st.syncing {
         if core.sync_wanted.wait_until(st, deadline).timed_out() {
             break;
         }
