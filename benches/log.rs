@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use quipu::{Durability, LogConfig, Message, Quipu, TopicConfig};
+use quipu::{Durability, LogConfig, Message, Partition, Quipu, TopicConfig};
 
 /// Benchmark data lives on the real disk (not tmpfs) so fsync costs what it costs.
 fn bench_dir(name: &str) -> PathBuf {
@@ -250,75 +250,62 @@ fn sequential_read(c: &mut Criterion) {
             });
         });
         g.bench_function(BenchmarkId::new("quipu_records", size), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    // Cold start: reopen (recovery is setup, outside the timing).
-                    let db = open(&dir);
-                    let t = db.log().topic("b").expect("topic");
-                    let p = t.partition(0).expect("p");
-                    let start = Instant::now();
-                    let mut next = 0;
-                    let mut n = 0;
-                    loop {
-                        let rs = p.read(next, 1_000).expect("read");
-                        let Some(last) = rs.last() else { break };
-                        next = last.offset + 1;
-                        n += rs.len();
-                    }
-                    total += start.elapsed();
-                    assert_eq!(n as u64, records);
-                }
-                total
-            });
+            b.iter_custom(|iters| cold_passes(&dir, iters, records, read_records));
         });
         g.bench_function(BenchmarkId::new("quipu_visit_batches", size), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let db = open(&dir);
-                    let t = db.log().topic("b").expect("topic");
-                    let p = t.partition(0).expect("p");
-                    let start = Instant::now();
-                    let mut n = 0u64;
-                    let mut bytes = 0usize;
-                    p.visit_batches(0, |b| {
-                        n += u64::from(b.record_count());
-                        bytes += b.as_bytes().len();
-                        std::ops::ControlFlow::Continue(())
-                    })
-                    .expect("visit");
-                    total += start.elapsed();
-                    assert_eq!(n, records);
-                    assert!(bytes > 0);
-                }
-                total
-            });
+            b.iter_custom(|iters| cold_passes(&dir, iters, records, visit_batches));
         });
         g.bench_function(BenchmarkId::new("quipu_batches", size), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let db = open(&dir);
-                    let t = db.log().topic("b").expect("topic");
-                    let p = t.partition(0).expect("p");
-                    let start = Instant::now();
-                    let mut next = 0;
-                    let mut n = 0u64;
-                    loop {
-                        let bs = p.read_batches(next, 1024 * 1024).expect("read");
-                        let Some(last) = bs.last() else { break };
-                        next = last.next_offset();
-                        n += bs.iter().map(|b| u64::from(b.record_count())).sum::<u64>();
-                    }
-                    total += start.elapsed();
-                    assert_eq!(n, records);
-                }
-                total
-            });
+            b.iter_custom(|iters| cold_passes(&dir, iters, records, read_batches));
         });
     }
     g.finish();
+}
+
+/// Times `iters` full reads of partition 0 of topic `b`, each after reopening the log (recovery
+/// is set-up, not timed); `read_all` returns how many records it saw.
+fn cold_passes(dir: &Path, iters: u64, records: u64, read_all: fn(&Partition) -> u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let db = open(dir);
+        let t = db.log().topic("b").expect("topic");
+        let p = t.partition(0).expect("p");
+        let start = Instant::now();
+        let n = read_all(p);
+        total += start.elapsed();
+        assert_eq!(n, records);
+    }
+    total
+}
+
+fn read_records(p: &Partition) -> u64 {
+    let (mut next, mut n) = (0, 0);
+    loop {
+        let rs = p.read(next, 1_000).expect("read");
+        let Some(last) = rs.last() else { return n };
+        next = last.offset + 1;
+        n += rs.len() as u64;
+    }
+}
+
+fn read_batches(p: &Partition) -> u64 {
+    let (mut next, mut n) = (0, 0);
+    loop {
+        let bs = p.read_batches(next, 1024 * 1024).expect("read");
+        let Some(last) = bs.last() else { return n };
+        next = last.next_offset();
+        n += bs.iter().map(|b| u64::from(b.record_count())).sum::<u64>();
+    }
+}
+
+fn visit_batches(p: &Partition) -> u64 {
+    let mut n = 0;
+    p.visit_batches(0, |b| {
+        n += u64::from(b.record_count());
+        std::ops::ControlFlow::Continue(())
+    })
+    .expect("visit");
+    n
 }
 
 criterion_group!(benches, append_buffered, append_durable, sequential_read);

@@ -83,37 +83,16 @@ pub(crate) fn sync_loop(core: &Core) {
         }
         st.sync_requested = false;
         st.dirty_since = None;
-        if durability == Durability::Always {
-            st.syncing = true;
-            sync_group(core, st);
-            continue;
-        }
-        if st.poisoned.is_some() {
-            continue;
-        }
-        if flush_buffer(core, &mut st).is_err() || durability == Durability::Never {
-            continue;
-        }
-        let target = st.next_offset;
-        let group = std::mem::take(&mut st.group.pending);
-        let file = Arc::clone(&st.active().file);
-        let path = st.active().log_path.clone();
-        drop(st);
-        let started = Instant::now();
-        let result = fsync(core, &file);
-        let took = started.elapsed();
-        let mut st = core.state.lock();
-        st.group.last_size = group.max(1);
-        st.group.last_fsync = took;
-        match result {
-            Ok(()) => {
-                mark_durable(core, &mut st, target);
-                drop(st);
-                // Released outside the state lock, which they will want next.
-                core.durable.advance(target);
+        match durability {
+            Durability::Never => {
+                // A failed write poisons the partition inside `flush_buffer`; nothing waits here.
+                if st.poisoned.is_none() {
+                    let _ = flush_buffer(core, &mut st);
+                }
             }
-            Err(e) => {
-                poison(core, &mut st, &e, &path);
+            Durability::Always | Durability::Interval(_) => {
+                st.syncing = true;
+                sync_group(core, st);
             }
         }
     }
