@@ -48,7 +48,6 @@ pub(crate) fn read_upto(
     if offset == visible || max == 0 {
         return Ok((out, visible));
     }
-    let mut decoded = Vec::new();
     let mut failure = None;
     for seg in &segments {
         if seg.base_offset >= visible || out.len() >= max {
@@ -63,18 +62,20 @@ pub(crate) fn read_upto(
             if h.base_offset >= visible {
                 return ControlFlow::Break(());
             }
-            decoded.clear();
             // One copy per batch out of the scan buffer; records slice it without copying.
             let batch = Bytes::copy_from_slice(batch);
-            if let Err(e) = record::decode_records(&batch, h, &mut decoded) {
+            let first = out.len();
+            if let Err(e) = record::decode_records(&batch, h, &mut out) {
+                out.truncate(first);
                 failure = Some(corrupt(seg, at, &e));
                 return ControlFlow::Break(());
             }
-            for r in decoded.drain(..) {
-                if r.offset >= offset && r.offset < visible && out.len() < max {
-                    out.push(r);
-                }
-            }
+            // Offsets grow within a batch: cut what lies before `offset` (first batch only)
+            // and past the visible end or `max`.
+            let before = out[first..].partition_point(|r| r.offset < offset);
+            out.drain(first..first + before);
+            let visible_len = first + out[first..].partition_point(|r| r.offset < visible);
+            out.truncate(visible_len.min(max));
             if out.len() >= max {
                 ControlFlow::Break(())
             } else {
