@@ -28,6 +28,17 @@ fn open(dir: &Path) -> Quipu {
         .expect("open")
 }
 
+/// A new data directory with topic `b` of one partition; keep the `Quipu` alive while using it.
+fn fresh_partition(name: &str, durability: Durability) -> (Quipu, Arc<Partition>) {
+    let db = open(&bench_dir(name));
+    let t = db
+        .log()
+        .create_topic("b", topic_config(durability))
+        .expect("topic");
+    let p = Arc::clone(t.partition(0).expect("p"));
+    (db, p)
+}
+
 fn topic_config(durability: Durability) -> TopicConfig {
     TopicConfig::default()
         .with_durability(durability)
@@ -54,25 +65,13 @@ fn append_buffered(c: &mut Criterion) {
             b.iter(|| f.write_all(&payload).expect("write"));
         });
         g.bench_function(BenchmarkId::new("quipu", size), |b| {
-            let dir = bench_dir("quipu-never");
-            let db = open(&dir);
-            let t = db
-                .log()
-                .create_topic("b", topic_config(Durability::Never))
-                .expect("topic");
-            let p = Arc::clone(t.partition(0).expect("p"));
+            let (_db, p) = fresh_partition("quipu-never", Durability::Never);
             let msg = [Message::new(payload.clone())];
             b.iter(|| p.append(&msg).expect("append"));
         });
         // The same records appended 100 per call: one header, CRC, lock and clock read each.
         g.bench_function(BenchmarkId::new("quipu_batch_of_100", size), |b| {
-            let dir = bench_dir("quipu-never-batch");
-            let db = open(&dir);
-            let t = db
-                .log()
-                .create_topic("b", topic_config(Durability::Never))
-                .expect("topic");
-            let p = Arc::clone(t.partition(0).expect("p"));
+            let (_db, p) = fresh_partition("quipu-never-batch", Durability::Never);
             let batch: Vec<Message> = (0..100).map(|_| Message::new(payload.clone())).collect();
             b.iter_custom(|iters| {
                 let calls = iters.div_ceil(100);
@@ -108,13 +107,7 @@ fn append_durable(c: &mut Criterion) {
     });
     for appenders in [1usize, 4, 16] {
         g.bench_function(BenchmarkId::new("quipu_threads", appenders), |b| {
-            let dir = bench_dir("quipu-always");
-            let db = open(&dir);
-            let t = db
-                .log()
-                .create_topic("b", topic_config(Durability::Always))
-                .expect("topic");
-            let p = Arc::clone(t.partition(0).expect("p"));
+            let (_db, p) = fresh_partition("quipu-always", Durability::Always);
             // Appender threads live across rounds: thread start-up is not part of an append.
             let per = Arc::new(AtomicU64::new(0));
             let stop = Arc::new(AtomicBool::new(false));
@@ -161,13 +154,7 @@ fn append_durable(c: &mut Criterion) {
     }
     for tasks in [16usize, 256] {
         g.bench_function(BenchmarkId::new("quipu_async_tasks", tasks), |b| {
-            let dir = bench_dir("quipu-always-async");
-            let db = open(&dir);
-            let t = db
-                .log()
-                .create_topic("b", topic_config(Durability::Always))
-                .expect("topic");
-            let p = Arc::clone(t.partition(0).expect("p"));
+            let (_db, p) = fresh_partition("quipu-always-async", Durability::Always);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .build()

@@ -381,7 +381,7 @@ impl Partition {
         // `Always` appends, which are written out at once anyway.
         let coalesce = producer.is_none() && core.config.durability != Durability::Always;
         let st = &mut *st;
-        if coalesce {
+        let max_ts = if coalesce {
             if st
                 .open
                 .is_some_and(|b| b.len(&st.buf) + total > OPEN_BATCH_MAX)
@@ -395,22 +395,19 @@ impl Partition {
             for m in msgs {
                 batch.push(&mut st.buf, m, now);
             }
+            batch.max_timestamp()
         } else {
             seal_open(st);
             let position = st.active_len();
             let header = record::encode_batch(&mut st.buf, base, msgs, now, producer);
             debug_assert_eq!(header.next_offset(), end);
             add_index_entry(st, position, &header);
-        }
+            header.max_timestamp
+        };
         st.next_offset = end;
         st.active_since.get_or_insert(now);
         let active = st.active();
         active.set_next_offset(end);
-        let max_ts = msgs
-            .iter()
-            .map(|m| m.timestamp.unwrap_or(now))
-            .max()
-            .unwrap_or(now);
         active.observe_timestamp(max_ts);
         if let Some(stamp) = producer {
             st.producers.record(stamp, count, base);

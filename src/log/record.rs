@@ -225,6 +225,11 @@ impl OpenBatch {
         self.count += 1;
     }
 
+    /// Largest timestamp of the records pushed so far.
+    pub fn max_timestamp(&self) -> u64 {
+        self.max_ts
+    }
+
     /// Bytes the batch takes so far.
     pub fn len(&self, buf: &[u8]) -> usize {
         buf.len() - self.start
