@@ -276,3 +276,265 @@ impl LogConfig {
         Ok(())
     }
 }
+
+/// How a namespace chooses what to evict when it is over its byte budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EvictionPolicy {
+    /// S3-FIFO: new entries go to a small FIFO, entries read again while there move to the main
+    /// FIFO, and keys evicted from the small FIFO are remembered in a ghost FIFO so they are
+    /// admitted straight to main when they come back. A hit only bumps a per-entry counter.
+    #[default]
+    S3Fifo,
+    /// Least recently used, kept as a baseline for hit-ratio comparisons: every hit takes the
+    /// shard's write lock to move the entry to the front, so it is slower under contention.
+    Lru,
+}
+
+/// Whether a write is visible in the durable store when the call returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Consistency {
+    /// The store (if any) holds the write before the call returns. Required by
+    /// [`Persistence::WriteThrough`].
+    #[default]
+    Immediate,
+    /// The store catches up later; the write is durable in the log meanwhile. Required by
+    /// [`Persistence::WriteBehind`].
+    Eventual,
+}
+
+/// What survives a restart of a namespace's entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Persistence {
+    /// Nothing: the namespace starts empty.
+    #[default]
+    None,
+    /// The namespace is critical: snapshotted on close (and on demand) and restored on open.
+    Snapshot,
+    /// Every insert and remove goes to the store first, then to the cache, in one call.
+    WriteThrough,
+    /// Inserts and removes go to the cache now and to the store in batches; pending writes are
+    /// durable in the log so a crash loses none.
+    WriteBehind,
+}
+
+/// Configuration of one cache namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NamespaceConfig {
+    /// Byte budget: key + value + [`ENTRY_OVERHEAD`](crate::ENTRY_OVERHEAD) per entry. Default
+    /// 64 MiB.
+    pub max_bytes: u64,
+    /// Time to live of entries inserted without one. Default `None` (no expiry).
+    pub ttl: Option<Duration>,
+    /// Time to idle: an entry not read for this long expires. Default `None`.
+    pub tti: Option<Duration>,
+    /// Eviction policy. Default [`EvictionPolicy::S3Fifo`].
+    pub policy: EvictionPolicy,
+    /// Consistency with the store. Default [`Consistency::Immediate`].
+    pub consistency: Consistency,
+    /// Persistence. Default [`Persistence::None`].
+    pub persistence: Persistence,
+    /// How long a loader error is cached (negative caching). Default `None`: errors are not
+    /// cached and the next `get_or_load` calls the loader again.
+    pub negative_ttl: Option<Duration>,
+    /// When an entry read through `get_or_load` has less than this left to live, it is reloaded
+    /// in the background while the current value is returned. Default `None`.
+    pub refresh_ahead: Option<Duration>,
+    /// How often write-behind flushes pending writes to the store. Default 1 s.
+    pub write_behind_interval: Duration,
+    /// Most writes per write-behind store batch. Default 1,000.
+    pub write_behind_batch: usize,
+    /// Number of shards, a power of two. Default `next_pow2(4 × cores)`.
+    pub shards: Option<usize>,
+}
+
+impl Default for NamespaceConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 * 1024 * 1024,
+            ttl: None,
+            tti: None,
+            policy: EvictionPolicy::default(),
+            consistency: Consistency::default(),
+            persistence: Persistence::default(),
+            negative_ttl: None,
+            refresh_ahead: None,
+            write_behind_interval: Duration::from_secs(1),
+            write_behind_batch: 1000,
+            shards: None,
+        }
+    }
+}
+
+impl NamespaceConfig {
+    /// Sets the byte budget (default 64 MiB).
+    #[must_use]
+    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Sets the default time to live (default none).
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets the default time to idle (default none).
+    #[must_use]
+    pub fn with_tti(mut self, tti: Duration) -> Self {
+        self.tti = Some(tti);
+        self
+    }
+
+    /// Sets the eviction policy (default S3-FIFO).
+    #[must_use]
+    pub fn with_policy(mut self, policy: EvictionPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets persistence (default none). Write-behind also sets [`Consistency::Eventual`].
+    #[must_use]
+    pub fn with_persistence(mut self, persistence: Persistence) -> Self {
+        self.persistence = persistence;
+        if persistence == Persistence::WriteBehind {
+            self.consistency = Consistency::Eventual;
+        }
+        self
+    }
+
+    /// Sets the consistency (default immediate).
+    #[must_use]
+    pub fn with_consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
+        self
+    }
+
+    /// Caches loader errors for `ttl` (default: errors are not cached).
+    #[must_use]
+    pub fn with_negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = Some(ttl);
+        self
+    }
+
+    /// Reloads entries read through `get_or_load` in the background once they have less than
+    /// `window` left to live (default off).
+    #[must_use]
+    pub fn with_refresh_ahead(mut self, window: Duration) -> Self {
+        self.refresh_ahead = Some(window);
+        self
+    }
+
+    /// Sets the write-behind flush interval (default 1 s).
+    #[must_use]
+    pub fn with_write_behind_interval(mut self, every: Duration) -> Self {
+        self.write_behind_interval = every;
+        self
+    }
+
+    /// Sets the number of shards, a power of two (default `next_pow2(4 × cores)`).
+    #[must_use]
+    pub fn with_shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// Checks every field's range and that consistency fits persistence.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.max_bytes == 0 {
+            return bad("max_bytes", "must be above zero");
+        }
+        if self.ttl == Some(Duration::ZERO) || self.tti == Some(Duration::ZERO) {
+            return bad("ttl", "a zero ttl or tti would expire entries at once");
+        }
+        if let Some(shards) = self.shards
+            && (shards == 0 || !shards.is_power_of_two() || shards > 1 << 16)
+        {
+            return bad("shards", "must be a power of two between 1 and 65536");
+        }
+        if self.write_behind_batch == 0 {
+            return bad("write_behind_batch", "must be above zero");
+        }
+        match (self.persistence, self.consistency) {
+            (Persistence::WriteBehind, Consistency::Immediate) => bad(
+                "consistency",
+                "write-behind updates the store later: use Consistency::Eventual",
+            ),
+            (Persistence::WriteThrough, Consistency::Eventual) => bad(
+                "consistency",
+                "write-through updates the store first: use Consistency::Immediate",
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Configuration of the cache as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// Config of the default namespace (keys that name none). Default
+    /// [`NamespaceConfig::default`].
+    pub default_namespace: NamespaceConfig,
+    /// How often the background task sweeps expired entries, checks hit-ratio alerts, flushes
+    /// write-behind and runs scheduled warming; `None` runs them only when
+    /// `run_pending_tasks` is called. Default 100 ms.
+    pub maintenance_interval: Option<Duration>,
+    /// Slots each shard's sweep looks at per maintenance run. Default 4,096.
+    pub sweep_batch: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            default_namespace: NamespaceConfig::default(),
+            maintenance_interval: Some(Duration::from_millis(100)),
+            sweep_batch: 4096,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// Sets the default namespace's config.
+    #[must_use]
+    pub fn with_default_namespace(mut self, config: NamespaceConfig) -> Self {
+        self.default_namespace = config;
+        self
+    }
+
+    /// Sets the maintenance interval (default 100 ms; `None` runs maintenance only on demand).
+    #[must_use]
+    pub fn with_maintenance_interval(mut self, every: Option<Duration>) -> Self {
+        self.maintenance_interval = every;
+        self
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.default_namespace.validate()?;
+        if self.sweep_batch == 0 {
+            return Err(ConfigError::Invalid {
+                field: "sweep_batch",
+                reason: "must be above zero".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -11,6 +11,12 @@ pub enum Error {
     /// An event-log operation failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A cache operation failed.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// The durable store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// A configuration value was rejected before anything was opened or written.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -180,3 +186,79 @@ impl LogError {
 
 /// Shorthand for results of quipu operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error of the cache.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// The entry alone is larger than its namespace's whole byte budget.
+    #[error("entry of {bytes} bytes exceeds namespace {namespace:?} budget of {max_bytes} bytes")]
+    TooLarge {
+        /// The namespace.
+        namespace: String,
+        /// The entry's weight (key + value + per-entry overhead).
+        bytes: u64,
+        /// The namespace's budget.
+        max_bytes: u64,
+    },
+    /// No namespace of that name exists.
+    #[error("no cache namespace {0:?}")]
+    NoSuchNamespace(String),
+    /// A namespace of that name exists already.
+    #[error("cache namespace {0:?} exists already")]
+    NamespaceExists(String),
+    /// A namespace name is empty, too long, or holds characters outside `[A-Za-z0-9._-]`.
+    #[error("invalid namespace name {0:?}")]
+    InvalidNamespaceName(String),
+    /// `increment` found a value that is not a decimal 64-bit integer, or the result overflows.
+    #[error("value is not an integer or out of range")]
+    NotAnInteger,
+    /// The loader of `get_or_load` failed (shared by every waiter of that load; cached only
+    /// with negative caching).
+    #[error("loader failed: {0}")]
+    Load(std::sync::Arc<dyn std::error::Error + Send + Sync>),
+    /// The namespace's store call failed (write-through) or its pending-write journal did
+    /// (write-behind); the cache was left unchanged.
+    #[error("persisting namespace {namespace:?} failed: {reason}")]
+    Persist {
+        /// The namespace.
+        namespace: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The namespace needs a store (write-through, write-behind, warming from the store) and
+    /// the cache has none.
+    #[error("namespace {0:?} needs a store and the cache has none")]
+    NoStore(String),
+    /// A snapshot file could not be written or read.
+    #[error("snapshot {path}: {reason}")]
+    Snapshot {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A warming schedule could not be parsed or names an unknown time zone.
+    #[error("invalid schedule {spec:?}: {reason}")]
+    InvalidSchedule {
+        /// The schedule as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// An error of the durable store.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store's backend failed (I/O, corruption, a remote database being down).
+    #[error("store backend: {0}")]
+    Backend(String),
+    /// A table (keyspace) name is empty or too long.
+    #[error("invalid store table name {0:?}")]
+    InvalidTable(String),
+    /// The store was closed.
+    #[error("store is closed")]
+    Closed,
+}

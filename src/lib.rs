@@ -24,22 +24,39 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod cache;
 mod clock;
 mod config;
 mod engine;
 mod error;
+mod glob;
 mod log;
 mod metrics;
+mod store;
 
+pub use cache::{
+    BoxError, BreakerState, Cache, CacheBuilder, DEFAULT_NAMESPACE, ENTRY_OVERHEAD, EntryOptions,
+    HitRatioAlert, HitRatioCallback, Invalidation, InvalidationTarget, Journal, Namespace,
+    RemovalCause, RemovalListener, Schedule, SnapshotReport,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Cleanup, Durability, LogConfig, RecoveryMode, TopicConfig};
+pub use config::{
+    CacheConfig, Cleanup, Consistency, Durability, EvictionPolicy, LogConfig, NamespaceConfig,
+    Persistence, RecoveryMode, TopicConfig,
+};
 pub use engine::{Quipu, QuipuBuilder};
-pub use error::{ConfigError, Error, LogError, Result};
+pub use error::{CacheError, ConfigError, Error, LogError, Result, StoreError};
+pub use glob::glob_match;
+pub use store::{MemoryStore, RedbStore, Store, StoreOp};
 pub use log::{
     AppendReceipt, BatchView, ConsumerGroup, Follower, FsStorage, Log, Message, Partition,
     PartitionLag, Record, RecordBatch, Storage, StorageFile, Topic,
 };
-pub use metrics::{LogMetrics, LogStats};
+pub use metrics::{CacheStats, LogMetrics, LogStats};
 
+/// Entry points for the fuzz targets in `fuzz/`; not part of the API.
 #[doc(hidden)]
-pub use log::fuzzing;
+pub mod fuzzing {
+    pub use crate::cache::decode_snapshot_for_fuzzing;
+    pub use crate::log::fuzzing::*;
+}

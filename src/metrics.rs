@@ -82,3 +82,63 @@ impl LogStats {
         }
     }
 }
+
+/// A point-in-time copy of one cache namespace's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Reads that found a live entry.
+    pub hits: u64,
+    /// Reads that found nothing (or an expired entry).
+    pub misses: u64,
+    /// Inserts (including replacements and loaded values).
+    pub inserts: u64,
+    /// Loader calls of `get_or_load` that succeeded.
+    pub loads: u64,
+    /// Loader calls that failed.
+    pub load_failures: u64,
+    /// Total time spent in loaders.
+    pub load_time: std::time::Duration,
+    /// Entries evicted to stay within the byte budget.
+    pub evicted_size: u64,
+    /// Entries removed because their TTL or TTI passed.
+    pub expired: u64,
+    /// Entries removed by `remove` or `clear`.
+    pub removed_explicit: u64,
+    /// Entries whose value was replaced by an insert.
+    pub replaced: u64,
+    /// Entries dropped by an invalidation (key, tag, pattern or event).
+    pub invalidated: u64,
+    /// Store calls that failed (write-behind flushes; write-through failures are returned).
+    pub store_failures: u64,
+    /// Live entries now.
+    pub entries: u64,
+    /// Bytes counted against the budget now (key + value + per-entry overhead).
+    pub bytes: u64,
+    /// The byte budget.
+    pub max_bytes: u64,
+}
+
+impl CacheStats {
+    /// Hits over reads, 0.0 before any read.
+    #[must_use]
+    pub fn hit_ratio(&self) -> f64 {
+        let reads = self.hits + self.misses;
+        if reads == 0 {
+            0.0
+        } else {
+            self.hits as f64 / reads as f64
+        }
+    }
+
+    /// Mean time of a loader call, zero before any.
+    #[must_use]
+    pub fn average_load_time(&self) -> std::time::Duration {
+        let n = self.loads + self.load_failures;
+        if n == 0 {
+            std::time::Duration::ZERO
+        } else {
+            self.load_time / u32::try_from(n).unwrap_or(u32::MAX)
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Per-namespace counters. Hits and misses are striped over cache lines so that readers on
+//! different cores never write the same line.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::cache::RemovalCause;
+use crate::metrics::CacheStats;
+
+const STRIPES: usize = 16;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Cell(AtomicU64);
+
+/// A counter split over [`STRIPES`] cache lines; each thread adds to its own stripe.
+#[derive(Debug, Default)]
+pub(crate) struct Striped([Cell; STRIPES]);
+
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+    }
+    STRIPE.with(|s| *s)
+}
+
+impl Striped {
+    pub(crate) fn add(&self, n: u64) {
+        self.0[stripe()].0.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn sum(&self) -> u64 {
+        self.0.iter().map(|c| c.0.load(Relaxed)).sum()
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub hits: Striped,
+    pub misses: Striped,
+    pub inserts: AtomicU64,
+    pub loads: AtomicU64,
+    pub load_failures: AtomicU64,
+    pub load_nanos: AtomicU64,
+    pub removed: [AtomicU64; 5],
+    pub invalidations: AtomicU64,
+    pub store_failures: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn removed(&self, cause: RemovalCause, n: u64) {
+        self.removed[cause as usize].fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, entries: u64, bytes: u64, max_bytes: u64) -> CacheStats {
+        let r = |c: RemovalCause| self.removed[c as usize].load(Relaxed);
+        CacheStats {
+            hits: self.hits.sum(),
+            misses: self.misses.sum(),
+            inserts: self.inserts.load(Relaxed),
+            loads: self.loads.load(Relaxed),
+            load_failures: self.load_failures.load(Relaxed),
+            load_time: std::time::Duration::from_nanos(self.load_nanos.load(Relaxed)),
+            evicted_size: r(RemovalCause::Size),
+            expired: r(RemovalCause::Expired),
+            removed_explicit: r(RemovalCause::Explicit),
+            replaced: r(RemovalCause::Replaced),
+            invalidated: r(RemovalCause::Invalidated),
+            store_failures: self.store_failures.load(Relaxed),
+            entries,
+            bytes,
+            max_bytes,
+        }
+    }
+}

@@ -1,0 +1,585 @@
+//! One shard of a namespace: a hash table of slot indices, a slab of slots, and the eviction
+//! queues threaded through the slots as intrusive lists.
+//!
+//! The shard sits under a `RwLock`. A hit takes the read lock and writes only the entry's own
+//! `freq` counter (and, for time-to-idle entries, its deadline): no list is reordered on read.
+//! S3-FIFO (small FIFO, main FIFO, ghost of keys evicted from small) decides what to evict; LRU
+//! is kept as a baseline and reorders on every hit under the write lock.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+
+use bytes::Bytes;
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+
+use super::ghost::Ghost;
+use crate::config::EvictionPolicy;
+
+/// Deadline of an entry that never expires.
+pub(crate) const NEVER: u64 = u64::MAX;
+const NIL: u32 = u32::MAX;
+/// An entry read this many times more is kept however often it is read.
+const MAX_FREQ: u8 = 3;
+
+/// Bytes the cache holds per entry beyond its key and value bytes, counted against the
+/// namespace's budget: the slot (72 bytes: the key's `Box<[u8]>` and the value's `Bytes`
+/// handles, deadline, list links, counters), its hash-table index, its ghost-queue share and
+/// allocator rounding of the key. Measured by `tests/cache_memory.rs`.
+pub const ENTRY_OVERHEAD: u64 = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queue {
+    Free,
+    Small,
+    Main,
+}
+
+const TAGGED: u8 = 1;
+const TTL_CAP: u8 = 2;
+
+/// An entry. Fields other than `freq` and `expires_at` change only under the write lock.
+#[derive(Debug)]
+struct Slot {
+    key: Box<[u8]>,
+    value: Bytes,
+    /// Effective deadline in clock milliseconds, or [`NEVER`]; moved forward by reads of a
+    /// time-to-idle entry.
+    expires_at: AtomicU64,
+    prev: u32,
+    next: u32,
+    /// Time to idle in milliseconds, 0 for none.
+    tti_ms: u32,
+    freq: AtomicU8,
+    queue: Queue,
+    flags: u8,
+}
+
+impl Slot {
+    fn weight(&self) -> u64 {
+        weight(self.key.len(), self.value.len())
+    }
+}
+
+/// The weight of an entry against the byte budget.
+pub(crate) fn weight(key: usize, value: usize) -> u64 {
+    key as u64 + value as u64 + ENTRY_OVERHEAD
+}
+
+/// Intrusive doubly linked list of slots: `head` is the newest, `tail` the oldest.
+#[derive(Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+    bytes: u64,
+}
+
+impl List {
+    const fn new() -> Self {
+        Self {
+            head: NIL,
+            tail: NIL,
+            bytes: 0,
+        }
+    }
+}
+
+/// How an entry expires.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expiry {
+    /// Deadline from the time to live, or [`NEVER`].
+    pub ttl_deadline: u64,
+    /// Time to idle in milliseconds, 0 for none.
+    pub tti_ms: u32,
+}
+
+impl Expiry {
+    fn first_deadline(self, now: u64) -> u64 {
+        if self.tti_ms == 0 {
+            self.ttl_deadline
+        } else {
+            self.ttl_deadline
+                .min(now.saturating_add(u64::from(self.tti_ms)))
+        }
+    }
+}
+
+/// What a read under the read lock found.
+pub(crate) enum Lookup {
+    Hit(Bytes),
+    Expired,
+    Miss,
+}
+
+/// An entry taken out of the shard, for the removal listener.
+pub(crate) struct Removed {
+    pub key: Box<[u8]>,
+    pub value: Bytes,
+    pub weight: u64,
+    pub expired: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shard {
+    table: HashTable<u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    small: List,
+    main: List,
+    ghost: Ghost,
+    ttl_caps: HashMap<u32, u64>,
+    tags_of: HashMap<u32, Box<[Arc<str>]>>,
+    tag_index: HashMap<Arc<str>, HashSet<u32>>,
+    sweep_cursor: usize,
+    policy: EvictionPolicy,
+    small_target: u64,
+    hasher: FixedState,
+}
+
+impl Shard {
+    pub(crate) fn new(policy: EvictionPolicy, share: u64, hasher: FixedState) -> Self {
+        Self {
+            table: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            small: List::new(),
+            main: List::new(),
+            ghost: Ghost::default(),
+            ttl_caps: HashMap::new(),
+            tags_of: HashMap::new(),
+            tag_index: HashMap::new(),
+            sweep_cursor: 0,
+            policy,
+            small_target: (share / 10).max(1),
+            hasher,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        let slots = &self.slots;
+        self.table
+            .find(hash, |&i| &*slots[i as usize].key == key)
+            .copied()
+    }
+
+    /// The read path: runs under the read lock and writes only per-entry atomics.
+    pub(crate) fn lookup(&self, hash: u64, key: &[u8], now: impl FnOnce() -> u64) -> Lookup {
+        let Some(i) = self.find(hash, key) else {
+            return Lookup::Miss;
+        };
+        let slot = &self.slots[i as usize];
+        let deadline = slot.expires_at.load(Relaxed);
+        if deadline != NEVER {
+            let now = now();
+            if now >= deadline {
+                return Lookup::Expired;
+            }
+            if slot.tti_ms != 0 {
+                let cap = self.ttl_cap(i);
+                let next = cap.min(now.saturating_add(u64::from(slot.tti_ms)));
+                slot.expires_at.store(next, Relaxed);
+            }
+        }
+        // Load before store: a hot entry already at the cap costs no write at all.
+        let f = slot.freq.load(Relaxed);
+        if f < MAX_FREQ {
+            slot.freq.store(f + 1, Relaxed);
+        }
+        Lookup::Hit(slot.value.clone())
+    }
+
+    /// Looks without touching counters or deadlines.
+    pub(crate) fn peek(&self, hash: u64, key: &[u8], now: u64) -> Option<&Bytes> {
+        let i = self.find(hash, key)?;
+        let slot = &self.slots[i as usize];
+        (slot.expires_at.load(Relaxed) > now).then_some(&slot.value)
+    }
+
+    /// The deadline of a live entry (`Some(NEVER)` when it does not expire).
+    pub(crate) fn deadline(&self, hash: u64, key: &[u8], now: u64) -> Option<u64> {
+        let i = self.find(hash, key)?;
+        let d = self.slots[i as usize].expires_at.load(Relaxed);
+        (d > now).then_some(d)
+    }
+
+    fn ttl_cap(&self, i: u32) -> u64 {
+        if self.slots[i as usize].flags & TTL_CAP == 0 {
+            NEVER
+        } else {
+            self.ttl_caps.get(&i).copied().unwrap_or(NEVER)
+        }
+    }
+
+    /// LRU only: moves a hit entry to the front. Runs under the write lock.
+    pub(crate) fn touch_lru(&mut self, hash: u64, key: &[u8]) {
+        if let Some(i) = self.find(hash, key) {
+            self.unlink(i);
+            self.push_head(i, Queue::Main);
+        }
+    }
+
+    /// Inserts or replaces; returns the replaced entry. `tags` replace the old entry's tags.
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        value: Bytes,
+        expiry: Expiry,
+        tags: &[Arc<str>],
+        now: u64,
+    ) -> (u32, Option<Removed>) {
+        if let Some(i) = self.find(hash, key) {
+            let old_weight = self.slots[i as usize].weight();
+            let new_weight = weight(key.len(), value.len());
+            let queue = self.slots[i as usize].queue;
+            let list = self.list_mut(queue);
+            list.bytes = list.bytes - old_weight + new_weight;
+            let slot = &mut self.slots[i as usize];
+            let old = std::mem::replace(&mut slot.value, value);
+            self.set_expiry(i, expiry, now);
+            self.set_tags(i, tags);
+            let removed = Removed {
+                key: key.into(),
+                value: old,
+                weight: old_weight,
+                expired: false,
+            };
+            return (i, Some(removed));
+        }
+        let queue = match self.policy {
+            EvictionPolicy::Lru => Queue::Main,
+            EvictionPolicy::S3Fifo if self.ghost.remove(hash) => Queue::Main,
+            EvictionPolicy::S3Fifo => Queue::Small,
+        };
+        let slot = Slot {
+            key: key.into(),
+            value,
+            expires_at: AtomicU64::new(NEVER),
+            prev: NIL,
+            next: NIL,
+            tti_ms: 0,
+            freq: AtomicU8::new(0),
+            queue: Queue::Free,
+            flags: 0,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                u32::try_from(self.slots.len() - 1).unwrap_or(NIL)
+            }
+        };
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.table.insert_unique(hash, i, |&j| {
+            hasher.hash_one(&*slots[j as usize].key)
+        });
+        self.push_head(i, queue);
+        self.set_expiry(i, expiry, now);
+        self.set_tags(i, tags);
+        (i, None)
+    }
+
+    fn set_expiry(&mut self, i: u32, expiry: Expiry, now: u64) {
+        let slot = &mut self.slots[i as usize];
+        slot.tti_ms = expiry.tti_ms;
+        slot.expires_at
+            .store(expiry.first_deadline(now), Relaxed);
+        if expiry.tti_ms != 0 && expiry.ttl_deadline != NEVER {
+            slot.flags |= TTL_CAP;
+            self.ttl_caps.insert(i, expiry.ttl_deadline);
+        } else if slot.flags & TTL_CAP != 0 {
+            slot.flags &= !TTL_CAP;
+            self.ttl_caps.remove(&i);
+        }
+    }
+
+    /// Sets a new deadline on a live entry (EXPIRE, PERSIST); returns false when absent.
+    pub(crate) fn set_deadline(&mut self, hash: u64, key: &[u8], expiry: Expiry, now: u64) -> bool {
+        match self.find(hash, key) {
+            Some(i) if self.slots[i as usize].expires_at.load(Relaxed) > now => {
+                self.set_expiry(i, expiry, now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn set_tags(&mut self, i: u32, tags: &[Arc<str>]) {
+        if self.slots[i as usize].flags & TAGGED != 0 {
+            self.drop_tags(i);
+        }
+        if tags.is_empty() {
+            return;
+        }
+        for tag in tags {
+            self.tag_index.entry(Arc::clone(tag)).or_default().insert(i);
+        }
+        self.tags_of.insert(i, tags.into());
+        self.slots[i as usize].flags |= TAGGED;
+    }
+
+    fn drop_tags(&mut self, i: u32) {
+        self.slots[i as usize].flags &= !TAGGED;
+        for tag in self.tags_of.remove(&i).unwrap_or_default() {
+            if let Some(set) = self.tag_index.get_mut(&tag) {
+                set.remove(&i);
+                if set.is_empty() {
+                    self.tag_index.remove(&tag);
+                }
+            }
+        }
+    }
+
+    /// The tags of a live entry.
+    pub(crate) fn tags(&self, hash: u64, key: &[u8]) -> Vec<Arc<str>> {
+        self.find(hash, key)
+            .and_then(|i| self.tags_of.get(&i))
+            .map(|t| t.to_vec())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn remove(&mut self, hash: u64, key: &[u8], now: u64) -> Option<Removed> {
+        let i = self.find(hash, key)?;
+        Some(self.take(i, hash, now))
+    }
+
+    /// Removes an entry if it is expired at `now` (the lazy half of expiry).
+    pub(crate) fn remove_if_expired(&mut self, hash: u64, key: &[u8], now: u64) -> Option<Removed> {
+        let i = self.find(hash, key)?;
+        if self.slots[i as usize].expires_at.load(Relaxed) > now {
+            return None;
+        }
+        Some(self.take(i, hash, now))
+    }
+
+    fn take(&mut self, i: u32, hash: u64, now: u64) -> Removed {
+        if let Ok(entry) = self.table.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        self.unlink(i);
+        if self.slots[i as usize].flags & TAGGED != 0 {
+            self.drop_tags(i);
+        }
+        if self.slots[i as usize].flags & TTL_CAP != 0 {
+            self.ttl_caps.remove(&i);
+        }
+        let slot = &mut self.slots[i as usize];
+        let weight = slot.weight();
+        let expired = slot.expires_at.load(Relaxed) <= now;
+        slot.queue = Queue::Free;
+        slot.flags = 0;
+        let removed = Removed {
+            key: std::mem::take(&mut slot.key),
+            value: std::mem::take(&mut slot.value),
+            weight,
+            expired,
+        };
+        self.free.push(i);
+        removed
+    }
+
+    fn hash_of(&self, i: u32) -> u64 {
+        self.hasher.hash_one(&*self.slots[i as usize].key)
+    }
+
+    /// Evicts one entry by the policy, never `protect` (the entry being inserted). Expired
+    /// entries met on the way are evicted first.
+    pub(crate) fn evict_one(&mut self, protect: u32, now: u64) -> Option<Removed> {
+        match self.policy {
+            EvictionPolicy::Lru => self.evict_main(protect, now),
+            EvictionPolicy::S3Fifo => {
+                if self.small.bytes > self.small_target || self.main.head == NIL {
+                    if let Some(r) = self.evict_small(protect, now) {
+                        return Some(r);
+                    }
+                }
+                self.evict_main(protect, now)
+                    .or_else(|| self.evict_small(protect, now))
+            }
+        }
+    }
+
+    fn evict_small(&mut self, protect: u32, now: u64) -> Option<Removed> {
+        loop {
+            let i = self.small.tail;
+            if i == NIL {
+                return None;
+            }
+            if i == protect {
+                if self.small.head == i {
+                    return None;
+                }
+                self.unlink(i);
+                self.push_head(i, Queue::Small);
+                continue;
+            }
+            let slot = &self.slots[i as usize];
+            let expired = slot.expires_at.load(Relaxed) <= now;
+            if !expired && slot.freq.load(Relaxed) > 0 {
+                // Read again while on probation: promote to main.
+                slot.freq.store(0, Relaxed);
+                self.unlink(i);
+                self.push_head(i, Queue::Main);
+                continue;
+            }
+            let hash = self.hash_of(i);
+            if !expired {
+                self.ghost.push(hash, self.table.len());
+            }
+            return Some(self.take(i, hash, now));
+        }
+    }
+
+    fn evict_main(&mut self, protect: u32, now: u64) -> Option<Removed> {
+        loop {
+            let i = self.main.tail;
+            if i == NIL {
+                return None;
+            }
+            if i == protect {
+                if self.main.head == i {
+                    return None;
+                }
+                self.unlink(i);
+                self.push_head(i, Queue::Main);
+                continue;
+            }
+            let slot = &self.slots[i as usize];
+            let expired = slot.expires_at.load(Relaxed) <= now;
+            let f = slot.freq.load(Relaxed);
+            if !expired && f > 0 && self.policy == EvictionPolicy::S3Fifo {
+                slot.freq.store(f - 1, Relaxed);
+                self.unlink(i);
+                self.push_head(i, Queue::Main);
+                continue;
+            }
+            let hash = self.hash_of(i);
+            return Some(self.take(i, hash, now));
+        }
+    }
+
+    /// Looks at up to `budget` slots from the sweep cursor and removes the expired ones.
+    pub(crate) fn sweep(&mut self, now: u64, budget: usize, out: &mut Vec<Removed>) {
+        if self.slots.is_empty() {
+            return;
+        }
+        for _ in 0..budget.min(self.slots.len()) {
+            if self.sweep_cursor >= self.slots.len() {
+                self.sweep_cursor = 0;
+            }
+            let i = self.sweep_cursor as u32;
+            self.sweep_cursor += 1;
+            let slot = &self.slots[i as usize];
+            if slot.queue != Queue::Free && slot.expires_at.load(Relaxed) <= now {
+                let hash = self.hash_of(i);
+                out.push(self.take(i, hash, now));
+            }
+        }
+    }
+
+    /// Keys of live entries that `keep` selects.
+    pub(crate) fn keys_where(&self, now: u64, mut keep: impl FnMut(&[u8]) -> bool) -> Vec<Box<[u8]>> {
+        self.table
+            .iter()
+            .map(|&i| &self.slots[i as usize])
+            .filter(|s| s.expires_at.load(Relaxed) > now && keep(&s.key))
+            .map(|s| s.key.clone())
+            .collect()
+    }
+
+    /// Live entries with their deadline and tags, for snapshots.
+    pub(crate) fn entries(&self, now: u64) -> Vec<(Box<[u8]>, Bytes, u64, Vec<Arc<str>>)> {
+        self.table
+            .iter()
+            .filter(|&&i| self.slots[i as usize].expires_at.load(Relaxed) > now)
+            .map(|&i| {
+                let s = &self.slots[i as usize];
+                let tags = self.tags_of.get(&i).map(|t| t.to_vec()).unwrap_or_default();
+                (s.key.clone(), s.value.clone(), s.expires_at.load(Relaxed), tags)
+            })
+            .collect()
+    }
+
+    /// Keys carrying `tag`.
+    pub(crate) fn keys_tagged(&self, tag: &str) -> Vec<Box<[u8]>> {
+        self.tag_index.get(tag).map_or_else(Vec::new, |set| {
+            set.iter().map(|&i| self.slots[i as usize].key.clone()).collect()
+        })
+    }
+
+    /// Removes everything; returns the removed entries.
+    pub(crate) fn clear(&mut self, now: u64) -> Vec<Removed> {
+        let all: Vec<u32> = self.table.iter().copied().collect();
+        let out = all
+            .into_iter()
+            .map(|i| {
+                let hash = self.hash_of(i);
+                self.take(i, hash, now)
+            })
+            .collect();
+        self.ghost = Ghost::default();
+        self.slots = Vec::new();
+        self.free = Vec::new();
+        self.sweep_cursor = 0;
+        out
+    }
+
+    fn list_mut(&mut self, queue: Queue) -> &mut List {
+        match queue {
+            Queue::Small => &mut self.small,
+            Queue::Main | Queue::Free => &mut self.main,
+        }
+    }
+
+    fn push_head(&mut self, i: u32, queue: Queue) {
+        let w = self.slots[i as usize].weight();
+        let list = self.list_mut(queue);
+        let old_head = list.head;
+        list.head = i;
+        if list.tail == NIL {
+            list.tail = i;
+        }
+        list.bytes += w;
+        if old_head != NIL {
+            self.slots[old_head as usize].prev = i;
+        }
+        let slot = &mut self.slots[i as usize];
+        slot.prev = NIL;
+        slot.next = old_head;
+        slot.queue = queue;
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (prev, next, queue, w) = {
+            let s = &self.slots[i as usize];
+            (s.prev, s.next, s.queue, s.weight())
+        };
+        if queue == Queue::Free {
+            return;
+        }
+        if prev == NIL {
+            self.list_mut(queue).head = next;
+        } else {
+            self.slots[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.list_mut(queue).tail = prev;
+        } else {
+            self.slots[next as usize].prev = prev;
+        }
+        self.list_mut(queue).bytes -= w;
+        let s = &mut self.slots[i as usize];
+        s.prev = NIL;
+        s.next = NIL;
+        s.queue = Queue::Free;
+    }
+}
