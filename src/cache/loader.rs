@@ -102,10 +102,9 @@ impl Namespace {
         let inner = &self.inner;
         if let Some(v) = inner.get(key) {
             if let Some(window) = inner.config.refresh_ahead {
-                let now = inner.clock.now_millis();
                 let left = self.ttl(key).flatten().map_or(NEVER, millis);
                 if left != NEVER && left <= millis(window) {
-                    let (flight, started) = start_flight(inner, self, key, loader, now);
+                    let (flight, started) = start_flight(inner, self, key, loader, false);
                     if started {
                         refresh_in_background(flight);
                     }
@@ -124,12 +123,21 @@ impl Namespace {
                 None => {}
             }
         }
-        Err(Ok(start_flight(inner, self, key, loader, now).0))
+        Err(Ok(start_flight(inner, self, key, loader, true).0))
     }
 }
 
 /// Joins the running flight of `key` or starts one; says whether it started it.
-fn start_flight<F, Fut, E>(inner: &NsInner, ns: &Namespace, key: &[u8], loader: F, now: u64) -> (Flight, bool)
+///
+/// With `recheck`, a value cached since the caller's miss (a flight that just finished) is
+/// returned instead of loading again.
+fn start_flight<F, Fut, E>(
+    inner: &NsInner,
+    ns: &Namespace,
+    key: &[u8],
+    loader: F,
+    recheck: bool,
+) -> (Flight, bool)
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
@@ -138,6 +146,9 @@ where
     let mut running = inner.flights.running.lock();
     if let Some(f) = running.get(key) {
         return (f.clone(), false);
+    }
+    if recheck && let Some(v) = inner.peek(key) {
+        return (futures_util::future::ready(Ok(v)).boxed().shared(), false);
     }
     let load = loader();
     let ns = ns.clone();

@@ -452,6 +452,13 @@ impl NsInner {
         }
     }
 
+    /// Reads without counting or touching the entry.
+    pub(crate) fn peek(&self, key: &[u8]) -> Option<Bytes> {
+        let (hash, shard) = self.locate(key);
+        let now = self.clock.now_millis();
+        shard.read().peek(hash, key, now).cloned()
+    }
+
     pub(crate) fn get(&self, key: &[u8]) -> Option<Bytes> {
         let (hash, shard) = self.locate(key);
         let found = if self.config.policy == EvictionPolicy::Lru {

@@ -1,13 +1,18 @@
 //! `Quipu`: opens a data directory, owns and wires the subsystems.
 
+mod journal;
+
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use self::journal::LogJournal;
+use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
-use crate::config::LogConfig;
+use crate::config::{CacheConfig, LogConfig};
 use crate::error::Error;
 use crate::log::{FsStorage, Log, Storage};
+use crate::store::{RedbStore, Store};
 
 /// An open quipu data directory.
 ///
@@ -26,6 +31,8 @@ use crate::log::{FsStorage, Log, Storage};
 pub struct Quipu {
     dir: PathBuf,
     log: Log,
+    cache: Cache,
+    store: Arc<dyn Store>,
     // Held for the lifetime of the instance: the OS releases the lock if the process dies.
     _lock: File,
 }
@@ -46,7 +53,22 @@ impl Quipu {
             log: LogConfig::default(),
             storage: Arc::new(FsStorage),
             clock: Arc::new(SystemClock),
+            cache: CacheConfig::default(),
+            store: None,
         }
+    }
+
+    /// The cache. Its write-behind journal is a log topic per namespace (`_cache.<name>`),
+    /// its store is [`store`](Self::store), its snapshots live in `<data>/cache/`.
+    #[must_use]
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The durable key-value store (by default redb in `<data>/store.redb`).
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// The event log.
@@ -70,8 +92,11 @@ impl Quipu {
 
 impl Drop for Quipu {
     fn drop(&mut self) {
-        // Before the lock file is released: no write may land after another process can open
+        // Write order on the way out: pending write-behind reaches the store and critical
+        // namespaces are snapshotted while the log is still open, then the log closes, all
+        // before the lock file is released: no write may land after another process can open
         // the directory, even while handles to topics are still alive elsewhere.
+        let _ = self.cache.close();
         self.log.close();
     }
 }
@@ -84,9 +109,24 @@ pub struct QuipuBuilder {
     log: LogConfig,
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
+    cache: CacheConfig,
+    store: Option<Arc<dyn Store>>,
 }
 
 impl QuipuBuilder {
+    /// The cache's configuration (default [`CacheConfig::default`]).
+    pub fn cache_config(mut self, config: CacheConfig) -> Self {
+        self.cache = config;
+        self
+    }
+
+    /// The durable store (default: [`RedbStore`] in `<data>/store.redb`). Applications plug in
+    /// their own database here.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// The log's configuration (default [`LogConfig::default`]).
     pub fn log_config(mut self, config: LogConfig) -> Self {
         self.log = config;
@@ -127,10 +167,28 @@ impl QuipuBuilder {
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: self.dir }),
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path, e)),
         }
-        let log = Log::open_with(&self.dir.join("log"), self.log, self.storage, self.clock)?;
+        let log = Log::open_with(
+            &self.dir.join("log"),
+            self.log,
+            self.storage,
+            Arc::clone(&self.clock),
+        )?;
+        let store: Arc<dyn Store> = match self.store {
+            Some(s) => s,
+            None => Arc::new(RedbStore::open(self.dir.join("store.redb"))?),
+        };
+        let cache = Cache::builder()
+            .config(self.cache)
+            .clock(self.clock)
+            .store(Arc::clone(&store))
+            .journal(Arc::new(LogJournal::new(&log)?))
+            .snapshot_dir(self.dir.join("cache"))
+            .build()?;
         Ok(Quipu {
             dir: self.dir,
             log,
+            cache,
+            store,
             _lock: lock,
         })
     }
