@@ -44,7 +44,7 @@ pub use config::{
     CacheConfig, Cleanup, Consistency, Durability, EvictionPolicy, LogConfig, NamespaceConfig,
     Persistence, RecoveryMode, TopicConfig,
 };
-pub use engine::{Quipu, QuipuBuilder};
+pub use engine::{EventInvalidator, EventMapper, Quipu, QuipuBuilder};
 pub use error::{CacheError, ConfigError, Error, LogError, Result, StoreError};
 pub use glob::glob_match;
 pub use store::{MemoryStore, RedbStore, Store, StoreOp};

@@ -1,6 +1,9 @@
 //! `Quipu`: opens a data directory, owns and wires the subsystems.
 
+mod invalidation;
 mod journal;
+
+pub use self::invalidation::{EventInvalidator, EventMapper};
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -63,6 +66,39 @@ impl Quipu {
     #[must_use]
     pub fn cache(&self) -> &Cache {
         &self.cache
+    }
+
+    /// Invalidates the cache from business events: every record of `topic` goes through
+    /// `mapper`, and the invalidations it returns are applied and published. A background
+    /// thread follows the topic until the returned handle is dropped; a consumer group keeps
+    /// its place across restarts.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), quipu::Error> {
+    /// # let dir = tempfile::tempdir().map_err(|e| quipu::Error::Io { path: ".".into(), source: e })?;
+    /// use quipu::{Invalidation, InvalidationTarget, Message, Quipu};
+    ///
+    /// let db = Quipu::open(dir.path())?;
+    /// let prices = db.log().topic_or_create("price-changes")?;
+    /// db.cache().default_namespace().insert("price:sku-1", "1.25")?;
+    /// let feed = db.invalidate_on("price-changes", |r| {
+    ///     let key = r.key.clone().unwrap_or_default();
+    ///     vec![Invalidation::new("default", InvalidationTarget::Key(key))]
+    /// })?;
+    /// prices.append(Message::new("1.40").with_key("price:sku-1"))?;
+    /// feed.run_once()?;
+    /// assert!(db.cache().default_namespace().get("price:sku-1").is_none());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`LogError::TopicNotFound`](crate::LogError) when the topic does not exist.
+    pub fn invalidate_on(
+        &self,
+        topic: &str,
+        mapper: impl Fn(&crate::log::Record) -> Vec<crate::cache::Invalidation> + Send + Sync + 'static,
+    ) -> Result<EventInvalidator, Error> {
+        EventInvalidator::start(&self.log, &self.cache, topic, Arc::new(mapper), true)
     }
 
     /// The durable key-value store (by default redb in `<data>/store.redb`).
