@@ -47,12 +47,12 @@ pub use config::{
 pub use engine::{EventInvalidator, EventMapper, Quipu, QuipuBuilder};
 pub use error::{CacheError, ConfigError, Error, LogError, Result, StoreError};
 pub use glob::glob_match;
-pub use store::{MemoryStore, RedbStore, Store, StoreOp};
 pub use log::{
     AppendReceipt, BatchView, ConsumerGroup, Follower, FsStorage, Log, Message, Partition,
     PartitionLag, Record, RecordBatch, Storage, StorageFile, Topic,
 };
 pub use metrics::{CacheStats, LogMetrics, LogStats};
+pub use store::{MemoryStore, RedbStore, Store, StoreOp};
 
 /// Entry points for the fuzz targets in `fuzz/`; not part of the API.
 #[doc(hidden)]

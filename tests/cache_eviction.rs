@@ -35,7 +35,11 @@ fn budget_holds_after_every_insert() {
     for i in 0..5_000u64 {
         let len = (i * 37 % 900) as usize;
         ns.insert(format!("key:{i}"), vec![b'x'; len]).unwrap();
-        assert!(ns.bytes_used() <= budget, "insert {i}: {} > {budget}", ns.bytes_used());
+        assert!(
+            ns.bytes_used() <= budget,
+            "insert {i}: {} > {budget}",
+            ns.bytes_used()
+        );
     }
     let stats = ns.stats();
     assert_eq!(stats.evicted_size, evicted.load(Ordering::SeqCst));
@@ -45,7 +49,11 @@ fn budget_holds_after_every_insert() {
         .iter()
         .map(|k| k.len() as u64 + ns.get(k).unwrap().len() as u64 + ENTRY_OVERHEAD)
         .sum();
-    assert_eq!(counted, ns.bytes_used(), "the budget counts exactly key + value + overhead");
+    assert_eq!(
+        counted,
+        ns.bytes_used(),
+        "the budget counts exactly key + value + overhead"
+    );
 }
 
 #[test]
@@ -53,7 +61,10 @@ fn an_entry_larger_than_the_budget_is_refused() {
     let ns = ns(EvictionPolicy::S3Fifo, 1024);
     ns.insert("small", "v").unwrap();
     let err = ns.insert("big", vec![0u8; 2048]).unwrap_err();
-    assert!(matches!(err, Error::Cache(CacheError::TooLarge { .. })), "{err}");
+    assert!(
+        matches!(err, Error::Cache(CacheError::TooLarge { .. })),
+        "{err}"
+    );
     assert_eq!(ns.get("small").as_deref(), Some(&b"v"[..]), "nothing lost");
 }
 
@@ -102,7 +113,10 @@ fn budget_is_shared_across_shards() {
     for i in 0..1000 {
         ns.insert(format!("k{i:09}"), vec![1u8; 100]).unwrap();
         assert!(ns.bytes_used() <= 20 * per_entry);
-        assert!(ns.get(format!("k{i:09}")).is_some(), "the new entry is kept");
+        assert!(
+            ns.get(format!("k{i:09}")).is_some(),
+            "the new entry is kept"
+        );
     }
     assert_eq!(ns.len(), 20);
 }

@@ -19,17 +19,32 @@ fn ttl_and_tti() {
     let clock = ManualClock::new(0);
     let cache = cache(&clock);
     let sessions = cache
-        .create_namespace("sessions", NamespaceConfig::default().with_tti(Duration::from_secs(30)))
+        .create_namespace(
+            "sessions",
+            NamespaceConfig::default().with_tti(Duration::from_secs(30)),
+        )
         .unwrap();
     sessions.insert("s1", "user=1").unwrap();
     sessions
-        .insert_with("s2", "user=2", &EntryOptions::default().ttl(Duration::from_secs(45)))
+        .insert_with(
+            "s2",
+            "user=2",
+            &EntryOptions::default().ttl(Duration::from_secs(45)),
+        )
         .unwrap();
     for step in 1..=3 {
         clock.advance(Duration::from_secs(20));
-        assert!(sessions.get("s1").is_some(), "read within the idle time keeps it alive");
+        assert!(
+            sessions.get("s1").is_some(),
+            "read within the idle time keeps it alive"
+        );
         // s2 is read every 20 s too, so it never idles out, but its TTL caps it at 45 s.
-        assert_eq!(sessions.get("s2").is_some(), step < 3, "s2 at {} s", step * 20);
+        assert_eq!(
+            sessions.get("s2").is_some(),
+            step < 3,
+            "s2 at {} s",
+            step * 20
+        );
     }
     clock.advance(Duration::from_secs(31));
     assert!(sessions.get("s1").is_none(), "idle for longer than the TTI");
@@ -59,7 +74,10 @@ fn sweep_frees_memory_without_reads() {
     let clock = ManualClock::new(0);
     let cache = cache(&clock);
     let ns = cache
-        .create_namespace("otp", NamespaceConfig::default().with_ttl(Duration::from_secs(60)))
+        .create_namespace(
+            "otp",
+            NamespaceConfig::default().with_ttl(Duration::from_secs(60)),
+        )
         .unwrap();
     let expired = Arc::new(Mutex::new(0));
     let count = Arc::clone(&expired);
@@ -70,7 +88,8 @@ fn sweep_frees_memory_without_reads() {
     for i in 0..10_000 {
         ns.insert(format!("otp:{i}"), "123456").unwrap();
     }
-    ns.insert_with_ttl("long", "x", Duration::from_secs(3600)).unwrap();
+    ns.insert_with_ttl("long", "x", Duration::from_secs(3600))
+        .unwrap();
     let full = ns.bytes_used();
     clock.advance(Duration::from_secs(61));
     // Maintenance looks at a bounded batch per shard per run; a few runs cover everything.
@@ -78,7 +97,11 @@ fn sweep_frees_memory_without_reads() {
         cache.run_pending_tasks();
     }
     assert_eq!(ns.len(), 1);
-    assert!(ns.bytes_used() < full / 1000, "{} of {full} bytes left", ns.bytes_used());
+    assert!(
+        ns.bytes_used() < full / 1000,
+        "{} of {full} bytes left",
+        ns.bytes_used()
+    );
     assert_eq!(*expired.lock().unwrap(), 10_000);
     assert_eq!(ns.stats().hits + ns.stats().misses, 0, "nothing was read");
 }

@@ -18,11 +18,19 @@ fn by_key_tag_and_pattern_with_published_events() {
     let causes = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&causes);
     ns.set_removal_listener(move |k, _, cause| seen.lock().unwrap().push((k.to_vec(), cause)));
-    for (k, tag) in [("prod:1", "shoes"), ("prod:2", "shoes"), ("prod:3", "hats"), ("geo:17", "geo")] {
+    for (k, tag) in [
+        ("prod:1", "shoes"),
+        ("prod:2", "shoes"),
+        ("prod:3", "hats"),
+        ("geo:17", "geo"),
+    ] {
         ns.insert_with(k, "v", &EntryOptions::default().tag(tag).tag("all"))
             .unwrap();
     }
-    assert_eq!(ns.tags("prod:1"), vec!["shoes".to_owned(), "all".to_owned()]);
+    assert_eq!(
+        ns.tags("prod:1"),
+        vec!["shoes".to_owned(), "all".to_owned()]
+    );
 
     assert!(ns.invalidate("prod:3"));
     assert!(!ns.invalidate("prod:3"), "already gone");
@@ -33,7 +41,10 @@ fn by_key_tag_and_pattern_with_published_events() {
     assert_eq!(ns.invalidate_pattern("prod:?"), 1);
     let mut keys = ns.keys("*");
     keys.sort();
-    assert_eq!(keys, vec![bytes::Bytes::from("geo:17"), bytes::Bytes::from("prod:10")]);
+    assert_eq!(
+        keys,
+        vec![bytes::Bytes::from("geo:17"), bytes::Bytes::from("prod:10")]
+    );
     assert_eq!(ns.invalidate_tag("all"), 1);
 
     let published: Vec<Invalidation> = std::iter::from_fn(|| events.try_recv().ok()).collect();
@@ -69,7 +80,10 @@ fn applying_a_remote_invalidation_drops_the_same_entries() {
     a.default_namespace().invalidate_pattern("session:*");
     let inv = feed.try_recv().unwrap();
     assert_eq!(b.apply_invalidation(&inv), 2);
-    assert_eq!(b.default_namespace().keys("*"), vec![bytes::Bytes::from("cart:1")]);
+    assert_eq!(
+        b.default_namespace().keys("*"),
+        vec![bytes::Bytes::from("cart:1")]
+    );
 }
 
 #[test]
@@ -89,7 +103,9 @@ fn business_events_on_a_topic_invalidate() {
             vec![Invalidation::new("products", InvalidationTarget::Key(sku))]
         })
         .unwrap();
-    orders.append(Message::new("sold 1").with_key("sku-2")).unwrap();
+    orders
+        .append(Message::new("sold 1").with_key("sku-2"))
+        .unwrap();
     feed.run_once().unwrap();
     assert!(products.get("sku-2").is_none());
     assert_eq!(products.get("sku-1").as_deref(), Some(&b"10 left"[..]));

@@ -17,14 +17,38 @@ use quipu::{
 
 #[derive(Debug, Clone)]
 enum Op {
-    Insert { key: u8, len: usize },
-    InsertTtl { key: u8, len: usize, ttl_ms: u64 },
-    InsertTti { key: u8, len: usize, tti_ms: u64 },
-    Get { key: u8 },
-    Remove { key: u8 },
-    Increment { key: u8, delta: i8 },
-    Cas { key: u8, expect_current: bool, len: usize },
-    Advance { ms: u64 },
+    Insert {
+        key: u8,
+        len: usize,
+    },
+    InsertTtl {
+        key: u8,
+        len: usize,
+        ttl_ms: u64,
+    },
+    InsertTti {
+        key: u8,
+        len: usize,
+        tti_ms: u64,
+    },
+    Get {
+        key: u8,
+    },
+    Remove {
+        key: u8,
+    },
+    Increment {
+        key: u8,
+        delta: i8,
+    },
+    Cas {
+        key: u8,
+        expect_current: bool,
+        len: usize,
+    },
+    Advance {
+        ms: u64,
+    },
     Sweep,
 }
 
@@ -56,7 +80,11 @@ struct Model {
 
 impl Model {
     fn live(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
-        if self.map.get(key).is_some_and(|e| e.deadline.is_some_and(|d| d <= now)) {
+        if self
+            .map
+            .get(key)
+            .is_some_and(|e| e.deadline.is_some_and(|d| d <= now))
+        {
             self.map.remove(key);
         }
         self.map.get_mut(key)
@@ -76,10 +104,17 @@ fn key_of(k: u8) -> Vec<u8> {
 }
 
 fn value_of(k: u8, len: usize, salt: usize) -> Vec<u8> {
-    (0..len).map(|i| (i + usize::from(k) + salt) as u8).collect()
+    (0..len)
+        .map(|i| (i + usize::from(k) + salt) as u8)
+        .collect()
 }
 
-fn run(ops: &[Op], max_bytes: u64, exact: bool, policy: EvictionPolicy) -> Result<(), TestCaseError> {
+fn run(
+    ops: &[Op],
+    max_bytes: u64,
+    exact: bool,
+    policy: EvictionPolicy,
+) -> Result<(), TestCaseError> {
     let clock = ManualClock::new(1_000_000);
     let cache = Cache::builder()
         .config(CacheConfig::default().with_maintenance_interval(None))
@@ -95,36 +130,70 @@ fn run(ops: &[Op], max_bytes: u64, exact: bool, policy: EvictionPolicy) -> Resul
                 .with_policy(policy),
         )
         .unwrap();
-    let mut model = Model { map: HashMap::new() };
+    let mut model = Model {
+        map: HashMap::new(),
+    };
     for (step, op) in ops.iter().enumerate() {
         let now = clock.now();
-        let too_large = |key: u8, len: usize| (key_of(key).len() + len) as u64 + ENTRY_OVERHEAD > max_bytes;
+        let too_large =
+            |key: u8, len: usize| (key_of(key).len() + len) as u64 + ENTRY_OVERHEAD > max_bytes;
         match *op {
             // With a small budget, entries as large as the whole budget are refused, and the
             // read-modify-write ops are covered by the exact run.
-            Op::Insert { key, len } | Op::InsertTtl { key, len, .. } | Op::InsertTti { key, len, .. }
+            Op::Insert { key, len }
+            | Op::InsertTtl { key, len, .. }
+            | Op::InsertTti { key, len, .. }
                 if too_large(key, len) =>
             {
-                let err = ns.insert(key_of(key), value_of(key, len, step)).unwrap_err();
-                let refused = matches!(err, quipu::Error::Cache(quipu::CacheError::TooLarge { .. }));
+                let err = ns
+                    .insert(key_of(key), value_of(key, len, step))
+                    .unwrap_err();
+                let refused =
+                    matches!(err, quipu::Error::Cache(quipu::CacheError::TooLarge { .. }));
                 prop_assert!(refused, "step {}: {:?}", step, err);
             }
             Op::Increment { .. } | Op::Cas { .. } if !exact => {}
             Op::Insert { key, len } => {
                 let v = value_of(key, len, step);
                 ns.insert(key_of(key), v.clone()).unwrap();
-                model.map.insert(key_of(key), Entry { value: v, deadline: None, tti: None });
+                model.map.insert(
+                    key_of(key),
+                    Entry {
+                        value: v,
+                        deadline: None,
+                        tti: None,
+                    },
+                );
             }
             Op::InsertTtl { key, len, ttl_ms } => {
                 let v = value_of(key, len, step);
-                ns.insert_with_ttl(key_of(key), v.clone(), Duration::from_millis(ttl_ms)).unwrap();
-                model.map.insert(key_of(key), Entry { value: v, deadline: Some(now + ttl_ms), tti: None });
+                ns.insert_with_ttl(key_of(key), v.clone(), Duration::from_millis(ttl_ms))
+                    .unwrap();
+                model.map.insert(
+                    key_of(key),
+                    Entry {
+                        value: v,
+                        deadline: Some(now + ttl_ms),
+                        tti: None,
+                    },
+                );
             }
             Op::InsertTti { key, len, tti_ms } => {
                 let v = value_of(key, len, step);
-                ns.insert_with(key_of(key), v.clone(), &EntryOptions::default().tti(Duration::from_millis(tti_ms)))
-                    .unwrap();
-                model.map.insert(key_of(key), Entry { value: v, deadline: Some(now + tti_ms), tti: Some(tti_ms) });
+                ns.insert_with(
+                    key_of(key),
+                    v.clone(),
+                    &EntryOptions::default().tti(Duration::from_millis(tti_ms)),
+                )
+                .unwrap();
+                model.map.insert(
+                    key_of(key),
+                    Entry {
+                        value: v,
+                        deadline: Some(now + tti_ms),
+                        tti: Some(tti_ms),
+                    },
+                );
             }
             Op::Get { key } => {
                 let got = ns.get(key_of(key)).map(|b| b.to_vec());
@@ -150,7 +219,9 @@ fn run(ops: &[Op], max_bytes: u64, exact: bool, policy: EvictionPolicy) -> Resul
                 let current = model.live(&key_of(key), now).map(|e| e.value.clone());
                 let parsed = match &current {
                     None => Some(0i64),
-                    Some(v) => std::str::from_utf8(v).ok().and_then(|s| s.parse::<i64>().ok()),
+                    Some(v) => std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|s| s.parse::<i64>().ok()),
                 };
                 match parsed {
                     Some(n) => {
@@ -158,14 +229,29 @@ fn run(ops: &[Op], max_bytes: u64, exact: bool, policy: EvictionPolicy) -> Resul
                         prop_assert_eq!(got.unwrap(), sum);
                         let deadline = model.map.get(&key_of(key)).and_then(|e| e.deadline);
                         // An update keeps the entry's current deadline and stops idling.
-                        model.map.insert(key_of(key), Entry { value: sum.to_string().into_bytes(), deadline, tti: None });
+                        model.map.insert(
+                            key_of(key),
+                            Entry {
+                                value: sum.to_string().into_bytes(),
+                                deadline,
+                                tti: None,
+                            },
+                        );
                     }
                     None => prop_assert!(got.is_err(), "step {} increment of non-integer", step),
                 }
             }
-            Op::Cas { key, expect_current, len } => {
+            Op::Cas {
+                key,
+                expect_current,
+                len,
+            } => {
                 let current = model.live(&key_of(key), now).map(|e| e.value.clone());
-                let expected = if expect_current { current.clone() } else { Some(b"nope".to_vec()) };
+                let expected = if expect_current {
+                    current.clone()
+                } else {
+                    Some(b"nope".to_vec())
+                };
                 let new = value_of(key, len, step);
                 let swapped = ns
                     .compare_and_set(key_of(key), expected.as_deref(), Some(new.clone().into()))
@@ -175,7 +261,14 @@ fn run(ops: &[Op], max_bytes: u64, exact: bool, policy: EvictionPolicy) -> Resul
                 prop_assert_eq!(swapped, want, "step {} cas", step);
                 if swapped {
                     let deadline = model.map.get(&key_of(key)).and_then(|e| e.deadline);
-                    model.map.insert(key_of(key), Entry { value: new, deadline, tti: None });
+                    model.map.insert(
+                        key_of(key),
+                        Entry {
+                            value: new,
+                            deadline,
+                            tti: None,
+                        },
+                    );
                 }
             }
             Op::Advance { ms } => clock.advance(Duration::from_millis(ms)),
@@ -191,7 +284,13 @@ fn run(ops: &[Op], max_bytes: u64, exact: bool, policy: EvictionPolicy) -> Resul
             }
         }
         let used = ns.bytes_used();
-        prop_assert!(used <= max_bytes, "step {}: {} bytes used over budget {}", step, used, max_bytes);
+        prop_assert!(
+            used <= max_bytes,
+            "step {}: {} bytes used over budget {}",
+            step,
+            used,
+            max_bytes
+        );
         if exact {
             let now = clock.now();
             let live: u64 = model

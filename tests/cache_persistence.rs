@@ -27,14 +27,27 @@ fn write_through_writes_the_store_first() {
         )
         .unwrap();
     accounts.insert("acct-1", "balance=10").unwrap();
-    assert_eq!(store.get("accounts", b"acct-1").unwrap().as_deref(), Some(&b"balance=10"[..]));
+    assert_eq!(
+        store.get("accounts", b"acct-1").unwrap().as_deref(),
+        Some(&b"balance=10"[..])
+    );
     assert_eq!(accounts.increment("visits", 3).unwrap(), 3);
-    assert_eq!(store.get("accounts", b"visits").unwrap().as_deref(), Some(&b"3"[..]));
+    assert_eq!(
+        store.get("accounts", b"visits").unwrap().as_deref(),
+        Some(&b"3"[..])
+    );
 
     store.set_down(true);
     let err = accounts.insert("acct-1", "balance=99").unwrap_err();
-    assert!(matches!(err, Error::Cache(CacheError::Persist { .. })), "{err}");
-    assert_eq!(accounts.get("acct-1").as_deref(), Some(&b"balance=10"[..]), "cache unchanged");
+    assert!(
+        matches!(err, Error::Cache(CacheError::Persist { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        accounts.get("acct-1").as_deref(),
+        Some(&b"balance=10"[..]),
+        "cache unchanged"
+    );
     assert!(accounts.remove("acct-1").is_err());
     assert!(accounts.contains("acct-1"));
     store.set_down(false);
@@ -48,7 +61,10 @@ fn write_through_writes_the_store_first() {
 fn write_through_without_a_store_is_refused() {
     let cache = Cache::new();
     let err = cache
-        .create_namespace("x", NamespaceConfig::default().with_persistence(Persistence::WriteThrough))
+        .create_namespace(
+            "x",
+            NamespaceConfig::default().with_persistence(Persistence::WriteThrough),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::Cache(CacheError::NoStore(_))), "{err}");
 }
@@ -75,10 +91,14 @@ fn write_behind_batches_and_survives_a_store_outage() {
         )
         .unwrap();
     for i in 0..50 {
-        cart.insert(format!("cart:{i}"), format!("items={i}")).unwrap();
+        cart.insert(format!("cart:{i}"), format!("items={i}"))
+            .unwrap();
     }
     cart.remove("cart:7").unwrap();
-    assert!(store.dump("carts").is_empty(), "nothing reaches the store before the interval");
+    assert!(
+        store.dump("carts").is_empty(),
+        "nothing reaches the store before the interval"
+    );
     db.cache().run_pending_tasks();
     assert!(store.dump("carts").is_empty());
     clock.advance(Duration::from_secs(1));
@@ -108,6 +128,13 @@ fn write_behind_batches_and_survives_a_store_outage() {
     clock.set(retry_at);
     db.cache().run_pending_tasks();
     assert_eq!(cart.breaker(), BreakerState::Closed);
-    assert_eq!(store.dump("carts").len(), 59, "nothing was dropped during the outage");
-    assert_eq!(store.get("carts", b"cart:55").unwrap().as_deref(), Some(&b"new"[..]));
+    assert_eq!(
+        store.dump("carts").len(),
+        59,
+        "nothing was dropped during the outage"
+    );
+    assert_eq!(
+        store.get("carts", b"cart:55").unwrap().as_deref(),
+        Some(&b"new"[..])
+    );
 }

@@ -51,8 +51,12 @@ async fn dropping_the_first_waiter_does_not_fail_the_others() {
     let started = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
     let first = {
-        let (ns, calls, started, release) =
-            (ns.clone(), Arc::clone(&calls), Arc::clone(&started), Arc::clone(&release));
+        let (ns, calls, started, release) = (
+            ns.clone(),
+            Arc::clone(&calls),
+            Arc::clone(&started),
+            Arc::clone(&release),
+        );
         tokio::spawn(async move {
             ns.get_or_load("rates", move || async move {
                 calls.fetch_add(1, Ordering::SeqCst);
@@ -118,13 +122,17 @@ async fn errors_are_not_cached_by_default() {
     let cache = Cache::new();
     let ns = cache.default_namespace();
     let err = ns
-        .get_or_load("k", || async { Err::<Bytes, _>(std::io::Error::other("db down")) })
+        .get_or_load("k", || async {
+            Err::<Bytes, _>(std::io::Error::other("db down"))
+        })
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Cache(CacheError::Load(_))), "{err}");
     assert!(err.to_string().contains("db down"));
     let v = ns
-        .get_or_load("k", || async { Ok::<_, std::io::Error>(Bytes::from_static(b"up")) })
+        .get_or_load("k", || async {
+            Ok::<_, std::io::Error>(Bytes::from_static(b"up"))
+        })
         .await
         .unwrap();
     assert_eq!(&v[..], b"up");
@@ -151,11 +159,27 @@ async fn negative_caching_keeps_the_error_for_its_ttl() {
             Err::<Bytes, _>(std::io::Error::other("no such user"))
         }
     };
-    assert!(ns.get_or_load("u1", load(Arc::clone(&calls))).await.is_err());
-    assert!(ns.get_or_load("u1", load(Arc::clone(&calls))).await.is_err());
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "second call answered from the negative cache");
+    assert!(
+        ns.get_or_load("u1", load(Arc::clone(&calls)))
+            .await
+            .is_err()
+    );
+    assert!(
+        ns.get_or_load("u1", load(Arc::clone(&calls)))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "second call answered from the negative cache"
+    );
     clock.advance(Duration::from_secs(6));
-    assert!(ns.get_or_load("u1", load(Arc::clone(&calls))).await.is_err());
+    assert!(
+        ns.get_or_load("u1", load(Arc::clone(&calls)))
+            .await
+            .is_err()
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -175,14 +199,18 @@ async fn refresh_ahead_reloads_in_the_background() {
         )
         .unwrap();
     let v = ns
-        .get_or_load("p", || async { Ok::<_, std::io::Error>(Bytes::from_static(b"v1")) })
+        .get_or_load("p", || async {
+            Ok::<_, std::io::Error>(Bytes::from_static(b"v1"))
+        })
         .await
         .unwrap();
     assert_eq!(&v[..], b"v1");
     clock.advance(Duration::from_secs(55));
     // Close to expiry: the old value now, the new one loaded in the background.
     let v = ns
-        .get_or_load("p", || async { Ok::<_, std::io::Error>(Bytes::from_static(b"v2")) })
+        .get_or_load("p", || async {
+            Ok::<_, std::io::Error>(Bytes::from_static(b"v2"))
+        })
         .await
         .unwrap();
     assert_eq!(&v[..], b"v1");

@@ -31,24 +31,41 @@ fn round_trip_keeps_values_deadlines_and_tags() {
     {
         let cache = cache_in(dir.path(), &clock);
         let rules = cache.create_namespace("rules", critical()).unwrap();
-        let scratch = cache.create_namespace("scratch", NamespaceConfig::default()).unwrap();
+        let scratch = cache
+            .create_namespace("scratch", NamespaceConfig::default())
+            .unwrap();
         for i in 0..500 {
-            rules.insert(format!("rule:{i}"), format!("limit={i}")).unwrap();
+            rules
+                .insert(format!("rule:{i}"), format!("limit={i}"))
+                .unwrap();
         }
         rules
-            .insert_with("fx:usd", "1.00", &EntryOptions::default().ttl(Duration::from_secs(60)).tag("fx"))
+            .insert_with(
+                "fx:usd",
+                "1.00",
+                &EntryOptions::default()
+                    .ttl(Duration::from_secs(60))
+                    .tag("fx"),
+            )
             .unwrap();
-        rules.insert_with_ttl("short", "x", Duration::from_secs(1)).unwrap();
+        rules
+            .insert_with_ttl("short", "x", Duration::from_secs(1))
+            .unwrap();
         scratch.insert("tmp", "gone after restart").unwrap();
         cache.close().unwrap();
     }
     clock.advance(Duration::from_secs(10));
     let cache = cache_in(dir.path(), &clock);
     let rules = cache.create_namespace("rules", critical()).unwrap();
-    let scratch = cache.create_namespace("scratch", NamespaceConfig::default()).unwrap();
+    let scratch = cache
+        .create_namespace("scratch", NamespaceConfig::default())
+        .unwrap();
     assert_eq!(
         cache.snapshot_reports(),
-        vec![SnapshotReport::Restored { namespace: "rules".into(), entries: 501 }]
+        vec![SnapshotReport::Restored {
+            namespace: "rules".into(),
+            entries: 501
+        }]
     );
     assert_eq!(rules.len(), 501, "the expired entry is not restored");
     assert_eq!(rules.get("rule:42").as_deref(), Some(&b"limit=42"[..]));
@@ -75,15 +92,33 @@ fn reopen_reports(dir: &std::path::Path) -> (Vec<SnapshotReport>, usize) {
     (cache.snapshot_reports(), rules.len())
 }
 
+/// A way to damage a snapshot file's bytes.
+type Corruption = Box<dyn Fn(&mut Vec<u8>)>;
+
 #[test]
 fn corrupt_snapshots_are_reported_and_skipped_whole() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
-        ("flipped payload byte", Box::new(|b: &mut Vec<u8>| { let n = b.len(); b[n / 2] ^= 0x40; })),
-        ("truncated", Box::new(|b: &mut Vec<u8>| { let n = b.len(); b.truncate(n - 7); })),
+    let cases: Vec<(&str, Corruption)> = vec![
+        (
+            "flipped payload byte",
+            Box::new(|b: &mut Vec<u8>| {
+                let n = b.len();
+                b[n / 2] ^= 0x40;
+            }),
+        ),
+        (
+            "truncated",
+            Box::new(|b: &mut Vec<u8>| {
+                let n = b.len();
+                b.truncate(n - 7);
+            }),
+        ),
         ("bad magic", Box::new(|b: &mut Vec<u8>| b[0] = b'X')),
         ("newer version", Box::new(|b: &mut Vec<u8>| b[4] = 9)),
         ("empty file", Box::new(|b: &mut Vec<u8>| b.clear())),
-        ("trailing garbage", Box::new(|b: &mut Vec<u8>| b.extend_from_slice(b"junk"))),
+        (
+            "trailing garbage",
+            Box::new(|b: &mut Vec<u8>| b.extend_from_slice(b"junk")),
+        ),
     ];
     for (what, corrupt) in cases {
         let dir = common::tempdir();
@@ -94,7 +129,13 @@ fn corrupt_snapshots_are_reported_and_skipped_whole() {
         let (reports, len) = reopen_reports(dir.path());
         assert_eq!(len, 0, "{what}: nothing may be half-loaded");
         match &reports[..] {
-            [SnapshotReport::Corrupt { namespace, path: p, reason }] => {
+            [
+                SnapshotReport::Corrupt {
+                    namespace,
+                    path: p,
+                    reason,
+                },
+            ] => {
                 assert_eq!(namespace, "rules");
                 assert_eq!(p, &path);
                 assert!(!reason.is_empty());

@@ -17,10 +17,14 @@ use quipu::{
 fn warm_from_loader_and_store() {
     let store = Arc::new(MemoryStore::new());
     for i in 0..30 {
-        store.put("geo", format!("canton:{i:02}").as_bytes(), b"EC").unwrap();
+        store
+            .put("geo", format!("canton:{i:02}").as_bytes(), b"EC")
+            .unwrap();
     }
     let cache = Cache::builder().store(store.clone()).build().unwrap();
-    let geo = cache.create_namespace("geo", NamespaceConfig::default()).unwrap();
+    let geo = cache
+        .create_namespace("geo", NamespaceConfig::default())
+        .unwrap();
     assert_eq!(geo.warm_from_store(1000).unwrap(), 30);
     assert_eq!(geo.get("canton:07").as_deref(), Some(&b"EC"[..]));
 
@@ -31,11 +35,16 @@ fn warm_from_loader_and_store() {
         .unwrap();
     assert_eq!(n, 2);
     let err = geo
-        .warm_with(["x"], |_| Err::<Option<Bytes>, _>(std::io::Error::other("db down")))
+        .warm_with(["x"], |_| {
+            Err::<Option<Bytes>, _>(std::io::Error::other("db down"))
+        })
         .unwrap_err();
     assert!(matches!(err, Error::Cache(CacheError::Load(_))));
     assert_eq!(geo.warm([("a", "1"), ("b", "2")]), 2);
-    assert!(store.get("geo", b"a").unwrap().is_none(), "warming never writes the store");
+    assert!(
+        store.get("geo", b"a").unwrap().is_none(),
+        "warming never writes the store"
+    );
 }
 
 #[test]
@@ -48,11 +57,16 @@ fn schedules_fire_at_local_times() {
         .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
-    let menu = cache.create_namespace("menu", NamespaceConfig::default()).unwrap();
+    let menu = cache
+        .create_namespace("menu", NamespaceConfig::default())
+        .unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
     let r = Arc::clone(&runs);
     let lunch = Schedule::cron("30 11 * * 1-5", "America/Guayaquil").unwrap();
-    assert_eq!(lunch.next_after(friday_10am), Some(friday_10am + 90 * 60_000));
+    assert_eq!(
+        lunch.next_after(friday_10am),
+        Some(friday_10am + 90 * 60_000)
+    );
     cache.schedule_warming(lunch, &menu, move |ns| {
         r.fetch_add(1, Ordering::SeqCst);
         ns.warm([("menu:today", "seco de pollo")]);
@@ -82,7 +96,10 @@ fn bad_schedules_are_refused() {
         ("0 12 * * *", "Mars/Olympus_Mons"),
     ] {
         let err = Schedule::cron(spec, tz).unwrap_err();
-        assert!(matches!(err, Error::Cache(CacheError::InvalidSchedule { .. })), "{spec}: {err}");
+        assert!(
+            matches!(err, Error::Cache(CacheError::InvalidSchedule { .. })),
+            "{spec}: {err}"
+        );
     }
     let never = Schedule::cron("0 0 31 2 *", "UTC").unwrap();
     assert_eq!(never.next_after(0), None);

@@ -52,7 +52,10 @@ fn write_behind_child_main() {
     };
     let round: u32 = std::env::var("QUIPU_WB_ROUND").unwrap().parse().unwrap();
     let db = Quipu::open(&dir).expect("child open");
-    let ns = db.cache().create_namespace(NS, config()).expect("namespace");
+    let ns = db
+        .cache()
+        .create_namespace(NS, config())
+        .expect("namespace");
     let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -92,7 +95,12 @@ fn acknowledged_writes_reach_the_store_after_sigkill() {
     let mut total = 0u64;
     for round in 0..rounds {
         let mut child = Command::new(&exe)
-            .args(["--exact", "write_behind_child_main", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "write_behind_child_main",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("QUIPU_WB_CHILD", dir.path())
             .env("QUIPU_WB_ROUND", round.to_string())
             .stdout(Stdio::piped())
@@ -112,7 +120,10 @@ fn acknowledged_writes_reach_the_store_after_sigkill() {
             }
         });
         std::thread::sleep(Duration::from_millis(rng.gen_range(150..600)));
-        assert!(child.try_wait().unwrap().is_none(), "child exited early in round {round}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "child exited early in round {round}"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         reader.join().unwrap();
@@ -128,13 +139,19 @@ fn acknowledged_writes_reach_the_store_after_sigkill() {
         }
         verify(dir.path(), &last_acked, round);
     }
-    assert!(total > u64::from(rounds) * 10, "too few acknowledged writes ({total}) to test anything");
+    assert!(
+        total > u64::from(rounds) * 10,
+        "too few acknowledged writes ({total}) to test anything"
+    );
 }
 
 fn verify(dir: &std::path::Path, last_acked: &HashMap<(u32, String), (u32, u64)>, round: u32) {
     let db = Quipu::open(dir).expect("reopen");
     // Creating the namespace replays the journal's pending writes into the store.
-    let ns = db.cache().create_namespace(NS, config()).expect("namespace");
+    let ns = db
+        .cache()
+        .create_namespace(NS, config())
+        .expect("namespace");
     ns.flush_write_behind().expect("flush");
     // Every write the child made, acknowledged or not, is in the journal in order; after the
     // flush the store must equal the journal folded key by key.
@@ -156,7 +173,11 @@ fn verify(dir: &std::path::Path, last_acked: &HashMap<(u32, String), (u32, u64)>
         last.insert(k, r.value.as_ref().map(|v| v.to_vec()));
     }
     for (k, state) in &last {
-        let stored = db.store().get(NS, k).expect("store get").map(|b| b.to_vec());
+        let stored = db
+            .store()
+            .get(NS, k)
+            .expect("store get")
+            .map(|b| b.to_vec());
         assert_eq!(
             &stored,
             state,
@@ -168,16 +189,28 @@ fn verify(dir: &std::path::Path, last_acked: &HashMap<(u32, String), (u32, u64)>
         let state = last.get(k.as_bytes()).cloned().flatten();
         match write_of(r, *t, seq) {
             Some(want) => {
-                assert!(puts.contains(want.as_bytes()), "round {round}: acknowledged {want} lost");
+                assert!(
+                    puts.contains(want.as_bytes()),
+                    "round {round}: acknowledged {want} lost"
+                );
                 if let Some(v) = state {
-                    assert!(order_of(&v) >= (r, seq), "round {round}: {k} went back in time");
+                    assert!(
+                        order_of(&v) >= (r, seq),
+                        "round {round}: {k} went back in time"
+                    );
                 }
                 // Absent: a later (unacknowledged) delete of the same key, last in the journal.
             }
             None => {
-                assert!(deletes.contains(k.as_bytes()), "round {round}: acknowledged delete of {k} lost");
+                assert!(
+                    deletes.contains(k.as_bytes()),
+                    "round {round}: acknowledged delete of {k} lost"
+                );
                 if let Some(v) = state {
-                    assert!(order_of(&v) > (r, seq), "round {round}: deleted {k} came back older");
+                    assert!(
+                        order_of(&v) > (r, seq),
+                        "round {round}: deleted {k} came back older"
+                    );
                 }
             }
         }

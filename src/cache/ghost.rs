@@ -28,10 +28,7 @@ impl Ghost {
     /// Remembers a key; forgets the oldest ones beyond `capacity`.
     pub(crate) fn push(&mut self, hash: u64, capacity: usize) {
         let fp = fingerprint(hash);
-        match self
-            .counts
-            .find_mut(spread(fp), |&(f, _)| f == fp)
-        {
+        match self.counts.find_mut(spread(fp), |&(f, _)| f == fp) {
             Some(entry) => entry.1 += 1,
             None => {
                 self.counts

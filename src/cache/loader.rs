@@ -19,9 +19,9 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use parking_lot::Mutex;
 
+use super::EntryOptions;
 use super::namespace::{Namespace, NsInner};
 use super::shard::NEVER;
-use super::EntryOptions;
 use crate::clock::millis;
 use crate::error::{CacheError, Error};
 
@@ -31,10 +31,13 @@ type Flight = Shared<BoxFuture<'static, LoadResult>>;
 /// A loader's error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+type Negative = (u64, CacheError);
+
 #[derive(Default)]
 pub(crate) struct Flights {
     running: Mutex<HashMap<Box<[u8]>, Flight>>,
-    negative: Mutex<HashMap<Box<[u8]>, (u64, CacheError)>>,
+    /// Loader errors kept for the negative TTL: key → (until, error).
+    negative: Mutex<HashMap<Box<[u8]>, Negative>>,
 }
 
 impl Namespace {
@@ -60,7 +63,11 @@ impl Namespace {
     ///
     /// # Errors
     /// [`CacheError::Load`] with the loader's error.
-    pub async fn get_or_load<F, Fut, E>(&self, key: impl AsRef<[u8]>, loader: F) -> Result<Bytes, Error>
+    pub async fn get_or_load<F, Fut, E>(
+        &self,
+        key: impl AsRef<[u8]>,
+        loader: F,
+    ) -> Result<Bytes, Error>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
@@ -79,7 +86,11 @@ impl Namespace {
     ///
     /// # Errors
     /// [`CacheError::Load`] with the loader's error.
-    pub fn get_or_load_blocking<F, E>(&self, key: impl AsRef<[u8]>, loader: F) -> Result<Bytes, Error>
+    pub fn get_or_load_blocking<F, E>(
+        &self,
+        key: impl AsRef<[u8]>,
+        loader: F,
+    ) -> Result<Bytes, Error>
     where
         F: FnOnce() -> Result<Bytes, E> + Send + 'static,
         E: Into<BoxError>,
@@ -93,7 +104,11 @@ impl Namespace {
     }
 
     /// A hit (`Ok`), or the flight to wait on (`Err(Ok)`), or a cached loader error.
-    fn hit_or_flight<F, Fut, E>(&self, key: &[u8], loader: F) -> Result<Bytes, Result<Flight, CacheError>>
+    fn hit_or_flight<F, Fut, E>(
+        &self,
+        key: &[u8],
+        loader: F,
+    ) -> Result<Bytes, Result<Flight, CacheError>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
@@ -158,7 +173,12 @@ where
         let started = Instant::now();
         let result = load.await;
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        finish(&ns, &owned, result.map_err(|e| CacheError::Load(Arc::from(e.into()))), nanos)
+        finish(
+            &ns,
+            &owned,
+            result.map_err(|e| CacheError::Load(Arc::from(e.into()))),
+            nanos,
+        )
     }
     .boxed()
     .shared();
@@ -179,7 +199,11 @@ fn finish(ns: &Namespace, key: &[u8], result: LoadResult, nanos: u64) -> LoadRes
             inner.counters.load_failures.fetch_add(1, Relaxed);
             if let Some(ttl) = inner.config.negative_ttl {
                 let until = inner.clock.now_millis().saturating_add(millis(ttl));
-                inner.flights.negative.lock().insert(key.into(), (until, e.clone()));
+                inner
+                    .flights
+                    .negative
+                    .lock()
+                    .insert(key.into(), (until, e.clone()));
             }
         }
     }

@@ -316,13 +316,19 @@ impl Cache {
     /// [`CacheError::NamespaceExists`], [`CacheError::InvalidNamespaceName`],
     /// [`CacheError::NoStore`] for write-through/write-behind without a store, or
     /// [`Error::Config`].
-    pub fn create_namespace(&self, name: &str, config: NamespaceConfig) -> Result<Namespace, Error> {
+    pub fn create_namespace(
+        &self,
+        name: &str,
+        config: NamespaceConfig,
+    ) -> Result<Namespace, Error> {
         config.validate()?;
         if !valid_name(name) {
             return Err(CacheError::InvalidNamespaceName(name.to_owned()).into());
         }
-        if matches!(config.persistence, Persistence::WriteThrough | Persistence::WriteBehind)
-            && self.inner.store.is_none()
+        if matches!(
+            config.persistence,
+            Persistence::WriteThrough | Persistence::WriteBehind
+        ) && self.inner.store.is_none()
         {
             return Err(CacheError::NoStore(name.to_owned()).into());
         }

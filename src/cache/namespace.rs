@@ -13,7 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use super::counters::Counters;
 use super::loader::Flights;
 use super::persist::Backing;
-use super::shard::{Expiry, Lookup, NEVER, Removed, Shard, weight};
+use super::shard::{Expiry, LiveEntry, Lookup, NEVER, Removed, Shard, weight};
 use super::{EntryOptions, Invalidation, InvalidationTarget, RemovalCause};
 use crate::clock::{Clock, millis};
 use crate::config::{EvictionPolicy, NamespaceConfig, Persistence};
@@ -120,7 +120,13 @@ impl Namespace {
         let hasher = FixedState::with_seed(rand_seed());
         let share = config.max_bytes / n as u64;
         let shards = (0..n)
-            .map(|_| Padded(RwLock::new(Shard::new(config.policy, share, hasher.clone()))))
+            .map(|_| {
+                Padded(RwLock::new(Shard::new(
+                    config.policy,
+                    share,
+                    hasher.clone(),
+                )))
+            })
             .collect();
         Self {
             inner: Arc::new(NsInner {
@@ -369,7 +375,12 @@ impl Namespace {
     pub fn tags(&self, key: impl AsRef<[u8]>) -> Vec<String> {
         let key = key.as_ref();
         let (hash, shard) = self.inner.locate(key);
-        shard.read().tags(hash, key).iter().map(|t| t.to_string()).collect()
+        shard
+            .read()
+            .tags(hash, key)
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
     }
 
     /// Number of entries (expired ones not yet swept included).
@@ -402,7 +413,10 @@ impl Namespace {
     /// Sets the listener called with every entry that leaves the namespace (evicted,
     /// expired, removed, replaced, invalidated). It runs on the thread that removed the entry,
     /// after the shard lock is released.
-    pub fn set_removal_listener(&self, listener: impl Fn(&[u8], &Bytes, RemovalCause) + Send + Sync + 'static) {
+    pub fn set_removal_listener(
+        &self,
+        listener: impl Fn(&[u8], &Bytes, RemovalCause) + Send + Sync + 'static,
+    ) {
         *self.inner.listener.write() = Some(Arc::new(listener));
         self.inner.has_listener.store(true, Relaxed);
     }
@@ -545,9 +559,15 @@ impl NsInner {
                 removed.push((r, RemovalCause::Replaced));
             }
             while self.used.load(Relaxed) > self.config.max_bytes {
-                let Some(r) = g.evict_one(slot, now) else { break };
+                let Some(r) = g.evict_one(slot, now) else {
+                    break;
+                };
                 self.used.fetch_sub(r.weight, Relaxed);
-                let cause = if r.expired { RemovalCause::Expired } else { RemovalCause::Size };
+                let cause = if r.expired {
+                    RemovalCause::Expired
+                } else {
+                    RemovalCause::Size
+                };
                 removed.push((r, cause));
             }
         }
@@ -564,9 +584,15 @@ impl NsInner {
         for step in 1..n {
             let mut g = self.shards[(from + step) % n].0.write();
             while self.used.load(Relaxed) > self.config.max_bytes {
-                let Some(r) = g.evict_one(u32::MAX, now) else { break };
+                let Some(r) = g.evict_one(u32::MAX, now) else {
+                    break;
+                };
                 self.used.fetch_sub(r.weight, Relaxed);
-                let cause = if r.expired { RemovalCause::Expired } else { RemovalCause::Size };
+                let cause = if r.expired {
+                    RemovalCause::Expired
+                } else {
+                    RemovalCause::Size
+                };
                 removed.push((r, cause));
             }
             if self.used.load(Relaxed) <= self.config.max_bytes {
@@ -608,7 +634,10 @@ impl NsInner {
                     self.check_weight(key, v)?;
                     self.backing.before_put(self, key, v)?;
                     let expiry = match g.deadline(hash, key, now) {
-                        Some(d) => Expiry { ttl_deadline: d, tti_ms: 0 },
+                        Some(d) => Expiry {
+                            ttl_deadline: d,
+                            tti_ms: 0,
+                        },
                         None => self.expiry(&EntryOptions::default(), now),
                     };
                     let tags = g.tags(hash, key);
@@ -620,7 +649,9 @@ impl NsInner {
                         removed.push((r, RemovalCause::Replaced));
                     }
                     while self.used.load(Relaxed) > self.config.max_bytes {
-                        let Some(r) = g.evict_one(slot, now) else { break };
+                        let Some(r) = g.evict_one(slot, now) else {
+                            break;
+                        };
                         self.used.fetch_sub(r.weight, Relaxed);
                         removed.push((r, RemovalCause::Size));
                     }
@@ -664,7 +695,9 @@ impl NsInner {
             let keys = match target {
                 InvalidationTarget::Key(_) => Vec::new(),
                 InvalidationTarget::Tag(t) => g.keys_tagged(t),
-                InvalidationTarget::Pattern(p) => g.keys_where(now, |k| glob_match(p.as_bytes(), k)),
+                InvalidationTarget::Pattern(p) => {
+                    g.keys_where(now, |k| glob_match(p.as_bytes(), k))
+                }
                 InvalidationTarget::All => {
                     for r in g.clear(now) {
                         self.used.fetch_sub(r.weight, Relaxed);
@@ -699,7 +732,11 @@ impl NsInner {
             return;
         }
         for (r, cause) in &removed {
-            let cause = if r.expired { RemovalCause::Expired } else { *cause };
+            let cause = if r.expired {
+                RemovalCause::Expired
+            } else {
+                *cause
+            };
             self.counters.removed(cause, 1);
         }
         if !self.has_listener.load(Relaxed) {
@@ -708,7 +745,11 @@ impl NsInner {
         let listener = self.listener.read().clone();
         if let Some(listener) = listener {
             for (r, cause) in removed {
-                let cause = if r.expired { RemovalCause::Expired } else { cause };
+                let cause = if r.expired {
+                    RemovalCause::Expired
+                } else {
+                    cause
+                };
                 listener(&r.key, &r.value, cause);
             }
         }
@@ -724,7 +765,11 @@ impl NsInner {
         for r in &out {
             self.used.fetch_sub(r.weight, Relaxed);
         }
-        self.notify(out.into_iter().map(|r| (r, RemovalCause::Expired)).collect());
+        self.notify(
+            out.into_iter()
+                .map(|r| (r, RemovalCause::Expired))
+                .collect(),
+        );
         self.check_alert(now);
     }
 
@@ -742,7 +787,11 @@ impl NsInner {
             rule.hits_at_start = hits;
             rule.misses_at_start = misses;
             let reads = dh + dm;
-            let ratio = if reads == 0 { 1.0 } else { dh as f64 / reads as f64 };
+            let ratio = if reads == 0 {
+                1.0
+            } else {
+                dh as f64 / reads as f64
+            };
             (reads >= rule.min_reads.max(1) && ratio < rule.threshold).then(|| {
                 let alert = HitRatioAlert {
                     namespace: self.name.to_string(),
@@ -759,9 +808,12 @@ impl NsInner {
     }
 
     /// Live entries of every shard, for snapshots.
-    pub(crate) fn entries(&self) -> Vec<(Box<[u8]>, Bytes, u64, Vec<Arc<str>>)> {
+    pub(crate) fn entries(&self) -> Vec<LiveEntry> {
         let now = self.clock.now_millis();
-        self.shards.iter().flat_map(|s| s.0.read().entries(now)).collect()
+        self.shards
+            .iter()
+            .flat_map(|s| s.0.read().entries(now))
+            .collect()
     }
 
     pub(crate) fn persistence(&self) -> Persistence {

@@ -166,7 +166,10 @@ impl Backing {
             return Ok(0);
         }
         let interval = crate::clock::millis(ns.config.write_behind_interval);
-        if !force && flush.breaker == BreakerState::Closed && now < flush.last_run.saturating_add(interval) {
+        if !force
+            && flush.breaker == BreakerState::Closed
+            && now < flush.last_run.saturating_add(interval)
+        {
             return Ok(0);
         }
         flush.last_run = now;

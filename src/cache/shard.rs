@@ -113,6 +113,14 @@ pub(crate) enum Lookup {
     Miss,
 }
 
+/// A copy of a live entry, for snapshots.
+pub(crate) struct LiveEntry {
+    pub key: Box<[u8]>,
+    pub value: Bytes,
+    pub expires_at: u64,
+    pub tags: Vec<Arc<str>>,
+}
+
 /// An entry taken out of the shard, for the removal listener.
 pub(crate) struct Removed {
     pub key: Box<[u8]>,
@@ -279,9 +287,8 @@ impl Shard {
             }
         };
         let (slots, hasher) = (&self.slots, &self.hasher);
-        self.table.insert_unique(hash, i, |&j| {
-            hasher.hash_one(&*slots[j as usize].key)
-        });
+        self.table
+            .insert_unique(hash, i, |&j| hasher.hash_one(&*slots[j as usize].key));
         self.push_head(i, queue);
         self.set_expiry(i, expiry, now);
         self.set_tags(i, tags);
@@ -291,8 +298,7 @@ impl Shard {
     fn set_expiry(&mut self, i: u32, expiry: Expiry, now: u64) {
         let slot = &mut self.slots[i as usize];
         slot.tti_ms = expiry.tti_ms;
-        slot.expires_at
-            .store(expiry.first_deadline(now), Relaxed);
+        slot.expires_at.store(expiry.first_deadline(now), Relaxed);
         if expiry.tti_ms != 0 && expiry.ttl_deadline != NEVER {
             slot.flags |= TTL_CAP;
             self.ttl_caps.insert(i, expiry.ttl_deadline);
@@ -397,10 +403,10 @@ impl Shard {
         match self.policy {
             EvictionPolicy::Lru => self.evict_main(protect, now),
             EvictionPolicy::S3Fifo => {
-                if self.small.bytes > self.small_target || self.main.head == NIL {
-                    if let Some(r) = self.evict_small(protect, now) {
-                        return Some(r);
-                    }
+                if (self.small.bytes > self.small_target || self.main.head == NIL)
+                    && let Some(r) = self.evict_small(protect, now)
+                {
+                    return Some(r);
                 }
                 self.evict_main(protect, now)
                     .or_else(|| self.evict_small(protect, now))
@@ -487,7 +493,11 @@ impl Shard {
     }
 
     /// Keys of live entries that `keep` selects.
-    pub(crate) fn keys_where(&self, now: u64, mut keep: impl FnMut(&[u8]) -> bool) -> Vec<Box<[u8]>> {
+    pub(crate) fn keys_where(
+        &self,
+        now: u64,
+        mut keep: impl FnMut(&[u8]) -> bool,
+    ) -> Vec<Box<[u8]>> {
         self.table
             .iter()
             .map(|&i| &self.slots[i as usize])
@@ -497,14 +507,19 @@ impl Shard {
     }
 
     /// Live entries with their deadline and tags, for snapshots.
-    pub(crate) fn entries(&self, now: u64) -> Vec<(Box<[u8]>, Bytes, u64, Vec<Arc<str>>)> {
+    pub(crate) fn entries(&self, now: u64) -> Vec<LiveEntry> {
         self.table
             .iter()
             .filter(|&&i| self.slots[i as usize].expires_at.load(Relaxed) > now)
             .map(|&i| {
                 let s = &self.slots[i as usize];
                 let tags = self.tags_of.get(&i).map(|t| t.to_vec()).unwrap_or_default();
-                (s.key.clone(), s.value.clone(), s.expires_at.load(Relaxed), tags)
+                LiveEntry {
+                    key: s.key.clone(),
+                    value: s.value.clone(),
+                    expires_at: s.expires_at.load(Relaxed),
+                    tags,
+                }
             })
             .collect()
     }
@@ -512,7 +527,9 @@ impl Shard {
     /// Keys carrying `tag`.
     pub(crate) fn keys_tagged(&self, tag: &str) -> Vec<Box<[u8]>> {
         self.tag_index.get(tag).map_or_else(Vec::new, |set| {
-            set.iter().map(|&i| self.slots[i as usize].key.clone()).collect()
+            set.iter()
+                .map(|&i| self.slots[i as usize].key.clone())
+                .collect()
         })
     }
 

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::Cache;
 use super::namespace::Namespace;
 use super::shard::Expiry;
-use super::Cache;
 use crate::config::Persistence;
 use crate::error::{CacheError, Error};
 
@@ -84,11 +84,11 @@ pub(crate) fn write(dir: &Path, ns: &Namespace) -> Result<(), CacheError> {
             .inner
             .entries()
             .into_iter()
-            .map(|(key, value, expires_at, tags)| Entry {
-                key: key.into_vec(),
-                value: value.to_vec(),
-                expires_at,
-                tags: tags.iter().map(|t| t.to_string()).collect(),
+            .map(|e| Entry {
+                key: e.key.into_vec(),
+                value: e.value.to_vec(),
+                expires_at: e.expires_at,
+                tags: e.tags.iter().map(|t| t.to_string()).collect(),
             })
             .collect(),
     };
@@ -129,7 +129,9 @@ fn decode(bytes: &[u8], ns: &str) -> Result<Body, String> {
     }
     let version = u16::from_le_bytes([header[4], header[5]]);
     if version != VERSION {
-        return Err(format!("format version {version}, this build reads {VERSION}"));
+        return Err(format!(
+            "format version {version}, this build reads {VERSION}"
+        ));
     }
     let crc = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
     let mut len = [0u8; 8];
@@ -137,7 +139,10 @@ fn decode(bytes: &[u8], ns: &str) -> Result<Body, String> {
     let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| "length overflows")?;
     let payload = &bytes[HEADER..];
     if payload.len() != len {
-        return Err(format!("payload is {} bytes, header says {len}", payload.len()));
+        return Err(format!(
+            "payload is {} bytes, header says {len}",
+            payload.len()
+        ));
     }
     if crc32c::crc32c(payload) != crc {
         return Err("checksum mismatch".to_owned());
@@ -201,7 +206,8 @@ impl Cache {
                         ttl_deadline: e.expires_at,
                         tti_ms: 0,
                     };
-                    let tags: Vec<Arc<str>> = e.tags.iter().map(|t| Arc::from(t.as_str())).collect();
+                    let tags: Vec<Arc<str>> =
+                        e.tags.iter().map(|t| Arc::from(t.as_str())).collect();
                     let value = bytes::Bytes::from(e.value);
                     if ns.inner.check_weight(&e.key, &value).is_ok() {
                         ns.inner.put_with_expiry(&e.key, value, expiry, &tags, now);

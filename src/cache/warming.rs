@@ -132,7 +132,9 @@ impl Schedule {
         let start = Timestamp::from_millisecond(ms).ok()?;
         // Start at the next whole minute.
         let secs = start.as_second() - start.as_second().rem_euclid(60) + 60;
-        let mut z = Timestamp::from_second(secs).ok()?.to_zoned_datetime(self.tz.clone());
+        let mut z = Timestamp::from_second(secs)
+            .ok()?
+            .to_zoned_datetime(self.tz.clone());
         let limit = secs + 5 * 366 * 86_400;
         while z.timestamp().as_second() < limit {
             let month_ok = self.months & (1 << z.month()) != 0;
@@ -142,12 +144,16 @@ impl Schedule {
             }
             if self.hours & (1 << z.hour()) == 0 {
                 let next_hour = z.timestamp().as_second() - i64::from(z.minute()) * 60 + 3600;
-                z = Timestamp::from_second(next_hour).ok()?.to_zoned_datetime(self.tz.clone());
+                z = Timestamp::from_second(next_hour)
+                    .ok()?
+                    .to_zoned_datetime(self.tz.clone());
                 continue;
             }
             if self.minutes & (1 << z.minute()) == 0 {
                 let next = z.timestamp().as_second() + 60;
-                z = Timestamp::from_second(next).ok()?.to_zoned_datetime(self.tz.clone());
+                z = Timestamp::from_second(next)
+                    .ok()?
+                    .to_zoned_datetime(self.tz.clone());
                 continue;
             }
             return u64::try_from(z.timestamp().as_millisecond()).ok();

@@ -65,7 +65,11 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn get(&self, table: &str, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
         self.check_up()?;
-        Ok(self.tables.lock().get(table).and_then(|t| t.get(key).cloned()))
+        Ok(self
+            .tables
+            .lock()
+            .get(table)
+            .and_then(|t| t.get(key).cloned()))
     }
 
     fn range(

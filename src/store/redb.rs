@@ -17,6 +17,8 @@ use crate::error::StoreError;
 const GROUP_MAX: usize = 256;
 
 type Reply = SyncSender<Result<(), StoreError>>;
+/// A caller's batch and where to send its outcome.
+type Job = (Vec<StoreOp>, Reply);
 
 /// A [`Store`] in one redb file (by convention `<data>/store.redb`).
 ///
@@ -32,7 +34,7 @@ type Reply = SyncSender<Result<(), StoreError>>;
 #[derive(Debug)]
 pub struct RedbStore {
     db: Arc<Database>,
-    writer: Mutex<Option<Sender<(Vec<StoreOp>, Reply)>>>,
+    writer: Mutex<Option<Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -80,7 +82,7 @@ impl Drop for RedbStore {
     }
 }
 
-fn write_loop(db: &Database, rx: &Receiver<(Vec<StoreOp>, Reply)>) {
+fn write_loop(db: &Database, rx: &Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
@@ -100,7 +102,11 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a StoreOp>) -> Result<(
     let txn = db.begin_write().map_err(backend)?;
     for op in ops {
         match op {
-            StoreOp::Put { table: t, key, value } => {
+            StoreOp::Put {
+                table: t,
+                key,
+                value,
+            } => {
                 let mut table = txn.open_table(table(t)).map_err(backend)?;
                 table.insert(&key[..], &value[..]).map_err(backend)?;
             }
@@ -185,9 +191,15 @@ mod tests {
         let all = store.range("t", &[0], 100).unwrap();
         let keys: Vec<u8> = all.iter().map(|(k, _)| k[0]).collect();
         assert_eq!(keys, vec![0, 1, 2, 4, 5, 6, 7, 8, 9]);
-        assert_eq!(store.get("t", &[5]).unwrap().as_deref(), Some(&[5u8, 5][..]));
+        assert_eq!(
+            store.get("t", &[5]).unwrap().as_deref(),
+            Some(&[5u8, 5][..])
+        );
         assert_eq!(store.get("missing", b"x").unwrap(), None);
-        assert!(matches!(store.put("", b"k", b"v"), Err(StoreError::InvalidTable(_))));
+        assert!(matches!(
+            store.put("", b"k", b"v"),
+            Err(StoreError::InvalidTable(_))
+        ));
     }
 
     #[test]
