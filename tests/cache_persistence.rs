@@ -138,3 +138,27 @@ fn write_behind_batches_and_survives_a_store_outage() {
         Some(&b"new"[..])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_writes_go_through_the_store() {
+    let store = Arc::new(MemoryStore::new());
+    let cache = Cache::builder().store(store.clone()).build().unwrap();
+    let ns = cache
+        .create_namespace(
+            "orders",
+            NamespaceConfig::default().with_persistence(Persistence::WriteThrough),
+        )
+        .unwrap();
+    ns.insert_async("o1", "paid", quipu::EntryOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("orders", b"o1").unwrap().as_deref(),
+        Some(&b"paid"[..])
+    );
+    assert_eq!(
+        ns.remove_async("o1").await.unwrap().as_deref(),
+        Some(&b"paid"[..])
+    );
+    assert_eq!(store.get("orders", b"o1").unwrap(), None);
+}

@@ -142,6 +142,55 @@ impl Namespace {
     }
 }
 
+impl Namespace {
+    /// [`insert_with`](Self::insert_with) for async code. In-memory namespaces insert inline
+    /// (an insert never waits); write-through and write-behind namespaces make their store or
+    /// journal call on tokio's blocking pool, so runtime threads never wait on disk or network.
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert).
+    pub async fn insert_async(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        options: EntryOptions,
+    ) -> Result<(), Error> {
+        let (key, value) = (key.as_ref().to_vec(), value.into());
+        let ns = self.clone();
+        off_runtime(self, move || ns.insert_with(key, value, &options)).await
+    }
+
+    /// [`remove`](Self::remove) for async code, like [`insert_async`](Self::insert_async).
+    ///
+    /// # Errors
+    /// As [`remove`](Self::remove).
+    pub async fn remove_async(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
+        let key = key.as_ref().to_vec();
+        let ns = self.clone();
+        off_runtime(self, move || ns.remove(key)).await
+    }
+}
+
+/// Runs `f` inline when it cannot block, else on the blocking pool of the current runtime.
+async fn off_runtime<T: Send + 'static>(
+    ns: &Namespace,
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let blocking = matches!(
+        ns.config().persistence,
+        crate::config::Persistence::WriteThrough | crate::config::Persistence::WriteBehind
+    );
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if blocking => handle.spawn_blocking(f).await.map_err(|e| {
+            Error::from(CacheError::Persist {
+                namespace: ns.name().to_owned(),
+                reason: format!("blocking task failed: {e}"),
+            })
+        })?,
+        _ => f(),
+    }
+}
+
 /// Joins the running flight of `key` or starts one; says whether it started it.
 ///
 /// With `recheck`, a value cached since the caller's miss (a flight that just finished) is

@@ -63,6 +63,71 @@ impl Slot {
     }
 }
 
+impl Slot {
+    fn vacant() -> Self {
+        Self {
+            key: Box::default(),
+            value: Bytes::new(),
+            expires_at: AtomicU64::new(0),
+            prev: NIL,
+            next: NIL,
+            tti_ms: 0,
+            freq: AtomicU8::new(0),
+            queue: Queue::Free,
+            flags: 0,
+        }
+    }
+}
+
+/// Slots per slab chunk.
+const CHUNK: usize = 1024;
+
+/// Slots in fixed-size chunks: growing never copies slots nor leaves the up-to-2× spare
+/// capacity of a doubling `Vec`, so the memory per entry stays close to the slot's size.
+#[derive(Debug, Default)]
+struct Slab {
+    chunks: Vec<Box<[Slot]>>,
+    len: usize,
+}
+
+impl Slab {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends a slot; returns its index.
+    fn push(&mut self, slot: Slot) -> u32 {
+        if self.len == self.chunks.len() * CHUNK {
+            self.chunks
+                .push((0..CHUNK).map(|_| Slot::vacant()).collect());
+        }
+        let i = self.len;
+        self.len += 1;
+        self.chunks[i / CHUNK][i % CHUNK] = slot;
+        u32::try_from(i).unwrap_or(NIL)
+    }
+}
+
+impl std::ops::Index<u32> for Slab {
+    type Output = Slot;
+
+    fn index(&self, i: u32) -> &Slot {
+        let i = i as usize;
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl std::ops::IndexMut<u32> for Slab {
+    fn index_mut(&mut self, i: u32) -> &mut Slot {
+        let i = i as usize;
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
 /// The weight of an entry against the byte budget.
 pub(crate) fn weight(key: usize, value: usize) -> u64 {
     key as u64 + value as u64 + ENTRY_OVERHEAD
@@ -132,7 +197,7 @@ pub(crate) struct Removed {
 #[derive(Debug)]
 pub(crate) struct Shard {
     table: HashTable<u32>,
-    slots: Vec<Slot>,
+    slots: Slab,
     free: Vec<u32>,
     small: List,
     main: List,
@@ -150,7 +215,7 @@ impl Shard {
     pub(crate) fn new(policy: EvictionPolicy, share: u64, hasher: FixedState) -> Self {
         Self {
             table: HashTable::new(),
-            slots: Vec::new(),
+            slots: Slab::default(),
             free: Vec::new(),
             small: List::new(),
             main: List::new(),
@@ -171,9 +236,7 @@ impl Shard {
 
     fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
         let slots = &self.slots;
-        self.table
-            .find(hash, |&i| &*slots[i as usize].key == key)
-            .copied()
+        self.table.find(hash, |&i| &*slots[i].key == key).copied()
     }
 
     /// The read path: runs under the read lock and writes only per-entry atomics.
@@ -181,7 +244,7 @@ impl Shard {
         let Some(i) = self.find(hash, key) else {
             return Lookup::Miss;
         };
-        let slot = &self.slots[i as usize];
+        let slot = &self.slots[i];
         let deadline = slot.expires_at.load(Relaxed);
         if deadline != NEVER {
             let now = now();
@@ -205,19 +268,19 @@ impl Shard {
     /// Looks without touching counters or deadlines.
     pub(crate) fn peek(&self, hash: u64, key: &[u8], now: u64) -> Option<&Bytes> {
         let i = self.find(hash, key)?;
-        let slot = &self.slots[i as usize];
+        let slot = &self.slots[i];
         (slot.expires_at.load(Relaxed) > now).then_some(&slot.value)
     }
 
     /// The deadline of a live entry (`Some(NEVER)` when it does not expire).
     pub(crate) fn deadline(&self, hash: u64, key: &[u8], now: u64) -> Option<u64> {
         let i = self.find(hash, key)?;
-        let d = self.slots[i as usize].expires_at.load(Relaxed);
+        let d = self.slots[i].expires_at.load(Relaxed);
         (d > now).then_some(d)
     }
 
     fn ttl_cap(&self, i: u32) -> u64 {
-        if self.slots[i as usize].flags & TTL_CAP == 0 {
+        if self.slots[i].flags & TTL_CAP == 0 {
             NEVER
         } else {
             self.ttl_caps.get(&i).copied().unwrap_or(NEVER)
@@ -243,12 +306,12 @@ impl Shard {
         now: u64,
     ) -> (u32, Option<Removed>) {
         if let Some(i) = self.find(hash, key) {
-            let old_weight = self.slots[i as usize].weight();
+            let old_weight = self.slots[i].weight();
             let new_weight = weight(key.len(), value.len());
-            let queue = self.slots[i as usize].queue;
+            let queue = self.slots[i].queue;
             let list = self.list_mut(queue);
             list.bytes = list.bytes - old_weight + new_weight;
-            let slot = &mut self.slots[i as usize];
+            let slot = &mut self.slots[i];
             let old = std::mem::replace(&mut slot.value, value);
             self.set_expiry(i, expiry, now);
             self.set_tags(i, tags);
@@ -278,17 +341,14 @@ impl Shard {
         };
         let i = match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = slot;
+                self.slots[i] = slot;
                 i
             }
-            None => {
-                self.slots.push(slot);
-                u32::try_from(self.slots.len() - 1).unwrap_or(NIL)
-            }
+            None => self.slots.push(slot),
         };
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.table
-            .insert_unique(hash, i, |&j| hasher.hash_one(&*slots[j as usize].key));
+            .insert_unique(hash, i, |&j| hasher.hash_one(&*slots[j].key));
         self.push_head(i, queue);
         self.set_expiry(i, expiry, now);
         self.set_tags(i, tags);
@@ -296,7 +356,7 @@ impl Shard {
     }
 
     fn set_expiry(&mut self, i: u32, expiry: Expiry, now: u64) {
-        let slot = &mut self.slots[i as usize];
+        let slot = &mut self.slots[i];
         slot.tti_ms = expiry.tti_ms;
         slot.expires_at.store(expiry.first_deadline(now), Relaxed);
         if expiry.tti_ms != 0 && expiry.ttl_deadline != NEVER {
@@ -311,7 +371,7 @@ impl Shard {
     /// Sets a new deadline on a live entry (EXPIRE, PERSIST); returns false when absent.
     pub(crate) fn set_deadline(&mut self, hash: u64, key: &[u8], expiry: Expiry, now: u64) -> bool {
         match self.find(hash, key) {
-            Some(i) if self.slots[i as usize].expires_at.load(Relaxed) > now => {
+            Some(i) if self.slots[i].expires_at.load(Relaxed) > now => {
                 self.set_expiry(i, expiry, now);
                 true
             }
@@ -320,7 +380,7 @@ impl Shard {
     }
 
     fn set_tags(&mut self, i: u32, tags: &[Arc<str>]) {
-        if self.slots[i as usize].flags & TAGGED != 0 {
+        if self.slots[i].flags & TAGGED != 0 {
             self.drop_tags(i);
         }
         if tags.is_empty() {
@@ -330,11 +390,11 @@ impl Shard {
             self.tag_index.entry(Arc::clone(tag)).or_default().insert(i);
         }
         self.tags_of.insert(i, tags.into());
-        self.slots[i as usize].flags |= TAGGED;
+        self.slots[i].flags |= TAGGED;
     }
 
     fn drop_tags(&mut self, i: u32) {
-        self.slots[i as usize].flags &= !TAGGED;
+        self.slots[i].flags &= !TAGGED;
         for tag in self.tags_of.remove(&i).unwrap_or_default() {
             if let Some(set) = self.tag_index.get_mut(&tag) {
                 set.remove(&i);
@@ -361,7 +421,7 @@ impl Shard {
     /// Removes an entry if it is expired at `now` (the lazy half of expiry).
     pub(crate) fn remove_if_expired(&mut self, hash: u64, key: &[u8], now: u64) -> Option<Removed> {
         let i = self.find(hash, key)?;
-        if self.slots[i as usize].expires_at.load(Relaxed) > now {
+        if self.slots[i].expires_at.load(Relaxed) > now {
             return None;
         }
         Some(self.take(i, hash, now))
@@ -372,13 +432,13 @@ impl Shard {
             entry.remove();
         }
         self.unlink(i);
-        if self.slots[i as usize].flags & TAGGED != 0 {
+        if self.slots[i].flags & TAGGED != 0 {
             self.drop_tags(i);
         }
-        if self.slots[i as usize].flags & TTL_CAP != 0 {
+        if self.slots[i].flags & TTL_CAP != 0 {
             self.ttl_caps.remove(&i);
         }
-        let slot = &mut self.slots[i as usize];
+        let slot = &mut self.slots[i];
         let weight = slot.weight();
         let expired = slot.expires_at.load(Relaxed) <= now;
         slot.queue = Queue::Free;
@@ -394,7 +454,7 @@ impl Shard {
     }
 
     fn hash_of(&self, i: u32) -> u64 {
-        self.hasher.hash_one(&*self.slots[i as usize].key)
+        self.hasher.hash_one(&*self.slots[i].key)
     }
 
     /// Evicts one entry by the policy, never `protect` (the entry being inserted). Expired
@@ -428,7 +488,7 @@ impl Shard {
                 self.push_head(i, Queue::Small);
                 continue;
             }
-            let slot = &self.slots[i as usize];
+            let slot = &self.slots[i];
             let expired = slot.expires_at.load(Relaxed) <= now;
             if !expired && slot.freq.load(Relaxed) > 0 {
                 // Read again while on probation: promote to main.
@@ -459,7 +519,7 @@ impl Shard {
                 self.push_head(i, Queue::Main);
                 continue;
             }
-            let slot = &self.slots[i as usize];
+            let slot = &self.slots[i];
             let expired = slot.expires_at.load(Relaxed) <= now;
             let f = slot.freq.load(Relaxed);
             if !expired && f > 0 && self.policy == EvictionPolicy::S3Fifo {
@@ -482,9 +542,9 @@ impl Shard {
             if self.sweep_cursor >= self.slots.len() {
                 self.sweep_cursor = 0;
             }
-            let i = self.sweep_cursor as u32;
+            let i = u32::try_from(self.sweep_cursor).unwrap_or(NIL);
             self.sweep_cursor += 1;
-            let slot = &self.slots[i as usize];
+            let slot = &self.slots[i];
             if slot.queue != Queue::Free && slot.expires_at.load(Relaxed) <= now {
                 let hash = self.hash_of(i);
                 out.push(self.take(i, hash, now));
@@ -500,7 +560,7 @@ impl Shard {
     ) -> Vec<Box<[u8]>> {
         self.table
             .iter()
-            .map(|&i| &self.slots[i as usize])
+            .map(|&i| &self.slots[i])
             .filter(|s| s.expires_at.load(Relaxed) > now && keep(&s.key))
             .map(|s| s.key.clone())
             .collect()
@@ -510,9 +570,9 @@ impl Shard {
     pub(crate) fn entries(&self, now: u64) -> Vec<LiveEntry> {
         self.table
             .iter()
-            .filter(|&&i| self.slots[i as usize].expires_at.load(Relaxed) > now)
+            .filter(|&&i| self.slots[i].expires_at.load(Relaxed) > now)
             .map(|&i| {
-                let s = &self.slots[i as usize];
+                let s = &self.slots[i];
                 let tags = self.tags_of.get(&i).map(|t| t.to_vec()).unwrap_or_default();
                 LiveEntry {
                     key: s.key.clone(),
@@ -527,9 +587,7 @@ impl Shard {
     /// Keys carrying `tag`.
     pub(crate) fn keys_tagged(&self, tag: &str) -> Vec<Box<[u8]>> {
         self.tag_index.get(tag).map_or_else(Vec::new, |set| {
-            set.iter()
-                .map(|&i| self.slots[i as usize].key.clone())
-                .collect()
+            set.iter().map(|&i| self.slots[i].key.clone()).collect()
         })
     }
 
@@ -544,7 +602,7 @@ impl Shard {
             })
             .collect();
         self.ghost = Ghost::default();
-        self.slots = Vec::new();
+        self.slots = Slab::default();
         self.free = Vec::new();
         self.sweep_cursor = 0;
         out
@@ -558,7 +616,7 @@ impl Shard {
     }
 
     fn push_head(&mut self, i: u32, queue: Queue) {
-        let w = self.slots[i as usize].weight();
+        let w = self.slots[i].weight();
         let list = self.list_mut(queue);
         let old_head = list.head;
         list.head = i;
@@ -567,9 +625,9 @@ impl Shard {
         }
         list.bytes += w;
         if old_head != NIL {
-            self.slots[old_head as usize].prev = i;
+            self.slots[old_head].prev = i;
         }
-        let slot = &mut self.slots[i as usize];
+        let slot = &mut self.slots[i];
         slot.prev = NIL;
         slot.next = old_head;
         slot.queue = queue;
@@ -577,7 +635,7 @@ impl Shard {
 
     fn unlink(&mut self, i: u32) {
         let (prev, next, queue, w) = {
-            let s = &self.slots[i as usize];
+            let s = &self.slots[i];
             (s.prev, s.next, s.queue, s.weight())
         };
         if queue == Queue::Free {
@@ -586,15 +644,15 @@ impl Shard {
         if prev == NIL {
             self.list_mut(queue).head = next;
         } else {
-            self.slots[prev as usize].next = next;
+            self.slots[prev].next = next;
         }
         if next == NIL {
             self.list_mut(queue).tail = prev;
         } else {
-            self.slots[next as usize].prev = prev;
+            self.slots[next].prev = prev;
         }
         self.list_mut(queue).bytes -= w;
-        let s = &mut self.slots[i as usize];
+        let s = &mut self.slots[i];
         s.prev = NIL;
         s.next = NIL;
         s.queue = Queue::Free;
