@@ -128,3 +128,45 @@ fn background_maintenance_runs_retention() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn delete_records_before_drops_whole_segments_only() {
+    let dir = common::tempdir();
+    let db = common::open(dir.path());
+    let t = db
+        .log()
+        .create_topic(
+            "journal",
+            quipu::TopicConfig::default()
+                .with_partitions(1)
+                .with_segment_bytes(4096),
+        )
+        .unwrap();
+    for i in 0..200u32 {
+        t.append(quipu::Message::new(vec![i as u8; 100])).unwrap();
+    }
+    let p = t.partition(0).unwrap();
+    assert_eq!(t.delete_records_before(0, 0).unwrap(), 0);
+    let deleted = t.delete_records_before(0, 120).unwrap();
+    assert!(deleted > 0);
+    let start = p.start_offset();
+    assert!(start > 0 && start <= 120, "start {start}");
+    let rest = t.read(0, start, usize::MAX).unwrap();
+    assert_eq!(rest.first().unwrap().offset, start);
+    assert_eq!(rest.last().unwrap().offset, 199);
+    assert_eq!(rest.len() as u64, 200 - start);
+    // Never past the active segment, whatever the offset.
+    t.delete_records_before(0, u64::MAX).unwrap();
+    assert_eq!(
+        t.read(0, p.start_offset(), usize::MAX)
+            .unwrap()
+            .last()
+            .unwrap()
+            .offset,
+        199
+    );
+    drop(db);
+    let db = common::open(dir.path());
+    let t = db.log().topic("journal").unwrap();
+    assert!(t.partition(0).unwrap().start_offset() >= start);
+}

@@ -1,6 +1,7 @@
 //! The write-behind journal on the log: one single-partition topic per namespace
 //! (`_cache.<namespace>`, fsynced on every append), consumed by the `_cache-flush` group whose
-//! committed offset marks what has reached the store.
+//! committed offset marks what has reached the store. Segments wholly before that offset are
+//! deleted after each commit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use crate::log::{ConsumerGroup, Log, Message, Topic};
 use crate::store::StoreOp;
 
 const GROUP: &str = "_cache-flush";
+/// Journal segments are small so that applied ones can be deleted soon.
+const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Topic that journals `namespace`'s pending writes.
 pub(crate) fn topic_name(namespace: &str) -> String {
@@ -49,7 +52,8 @@ impl LogJournal {
                 &name,
                 TopicConfig::default()
                     .with_partitions(1)
-                    .with_durability(Durability::Always),
+                    .with_durability(Durability::Always)
+                    .with_segment_bytes(SEGMENT_BYTES),
             )?,
         };
         topics.insert(namespace.to_owned(), Arc::clone(&topic));
@@ -99,6 +103,8 @@ impl Journal for LogJournal {
     fn mark_done(&self, namespace: &str, position: u64) -> Result<(), Error> {
         let topic = self.topic(namespace)?;
         self.group.commit(topic.name(), 0, position)?;
+        // Segments the store has fully applied are no longer needed.
+        topic.delete_records_before(0, position)?;
         Ok(())
     }
 }

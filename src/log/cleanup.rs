@@ -21,6 +21,18 @@ pub(crate) fn enforce_retention(core: &Core) -> Result<usize, LogError> {
     if cfg.retention_bytes.is_none() && cfg.retention_age.is_none() {
         return Ok(0);
     }
+    delete_oldest(core, None)
+}
+
+/// Deletes the sealed segments that hold only offsets below `offset` (whole segments: the
+/// partition's start moves to the first kept segment's base). Returns how many went.
+pub(crate) fn delete_before(core: &Core, offset: u64) -> Result<usize, LogError> {
+    delete_oldest(core, Some(offset))
+}
+
+/// Deletes oldest sealed segments by retention, or, with `before`, those wholly below it.
+fn delete_oldest(core: &Core, before: Option<u64>) -> Result<usize, LogError> {
+    let cfg = &core.config;
     let _maintenance = core.maintenance.lock();
     let now = core.ctx.clock.now_millis();
     let mut st = core.state.lock();
@@ -38,11 +50,17 @@ pub(crate) fn enforce_retention(core: &Core) -> Result<usize, LogError> {
     let mut deleted = Vec::new();
     while st.segments.len() > 1 {
         let oldest = &st.segments[0];
-        let over_size = cfg.retention_bytes.is_some_and(|max| total > max);
-        let too_old = cfg
-            .retention_age
-            .is_some_and(|age| now.saturating_sub(oldest.max_timestamp()) > millis(age));
-        if !(over_size || too_old) {
+        let go = match before {
+            Some(offset) => st.segments[1].base_offset <= offset,
+            None => {
+                let over_size = cfg.retention_bytes.is_some_and(|max| total > max);
+                let too_old = cfg
+                    .retention_age
+                    .is_some_and(|age| now.saturating_sub(oldest.max_timestamp()) > millis(age));
+                over_size || too_old
+            }
+        };
+        if !go {
             break;
         }
         total -= oldest.written();

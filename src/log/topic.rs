@@ -195,6 +195,17 @@ impl Topic {
         Ok(n)
     }
 
+    /// Deletes the sealed segments of `partition` that hold only records below `offset`, as
+    /// Kafka's `DeleteRecords` at segment granularity: records at or above `offset` stay, and
+    /// so may some below it (those sharing a segment with kept ones). Returns the number of
+    /// segments deleted.
+    ///
+    /// # Errors
+    /// [`LogError::PartitionNotFound`]; [`LogError::Io`] on a failed delete.
+    pub fn delete_records_before(&self, partition: u32, offset: u64) -> Result<usize, LogError> {
+        cleanup::delete_before(&self.partition(partition)?.core, offset)
+    }
+
     /// Compacts sealed segments now (only for [`Cleanup::Compact`](crate::Cleanup::Compact)
     /// topics); returns the number of records removed.
     ///
