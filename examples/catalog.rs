@@ -56,7 +56,10 @@ fn main() -> Result<(), quipu::Error> {
     println!("price of sku-2: {}", String::from_utf8_lossy(&price));
 
     // Invalidation by tag, and by a business event on a log topic.
-    println!("groceries dropped: {}", products.invalidate_tag("groceries"));
+    println!(
+        "groceries dropped: {}",
+        products.invalidate_tag("groceries")
+    );
     let stock = db.log().topic_or_create("stock-changes")?;
     let feed = db.invalidate_on("stock-changes", |r| {
         let sku = r.key.clone().unwrap_or_default();
@@ -64,7 +67,10 @@ fn main() -> Result<(), quipu::Error> {
     })?;
     stock.append(Message::new("sold out").with_key("sku-3"))?;
     feed.run_once()?;
-    println!("sku-3 cached after the event: {}", products.contains("sku-3"));
+    println!(
+        "sku-3 cached after the event: {}",
+        products.contains("sku-3")
+    );
 
     // Warm the catalog from the store at 11:30 on weekdays, Guayaquil time.
     let before_lunch = Schedule::cron("30 11 * * 1-5", "America/Guayaquil")?;
@@ -74,7 +80,10 @@ fn main() -> Result<(), quipu::Error> {
             .map_or(0, |d| d.as_millis()),
     )
     .unwrap_or(0);
-    println!("next warming at {:?} (Unix ms)", before_lunch.next_after(now_ms));
+    println!(
+        "next warming at {:?} (Unix ms)",
+        before_lunch.next_after(now_ms)
+    );
     cache.schedule_warming(before_lunch, &products, |ns| {
         let _ = ns.warm_from_store(10_000);
     });

@@ -1,6 +1,7 @@
 //! Per-namespace counters. Hits and misses are striped over cache lines so that readers on
 //! different cores never write the same line.
 
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::cache::RemovalCause;
@@ -19,9 +20,18 @@ pub(crate) struct Striped([Cell; STRIPES]);
 fn stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+        // Const-initialised: no lazy-init check on the hit path.
+        static STRIPE: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
     }
-    STRIPE.with(|s| *s)
+    STRIPE.with(|s| {
+        let v = s.get();
+        if v != usize::MAX {
+            return v;
+        }
+        let v = NEXT.fetch_add(1, Relaxed) % STRIPES;
+        s.set(v);
+        v
+    })
 }
 
 impl Striped {

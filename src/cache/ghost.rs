@@ -15,7 +15,7 @@ pub(crate) struct Ghost {
 }
 
 fn fingerprint(hash: u64) -> u32 {
-    // The low bits: the shard index is taken from the high half of the hash.
+    // The low half: the shard index comes from bits 32.. of the hash.
     hash as u32
 }
 
@@ -43,15 +43,11 @@ impl Ghost {
         }
     }
 
-    /// Returns whether the key was remembered, and forgets one copy of it.
-    pub(crate) fn remove(&mut self, hash: u64) -> bool {
+    /// Returns whether the key is remembered. It stays remembered until its copies leave the
+    /// FIFO: forgetting it here would let the stale copy erase a later push of the same key.
+    pub(crate) fn contains(&self, hash: u64) -> bool {
         let fp = fingerprint(hash);
-        let found = self.counts.find(spread(fp), |&(f, _)| f == fp).is_some();
-        if found {
-            // The FIFO keeps its copy; when it leaves the FIFO, `forget` finds no count.
-            self.forget(fp);
-        }
-        found
+        self.counts.find(spread(fp), |&(f, _)| f == fp).is_some()
     }
 
     fn forget(&mut self, fp: u32) {

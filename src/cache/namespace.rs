@@ -90,7 +90,9 @@ pub(crate) struct NsInner {
     pub(crate) name: Arc<str>,
     pub(crate) config: NamespaceConfig,
     shards: Box<[Padded<RwLock<Shard>>]>,
-    shard_shift: u32,
+    /// Shards − 1: the shard is taken from bits 32.. of the hash. Not the top bits: hashbrown
+    /// filters on the top 7, and a shard whose keys share them would filter on fewer.
+    shard_mask: usize,
     hasher: FixedState,
     used: AtomicU64,
     pub(crate) clock: Arc<dyn Clock>,
@@ -132,7 +134,7 @@ impl Namespace {
             inner: Arc::new(NsInner {
                 name: name.into(),
                 shards,
-                shard_shift: 64 - n.trailing_zeros(),
+                shard_mask: n - 1,
                 hasher,
                 used: AtomicU64::new(0),
                 clock,
@@ -450,20 +452,12 @@ fn rand_seed() -> u64 {
 impl NsInner {
     fn locate(&self, key: &[u8]) -> (u64, &RwLock<Shard>) {
         let hash = self.hasher.hash_one(key);
-        let idx = if self.shard_shift == 64 {
-            0
-        } else {
-            (hash >> self.shard_shift) as usize
-        };
+        let idx = self.shard_index(hash);
         (hash, &self.shards[idx].0)
     }
 
     fn shard_index(&self, hash: u64) -> usize {
-        if self.shard_shift == 64 {
-            0
-        } else {
-            (hash >> self.shard_shift) as usize
-        }
+        (hash >> 32) as usize & self.shard_mask
     }
 
     /// Reads without counting or touching the entry.

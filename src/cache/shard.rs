@@ -25,9 +25,10 @@ const NIL: u32 = u32::MAX;
 const MAX_FREQ: u8 = 3;
 
 /// Bytes the cache holds per entry beyond its key and value bytes, counted against the
-/// namespace's budget: the slot (72 bytes: the key's `Box<[u8]>` and the value's `Bytes`
-/// handles, deadline, list links, counters), its hash-table index, its ghost-queue share and
-/// allocator rounding of the key. Measured by `tests/cache_memory.rs`.
+/// namespace's budget: the slot (64 bytes: the key's `Box<[u8]>` and the value's `Bytes`
+/// handles, deadline, counters), its queue links (8), its hash-table index (about 6), its
+/// ghost-queue share (up to about 13) and allocator headers of the key and value buffers.
+/// Measured by `tests/cache_memory.rs`.
 pub const ENTRY_OVERHEAD: u64 = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,16 +41,17 @@ enum Queue {
 const TAGGED: u8 = 1;
 const TTL_CAP: u8 = 2;
 
-/// An entry. Fields other than `freq` and `expires_at` change only under the write lock.
+/// An entry: exactly one cache line, so a hit touches one line of the slab. Fields other than
+/// `freq` and `expires_at` change only under the write lock. Its queue links live apart, in
+/// [`Link`]s, because only inserts and evictions use them.
 #[derive(Debug)]
+#[repr(C, align(64))]
 struct Slot {
     key: Box<[u8]>,
     value: Bytes,
     /// Effective deadline in clock milliseconds, or [`NEVER`]; moved forward by reads of a
     /// time-to-idle entry.
     expires_at: AtomicU64,
-    prev: u32,
-    next: u32,
     /// Time to idle in milliseconds, 0 for none.
     tti_ms: u32,
     freq: AtomicU8,
@@ -63,14 +65,15 @@ impl Slot {
     }
 }
 
+// One cache line: a hit reads a single line of the slab.
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
+
 impl Slot {
     fn vacant() -> Self {
         Self {
             key: Box::default(),
             value: Bytes::new(),
             expires_at: AtomicU64::new(0),
-            prev: NIL,
-            next: NIL,
             tti_ms: 0,
             freq: AtomicU8::new(0),
             queue: Queue::Free,
@@ -82,11 +85,25 @@ impl Slot {
 /// Slots per slab chunk.
 const CHUNK: usize = 1024;
 
-/// Slots in fixed-size chunks: growing never copies slots nor leaves the up-to-2× spare
-/// capacity of a doubling `Vec`, so the memory per entry stays close to the slot's size.
+/// A slot's neighbours in its queue.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    prev: u32,
+    next: u32,
+}
+
+const UNLINKED: Link = Link {
+    prev: NIL,
+    next: NIL,
+};
+
+/// Slots (and their links) in fixed-size chunks: growing never copies slots nor leaves the
+/// up-to-2× spare capacity of a doubling `Vec`, so the memory per entry stays close to the
+/// slot's size.
 #[derive(Debug, Default)]
 struct Slab {
     chunks: Vec<Box<[Slot]>>,
+    links: Vec<Box<[Link]>>,
     len: usize,
 }
 
@@ -104,11 +121,24 @@ impl Slab {
         if self.len == self.chunks.len() * CHUNK {
             self.chunks
                 .push((0..CHUNK).map(|_| Slot::vacant()).collect());
+            self.links.push(vec![UNLINKED; CHUNK].into_boxed_slice());
         }
         let i = self.len;
         self.len += 1;
         self.chunks[i / CHUNK][i % CHUNK] = slot;
         u32::try_from(i).unwrap_or(NIL)
+    }
+}
+
+impl Slab {
+    fn link(&self, i: u32) -> Link {
+        let i = i as usize;
+        self.links[i / CHUNK][i % CHUNK]
+    }
+
+    fn link_mut(&mut self, i: u32) -> &mut Link {
+        let i = i as usize;
+        &mut self.links[i / CHUNK][i % CHUNK]
     }
 }
 
@@ -325,15 +355,13 @@ impl Shard {
         }
         let queue = match self.policy {
             EvictionPolicy::Lru => Queue::Main,
-            EvictionPolicy::S3Fifo if self.ghost.remove(hash) => Queue::Main,
+            EvictionPolicy::S3Fifo if self.ghost.contains(hash) => Queue::Main,
             EvictionPolicy::S3Fifo => Queue::Small,
         };
         let slot = Slot {
             key: key.into(),
             value,
             expires_at: AtomicU64::new(NEVER),
-            prev: NIL,
-            next: NIL,
             tti_ms: 0,
             freq: AtomicU8::new(0),
             queue: Queue::Free,
@@ -625,18 +653,20 @@ impl Shard {
         }
         list.bytes += w;
         if old_head != NIL {
-            self.slots[old_head].prev = i;
+            self.slots.link_mut(old_head).prev = i;
         }
-        let slot = &mut self.slots[i];
-        slot.prev = NIL;
-        slot.next = old_head;
-        slot.queue = queue;
+        *self.slots.link_mut(i) = Link {
+            prev: NIL,
+            next: old_head,
+        };
+        self.slots[i].queue = queue;
     }
 
     fn unlink(&mut self, i: u32) {
         let (prev, next, queue, w) = {
             let s = &self.slots[i];
-            (s.prev, s.next, s.queue, s.weight())
+            let l = self.slots.link(i);
+            (l.prev, l.next, s.queue, s.weight())
         };
         if queue == Queue::Free {
             return;
@@ -644,17 +674,15 @@ impl Shard {
         if prev == NIL {
             self.list_mut(queue).head = next;
         } else {
-            self.slots[prev].next = next;
+            self.slots.link_mut(prev).next = next;
         }
         if next == NIL {
             self.list_mut(queue).tail = prev;
         } else {
-            self.slots[next].prev = prev;
+            self.slots.link_mut(next).prev = prev;
         }
         self.list_mut(queue).bytes -= w;
-        let s = &mut self.slots[i];
-        s.prev = NIL;
-        s.next = NIL;
-        s.queue = Queue::Free;
+        *self.slots.link_mut(i) = UNLINKED;
+        self.slots[i].queue = Queue::Free;
     }
 }
