@@ -1,7 +1,6 @@
 //! Per-namespace counters. Hits and misses are striped over cache lines so that readers on
 //! different cores never write the same line.
 
-
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::cache::RemovalCause;

@@ -355,7 +355,7 @@ impl Shard {
         }
         let queue = match self.policy {
             EvictionPolicy::Lru => Queue::Main,
-            EvictionPolicy::S3Fifo if self.ghost.contains(hash) => Queue::Main,
+            EvictionPolicy::S3Fifo if self.ghost.remove(hash) => Queue::Main,
             EvictionPolicy::S3Fifo => Queue::Small,
         };
         let slot = Slot {
