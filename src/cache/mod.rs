@@ -4,6 +4,11 @@
 
 mod counters;
 mod ghost;
+#[expect(
+    unsafe_code,
+    reason = "a 16-byte key with inline storage; see its SAFETY comments"
+)]
+mod key;
 mod loader;
 mod namespace;
 mod persist;

@@ -744,7 +744,7 @@ impl NsInner {
                 } else {
                     cause
                 };
-                listener(&r.key, &r.value, cause);
+                listener(r.key.as_bytes(), &r.value, cause);
             }
         }
     }

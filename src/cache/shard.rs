@@ -16,6 +16,7 @@ use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 
 use super::ghost::Ghost;
+use super::key::Key;
 use crate::config::EvictionPolicy;
 
 /// Deadline of an entry that never expires.
@@ -47,7 +48,7 @@ const TTL_CAP: u8 = 2;
 #[derive(Debug)]
 #[repr(C, align(64))]
 struct Slot {
-    key: Box<[u8]>,
+    key: Key,
     value: Bytes,
     /// Effective deadline in clock milliseconds, or [`NEVER`]; moved forward by reads of a
     /// time-to-idle entry.
@@ -61,7 +62,7 @@ struct Slot {
 
 impl Slot {
     fn weight(&self) -> u64 {
-        weight(self.key.len(), self.value.len())
+        weight(self.key.as_bytes().len(), self.value.len())
     }
 }
 
@@ -71,7 +72,7 @@ const _: () = assert!(std::mem::size_of::<Slot>() == 64);
 impl Slot {
     fn vacant() -> Self {
         Self {
-            key: Box::default(),
+            key: Key::default(),
             value: Bytes::new(),
             expires_at: AtomicU64::new(0),
             tti_ms: 0,
@@ -218,7 +219,7 @@ pub(crate) struct LiveEntry {
 
 /// An entry taken out of the shard, for the removal listener.
 pub(crate) struct Removed {
-    pub key: Box<[u8]>,
+    pub key: Key,
     pub value: Bytes,
     pub weight: u64,
     pub expired: bool,
@@ -266,7 +267,9 @@ impl Shard {
 
     fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
         let slots = &self.slots;
-        self.table.find(hash, |&i| &*slots[i].key == key).copied()
+        self.table
+            .find(hash, |&i| slots[i].key.as_bytes() == key)
+            .copied()
     }
 
     /// The read path: runs under the read lock and writes only per-entry atomics.
@@ -346,7 +349,7 @@ impl Shard {
             self.set_expiry(i, expiry, now);
             self.set_tags(i, tags);
             let removed = Removed {
-                key: key.into(),
+                key: Key::new(key),
                 value: old,
                 weight: old_weight,
                 expired: false,
@@ -359,7 +362,7 @@ impl Shard {
             EvictionPolicy::S3Fifo => Queue::Small,
         };
         let slot = Slot {
-            key: key.into(),
+            key: Key::new(key),
             value,
             expires_at: AtomicU64::new(NEVER),
             tti_ms: 0,
@@ -376,7 +379,7 @@ impl Shard {
         };
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.table
-            .insert_unique(hash, i, |&j| hasher.hash_one(&*slots[j].key));
+            .insert_unique(hash, i, |&j| hasher.hash_one(slots[j].key.as_bytes()));
         self.push_head(i, queue);
         self.set_expiry(i, expiry, now);
         self.set_tags(i, tags);
@@ -482,7 +485,7 @@ impl Shard {
     }
 
     fn hash_of(&self, i: u32) -> u64 {
-        self.hasher.hash_one(&*self.slots[i].key)
+        self.hasher.hash_one(self.slots[i].key.as_bytes())
     }
 
     /// Evicts one entry by the policy, never `protect` (the entry being inserted). Expired
@@ -589,8 +592,8 @@ impl Shard {
         self.table
             .iter()
             .map(|&i| &self.slots[i])
-            .filter(|s| s.expires_at.load(Relaxed) > now && keep(&s.key))
-            .map(|s| s.key.clone())
+            .filter(|s| s.expires_at.load(Relaxed) > now && keep(s.key.as_bytes()))
+            .map(|s| s.key.as_bytes().into())
             .collect()
     }
 
@@ -603,7 +606,7 @@ impl Shard {
                 let s = &self.slots[i];
                 let tags = self.tags_of.get(&i).map(|t| t.to_vec()).unwrap_or_default();
                 LiveEntry {
-                    key: s.key.clone(),
+                    key: s.key.as_bytes().into(),
                     value: s.value.clone(),
                     expires_at: s.expires_at.load(Relaxed),
                     tags,
@@ -615,7 +618,9 @@ impl Shard {
     /// Keys carrying `tag`.
     pub(crate) fn keys_tagged(&self, tag: &str) -> Vec<Box<[u8]>> {
         self.tag_index.get(tag).map_or_else(Vec::new, |set| {
-            set.iter().map(|&i| self.slots[i].key.clone()).collect()
+            set.iter()
+                .map(|&i| self.slots[i].key.as_bytes().into())
+                .collect()
         })
     }
 
