@@ -32,6 +32,7 @@ mod error;
 mod glob;
 mod log;
 mod metrics;
+mod pubsub;
 mod store;
 
 pub use cache::{
@@ -51,7 +52,13 @@ pub use log::{
     AppendReceipt, BatchView, ConsumerGroup, Follower, FsStorage, Log, Message, Partition,
     PartitionLag, Record, RecordBatch, Storage, StorageFile, Topic,
 };
-pub use metrics::{CacheStats, LogMetrics, LogStats};
+pub use metrics::{CacheStats, DurableStats, LogMetrics, LogStats, PubSubStats};
+pub use pubsub::{
+    Breaker, BreakerConfig, DEAD_LETTER_HEADERS, Delivery, DurableConfig, DurableDelivery,
+    DurableSubscription, FallbackSink, Message as PubSubMessage, Priority, PubSub, PublishOptions,
+    Published, RecvError, Sink, SinkError, SinkState, SlowConsumer, Subscription,
+    SubscriptionConfig,
+};
 pub use store::{MemoryStore, RedbStore, Store, StoreOp};
 
 /// Entry points for the fuzz targets in `fuzz/`; not part of the API.

@@ -142,3 +142,85 @@ impl CacheStats {
         }
     }
 }
+
+/// A latency histogram with power-of-two microsecond buckets (1 µs … ~35 min), lock-free.
+#[derive(Debug)]
+pub(crate) struct LatencyHistogram {
+    buckets: [AtomicU64; 32],
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    pub(crate) fn record(&self, d: std::time::Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        let b = (63 - us.leading_zeros() as usize).min(31);
+        self.buckets[b].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0.0–1.0), zero when empty.
+    pub(crate) fn quantile(&self, q: f64) -> std::time::Duration {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return std::time::Duration::ZERO;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return std::time::Duration::from_micros(1u64 << (i + 1));
+            }
+        }
+        std::time::Duration::from_micros(1u64 << 32)
+    }
+}
+
+/// A point-in-time copy of a pub/sub hub's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PubSubStats {
+    /// Messages published (duplicates not counted).
+    pub published: u64,
+    /// Messages received by subscribers.
+    pub delivered: u64,
+    /// Messages dropped from full drop-oldest queues.
+    pub dropped: u64,
+    /// Deliveries refused because the subscriber was cut off or gone.
+    pub disconnected: u64,
+    /// Publishes dropped as duplicates of a recent message id.
+    pub duplicates: u64,
+    /// Publish→receive latency, median (bucket upper bound).
+    pub latency_p50: std::time::Duration,
+    /// Publish→receive latency, 99th percentile (bucket upper bound).
+    pub latency_p99: std::time::Duration,
+}
+
+/// A point-in-time copy of a durable subscription's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DurableStats {
+    /// Deliveries handed to consumers (first deliveries and redeliveries).
+    pub delivered: u64,
+    /// Redeliveries (after a nack or a missed ack deadline).
+    pub redelivered: u64,
+    /// Messages acknowledged.
+    pub acked: u64,
+    /// Messages moved to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// Records not yet acknowledged, summed over partitions (committed offset to end).
+    pub lag: u64,
+    /// Messages delivered and not yet acknowledged.
+    pub in_flight: u64,
+}

@@ -205,6 +205,12 @@ impl Log {
         &self.inner.dir
     }
 
+    /// The clock the log stamps records with (shared with what is built on the log).
+    #[must_use]
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.inner.ctx.clock)
+    }
+
     /// Creates a topic.
     ///
     /// # Errors
