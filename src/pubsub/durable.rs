@@ -302,7 +302,8 @@ impl DurableSubscription {
                 .map(|(o, _)| *o)
                 .collect();
             for offset in expired {
-                self.fail(&mut st, *key, offset, "ack deadline passed", now)?;
+                // Redelivered at once: the wait was the deadline itself.
+                self.fail(&mut st, *key, offset, "ack deadline passed", now, false)?;
             }
         }
         // Due redeliveries, lane by lane.
@@ -438,11 +439,13 @@ impl DurableSubscription {
         };
         let now = self.inner.clock.now_millis();
         let mut st = self.inner.state.lock();
-        self.fail(&mut st, (lane, d.partition), d.offset, reason, now)?;
+        self.fail(&mut st, (lane, d.partition), d.offset, reason, now, true)?;
         self.maybe_commit(&mut st, false)
     }
 
-    /// Moves an in-flight message to pending (after its backoff) or to the dead-letter topic.
+    /// Moves an in-flight message to pending (after its backoff, if `backoff`) or to the
+    /// dead-letter topic.
+    #[allow(clippy::too_many_arguments)]
     fn fail(
         &self,
         st: &mut State,
@@ -450,6 +453,7 @@ impl DurableSubscription {
         offset: u64,
         reason: &str,
         now: u64,
+        backoff: bool,
     ) -> Result<(), Error> {
         let inner = &self.inner;
         let Some(part) = st.parts.get_mut(&key) else {
@@ -479,14 +483,18 @@ impl DurableSubscription {
             return Ok(());
         }
         let schedule = &inner.config.backoff;
-        let wait = schedule
-            .get(
-                (held.count as usize)
-                    .saturating_sub(1)
-                    .min(schedule.len().saturating_sub(1)),
-            )
-            .copied()
-            .unwrap_or(Duration::ZERO);
+        let wait = if backoff {
+            schedule
+                .get(
+                    (held.count as usize)
+                        .saturating_sub(1)
+                        .min(schedule.len().saturating_sub(1)),
+                )
+                .copied()
+                .unwrap_or(Duration::ZERO)
+        } else {
+            Duration::ZERO
+        };
         held.at = now.saturating_add(millis(wait));
         part.pending.insert(offset, held);
         Ok(())
