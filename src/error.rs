@@ -17,6 +17,9 @@ pub enum Error {
     /// The durable store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An event-sourcing operation failed.
+    #[error(transparent)]
+    Event(#[from] EventError),
     /// A configuration value was rejected before anything was opened or written.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -261,4 +264,31 @@ pub enum StoreError {
     /// The store was closed.
     #[error("store is closed")]
     Closed,
+}
+
+/// An error of event sourcing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The stream was not at the expected version: another writer got there first.
+    #[error("stream {stream:?} is at version {actual}, expected {expected}")]
+    Conflict {
+        /// The stream.
+        stream: String,
+        /// What the caller expected.
+        expected: String,
+        /// The stream's version now.
+        actual: u64,
+    },
+    /// A stored event or snapshot could not be decoded.
+    #[error("cannot decode {what}: {reason}")]
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A stream name is empty or longer than 256 bytes.
+    #[error("invalid stream name {0:?}")]
+    InvalidStream(String),
 }

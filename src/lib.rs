@@ -29,6 +29,7 @@ mod clock;
 mod config;
 mod engine;
 mod error;
+mod events;
 mod glob;
 mod log;
 mod metrics;
@@ -46,7 +47,11 @@ pub use config::{
     Persistence, RecoveryMode, TopicConfig,
 };
 pub use engine::{EventInvalidator, EventMapper, Quipu, QuipuBuilder};
-pub use error::{CacheError, ConfigError, Error, LogError, Result, StoreError};
+pub use error::{CacheError, ConfigError, Error, EventError, LogError, Result, StoreError};
+pub use events::{
+    Aggregate, EventStore, ExpectedVersion, NewEvent, Projection, ProjectionRunner, SNAPSHOT_TABLE,
+    StoredEvent,
+};
 pub use glob::glob_match;
 pub use log::{
     AppendReceipt, BatchView, ConsumerGroup, Follower, FsStorage, Log, Message, Partition,

@@ -30,7 +30,9 @@ fn a_dead_consumers_messages_are_redelivered_to_another() {
         .create_topic("payments", TopicConfig::default().with_partitions(2))
         .unwrap();
     for i in 0..40 {
-        topic.append(Message::new(format!("pay-{i}")).with_key(format!("acct-{}", i % 5))).unwrap();
+        topic
+            .append(Message::new(format!("pay-{i}")).with_key(format!("acct-{}", i % 5)))
+            .unwrap();
     }
     let config = DurableConfig::default().with_ack_deadline(Duration::from_secs(30));
     let a = DurableSubscription::open(db.log(), "payments", "notifier", config).unwrap();
@@ -64,7 +66,9 @@ fn nacked_messages_back_off_then_land_in_the_dead_letter_topic_and_can_be_redriv
     let clock = ManualClock::new(1_000_000);
     let db = common::open_manual(dir.path(), &clock);
     let topic = db.log().topic_or_create("webhooks").unwrap();
-    topic.append(Message::new("notify merchant 9").with_header("trace", "t-1")).unwrap();
+    topic
+        .append(Message::new("notify merchant 9").with_header("trace", "t-1"))
+        .unwrap();
     let config = DurableConfig::default()
         .with_max_deliveries(3)
         .with_backoff(vec![Duration::from_secs(1), Duration::from_secs(10)]);
@@ -72,13 +76,19 @@ fn nacked_messages_back_off_then_land_in_the_dead_letter_topic_and_can_be_redriv
     let d = sub.receive(1).unwrap().pop().unwrap();
     assert_eq!(d.delivery_count, 1);
     sub.nack(&d, "HTTP 503").unwrap();
-    assert!(sub.receive(1).unwrap().is_empty(), "waits out the first backoff");
+    assert!(
+        sub.receive(1).unwrap().is_empty(),
+        "waits out the first backoff"
+    );
     clock.advance(Duration::from_secs(1));
     let d = sub.receive(1).unwrap().pop().unwrap();
     assert_eq!(d.delivery_count, 2);
     sub.nack(&d, "HTTP 503").unwrap();
     clock.advance(Duration::from_secs(9));
-    assert!(sub.receive(1).unwrap().is_empty(), "the second backoff is 10 s");
+    assert!(
+        sub.receive(1).unwrap().is_empty(),
+        "the second backoff is 10 s"
+    );
     clock.advance(Duration::from_secs(1));
     let d = sub.receive(1).unwrap().pop().unwrap();
     assert_eq!(d.delivery_count, 3);
@@ -100,11 +110,20 @@ fn nacked_messages_back_off_then_land_in_the_dead_letter_topic_and_can_be_redriv
     assert_eq!(header(r, "trace"), "t-1", "application headers are kept");
 
     assert_eq!(sub.redrive(db.log(), 10).unwrap(), 1);
-    assert_eq!(sub.redrive(db.log(), 10).unwrap(), 0, "each dead letter is re-driven once");
+    assert_eq!(
+        sub.redrive(db.log(), 10).unwrap(),
+        0,
+        "each dead letter is re-driven once"
+    );
     let back = sub.receive(1).unwrap().pop().unwrap();
     assert_eq!(back.offset, 1, "a new record on the origin topic");
     assert_eq!(back.delivery_count, 1);
-    assert!(back.record.headers.iter().all(|(k, _)| !k.starts_with("x-origin")));
+    assert!(
+        back.record
+            .headers
+            .iter()
+            .all(|(k, _)| !k.starts_with("x-origin"))
+    );
     sub.ack(&back).unwrap();
 }
 
@@ -164,12 +183,19 @@ fn a_killed_process_loses_no_unacknowledged_message() {
             .create_topic("orders", TopicConfig::default().with_partitions(3))
             .unwrap();
         for i in 0..90 {
-            let r = t.append(Message::new(format!("order {i}")).with_key(format!("k{i}"))).unwrap();
+            let r = t
+                .append(Message::new(format!("order {i}")).with_key(format!("k{i}")))
+                .unwrap();
             all.insert((r.partition, r.offset));
         }
     }
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "durable_child_main", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "durable_child_main",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("QUIPU_DURABLE_CHILD", dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -192,7 +218,8 @@ fn a_killed_process_loses_no_unacknowledged_message() {
     assert_eq!(acked.len(), 45);
 
     let db = Quipu::open(dir.path()).unwrap();
-    let sub = DurableSubscription::open(db.log(), "orders", "billing", DurableConfig::default()).unwrap();
+    let sub =
+        DurableSubscription::open(db.log(), "orders", "billing", DurableConfig::default()).unwrap();
     let redelivered: BTreeSet<(u32, u64)> = sub
         .receive(1000)
         .unwrap()
@@ -200,6 +227,12 @@ fn a_killed_process_loses_no_unacknowledged_message() {
         .map(|d| (d.partition, d.offset))
         .collect();
     let covered: BTreeSet<_> = acked.union(&redelivered).copied().collect();
-    assert_eq!(covered, all, "every message was acknowledged or comes again");
-    assert!(redelivered.len() >= 45, "the unacknowledged half comes again");
+    assert_eq!(
+        covered, all,
+        "every message was acknowledged or comes again"
+    );
+    assert!(
+        redelivered.len() >= 45,
+        "the unacknowledged half comes again"
+    );
 }

@@ -18,7 +18,10 @@ fn channels_and_patterns_share_one_payload() {
     assert_eq!(hub.publish("orders:17", "paid"), 2);
     let a = exact.try_recv().unwrap();
     let b = all.try_recv().unwrap();
-    assert!(std::sync::Arc::ptr_eq(&a.message, &b.message), "one message shared, not copied");
+    assert!(
+        std::sync::Arc::ptr_eq(&a.message, &b.message),
+        "one message shared, not copied"
+    );
     assert_eq!(b.pattern.as_deref(), Some("orders:*"));
     assert_eq!(a.pattern, None);
     assert_eq!(other.try_recv().unwrap_err(), RecvError::Empty);
@@ -72,7 +75,9 @@ fn block_policy_loses_and_duplicates_nothing() {
     let mut seen = HashSet::new();
     let mut last = [-1i64; 3];
     while seen.len() < 1500 {
-        let d = sub.recv_blocking(Some(Duration::from_secs(10))).expect("no loss, no stall");
+        let d = sub
+            .recv_blocking(Some(Duration::from_secs(10)))
+            .expect("no loss, no stall");
         let s = String::from_utf8(d.message.payload.to_vec()).unwrap();
         let (p, i) = s.split_once('-').unwrap();
         let (p, i): (usize, i64) = (p.parse().unwrap(), i.parse().unwrap());
@@ -98,7 +103,11 @@ fn disconnect_cuts_off_a_slow_subscriber() {
     );
     assert_eq!(hub.publish("gps", "1"), 1);
     assert_eq!(hub.publish("gps", "2"), 1);
-    assert_eq!(hub.publish("gps", "3"), 0, "the third overflows and cuts it off");
+    assert_eq!(
+        hub.publish("gps", "3"),
+        0,
+        "the third overflows and cuts it off"
+    );
     assert_eq!(hub.publish("gps", "4"), 0);
     assert!(slow.try_recv().is_ok());
     assert!(slow.try_recv().is_ok());
@@ -112,7 +121,11 @@ fn critical_messages_jump_an_informational_backlog() {
     for i in 0..100 {
         hub.publish("alerts", format!("info {i}"));
     }
-    hub.publish_with("alerts", "fraud on card 4417", &PublishOptions::default().critical());
+    hub.publish_with(
+        "alerts",
+        "fraud on card 4417",
+        &PublishOptions::default().critical(),
+    );
     let first = sub.try_recv().unwrap();
     assert_eq!(first.message.priority, Priority::Critical);
     assert_eq!(&first.message.payload[..], b"fraud on card 4417");
@@ -124,8 +137,14 @@ fn message_ids_are_deduplicated_within_the_window() {
     let hub = PubSub::new();
     let sub = hub.subscribe(&["payments"], SubscriptionConfig::default());
     let opts = PublishOptions::default().id("pay-2026-0001");
-    assert_eq!(hub.publish_with("payments", "12.50", &opts), Published::Delivered(1));
-    assert_eq!(hub.publish_with("payments", "12.50", &opts), Published::Duplicate);
+    assert_eq!(
+        hub.publish_with("payments", "12.50", &opts),
+        Published::Delivered(1)
+    );
+    assert_eq!(
+        hub.publish_with("payments", "12.50", &opts),
+        Published::Duplicate
+    );
     assert!(sub.try_recv().is_ok());
     assert_eq!(sub.try_recv().unwrap_err(), RecvError::Empty);
     assert_eq!(hub.stats().duplicates, 1);
@@ -144,7 +163,8 @@ async fn async_receive_and_blocking_publish() {
         let hub = hub.clone();
         tokio::spawn(async move {
             for i in 0..50 {
-                hub.publish_async("chat", format!("{i}"), &PublishOptions::default()).await;
+                hub.publish_async("chat", format!("{i}"), &PublishOptions::default())
+                    .await;
             }
         })
     };
