@@ -15,6 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{CacheConfig, LogConfig};
 use crate::error::Error;
 use crate::log::{FsStorage, Log, Storage};
+use crate::pubsub::PubSub;
 use crate::store::{RedbStore, Store};
 
 /// An open quipu data directory.
@@ -36,6 +37,7 @@ pub struct Quipu {
     log: Log,
     cache: Cache,
     store: Arc<dyn Store>,
+    pubsub: PubSub,
     // Held for the lifetime of the instance: the OS releases the lock if the process dies.
     _lock: File,
 }
@@ -99,6 +101,13 @@ impl Quipu {
         mapper: impl Fn(&crate::log::Record) -> Vec<crate::cache::Invalidation> + Send + Sync + 'static,
     ) -> Result<EventInvalidator, Error> {
         EventInvalidator::start(&self.log, &self.cache, topic, Arc::new(mapper), true)
+    }
+
+    /// The ephemeral pub/sub hub (durable subscriptions are opened on the log with
+    /// [`DurableSubscription::open`](crate::DurableSubscription::open)).
+    #[must_use]
+    pub fn pubsub(&self) -> &PubSub {
+        &self.pubsub
     }
 
     /// The durable key-value store (by default redb in `<data>/store.redb`).
@@ -225,6 +234,7 @@ impl QuipuBuilder {
             log,
             cache,
             store,
+            pubsub: PubSub::new(),
             _lock: lock,
         })
     }

@@ -168,6 +168,14 @@ struct Counters {
 
 type Alert = Arc<dyn Fn(&DurableStats) + Send + Sync>;
 
+struct AlertRule {
+    max_lag: u64,
+    max_dead_letters: u64,
+    callback: Alert,
+    lag_above: bool,
+    dead_above: bool,
+}
+
 struct Inner {
     lanes: Vec<Arc<Topic>>,
     dead_letters: Arc<Topic>,
@@ -176,7 +184,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     counters: Counters,
-    alert: Mutex<Option<(u64, u64, Alert)>>,
+    /// (max lag, max dead letters, callback, lag above, dead letters above).
+    alert: Mutex<Option<AlertRule>>,
 }
 
 /// A durable subscription: a consumer group on a topic. Clones are competing consumers of the
@@ -440,7 +449,10 @@ impl DurableSubscription {
         let now = self.inner.clock.now_millis();
         let mut st = self.inner.state.lock();
         self.fail(&mut st, (lane, d.partition), d.offset, reason, now, true)?;
-        self.maybe_commit(&mut st, false)
+        self.maybe_commit(&mut st, false)?;
+        drop(st);
+        self.check_alert();
+        Ok(())
     }
 
     /// Moves an in-flight message to pending (after its backoff, if `backoff`) or to the
@@ -591,24 +603,41 @@ impl DurableSubscription {
         }
     }
 
-    /// Calls `callback` from `receive` whenever the lag exceeds `max_lag` or the dead-lettered
-    /// count exceeds `max_dead_letters`.
+    /// Calls `callback` (from `receive`, `ack` and `nack`) when the lag grows past `max_lag` or
+    /// the dead-lettered count past `max_dead_letters`: once per crossing, again only after it
+    /// has dropped back below.
     pub fn set_alert(
         &self,
         max_lag: u64,
         max_dead_letters: u64,
         callback: impl Fn(&DurableStats) + Send + Sync + 'static,
     ) {
-        *self.inner.alert.lock() = Some((max_lag, max_dead_letters, Arc::new(callback)));
+        *self.inner.alert.lock() = Some(AlertRule {
+            max_lag,
+            max_dead_letters,
+            callback: Arc::new(callback),
+            lag_above: false,
+            dead_above: false,
+        });
     }
 
     fn check_alert(&self) {
-        let rule = self.inner.alert.lock().clone();
-        if let Some((max_lag, max_dead, callback)) = rule {
-            let s = self.stats();
-            if s.lag > max_lag || s.dead_lettered > max_dead {
-                callback(&s);
-            }
+        if self.inner.alert.lock().is_none() {
+            return;
+        }
+        let s = self.stats();
+        let fire = {
+            let mut rule = self.inner.alert.lock();
+            let Some(rule) = rule.as_mut() else { return };
+            let lag_above = s.lag > rule.max_lag;
+            let dead_above = s.dead_lettered > rule.max_dead_letters;
+            let crossed = (lag_above && !rule.lag_above) || (dead_above && !rule.dead_above);
+            rule.lag_above = lag_above;
+            rule.dead_above = dead_above;
+            crossed.then(|| Arc::clone(&rule.callback))
+        };
+        if let Some(callback) = fire {
+            callback(&s);
         }
     }
 

@@ -44,6 +44,22 @@ pub struct BreakerConfig {
     pub open_for: Duration,
 }
 
+impl BreakerConfig {
+    /// Sets the consecutive failures that open the breaker (default 5).
+    #[must_use]
+    pub fn with_failure_threshold(mut self, n: u32) -> Self {
+        self.failure_threshold = n.max(1);
+        self
+    }
+
+    /// Sets how long the breaker stays open (default 30 s).
+    #[must_use]
+    pub fn with_open_for(mut self, d: Duration) -> Self {
+        self.open_for = d;
+        self
+    }
+}
+
 impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
