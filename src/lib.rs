@@ -38,8 +38,8 @@ mod store;
 
 pub use cache::{
     BoxError, BreakerState, Cache, CacheBuilder, DEFAULT_NAMESPACE, ENTRY_OVERHEAD, EntryOptions,
-    HitRatioAlert, HitRatioCallback, Invalidation, InvalidationTarget, Journal, Namespace,
-    RemovalCause, RemovalListener, Schedule, SnapshotReport,
+    HitRatioAlert, HitRatioCallback, Invalidation, InvalidationTarget, Journal, Modify, Namespace,
+    RemovalCause, RemovalListener, Schedule, SnapshotReport, TtlChange,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

@@ -21,6 +21,30 @@ use crate::error::{CacheError, Error};
 use crate::glob::glob_match;
 use crate::metrics::CacheStats;
 
+/// What [`Namespace::modify`] does with the entry it looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Modify {
+    /// Leave it as it is.
+    Keep,
+    /// Remove it.
+    Remove,
+    /// Set this value, with this change to its time to live.
+    Set(Bytes, TtlChange),
+}
+
+/// How [`Modify::Set`] treats the entry's time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TtlChange {
+    /// Keep the current deadline (the namespace default for a new entry), as `KEEPTTL`.
+    Keep,
+    /// Never expire.
+    Clear,
+    /// Expire after this long.
+    Set(Duration),
+}
+
 /// Called with every entry that leaves the cache and why.
 pub type RemovalListener = Arc<dyn Fn(&[u8], &Bytes, RemovalCause) + Send + Sync>;
 
@@ -304,6 +328,20 @@ impl Namespace {
             }
         })?;
         Ok(swapped)
+    }
+
+    /// The general atomic read-modify-write (what Redis `SET … NX GET`, `GETDEL`, `GETEX`
+    /// need): `f` sees the live value under the shard's write lock and returns what to do.
+    /// Returns the value before the change. Persisted like an insert or remove.
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert) and [`remove`](Self::remove), and whatever `f` returns.
+    pub fn modify(
+        &self,
+        key: impl AsRef<[u8]>,
+        f: impl FnOnce(Option<&Bytes>) -> Result<Modify, CacheError>,
+    ) -> Result<Option<Bytes>, Error> {
+        self.inner.modify(key.as_ref(), f)
     }
 
     /// Time left to live: `None` when absent, `Some(None)` when the entry does not expire.
@@ -608,35 +646,64 @@ impl NsInner {
     }
 
     /// Read-modify-write under the shard's write lock, persisted like an insert or remove.
+    /// Returns the new value.
     fn update(
         &self,
         key: &[u8],
         f: impl FnOnce(Option<&Bytes>) -> Result<Option<Bytes>, CacheError>,
     ) -> Result<Option<Bytes>, Error> {
+        let mut next = None;
+        self.modify(key, |cur| {
+            let v = f(cur)?;
+            next.clone_from(&v);
+            Ok(match v {
+                Some(v) if Some(&v) == cur => Modify::Keep,
+                Some(v) => Modify::Set(v, TtlChange::Keep),
+                None if cur.is_none() => Modify::Keep,
+                None => Modify::Remove,
+            })
+        })?;
+        Ok(next)
+    }
+
+    /// The general read-modify-write: `f` sees the live value and decides; returns the value
+    /// before the change.
+    pub(crate) fn modify(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&Bytes>) -> Result<Modify, CacheError>,
+    ) -> Result<Option<Bytes>, Error> {
         let (hash, shard) = self.locate(key);
         let now = self.clock.now_millis();
         let mut removed = Vec::new();
-        let result = {
+        let previous = {
             let mut g = shard.write();
             let current = g.peek(hash, key, now).cloned();
-            let next = f(current.as_ref())?;
-            if next == current {
-                return Ok(next);
-            }
-            match &next {
-                Some(v) => {
-                    self.check_weight(key, v)?;
-                    self.backing.before_put(self, key, v)?;
-                    let expiry = match g.deadline(hash, key, now) {
-                        Some(d) => Expiry {
-                            ttl_deadline: d,
+            match f(current.as_ref())? {
+                Modify::Keep => return Ok(current),
+                Modify::Set(v, ttl) => {
+                    self.check_weight(key, &v)?;
+                    self.backing.before_put(self, key, &v)?;
+                    let expiry = match ttl {
+                        TtlChange::Keep => match g.deadline(hash, key, now) {
+                            Some(d) => Expiry {
+                                ttl_deadline: d,
+                                tti_ms: 0,
+                            },
+                            None => self.expiry(&EntryOptions::default(), now),
+                        },
+                        TtlChange::Clear => Expiry {
+                            ttl_deadline: NEVER,
                             tti_ms: 0,
                         },
-                        None => self.expiry(&EntryOptions::default(), now),
+                        TtlChange::Set(t) => Expiry {
+                            ttl_deadline: now.saturating_add(millis(t)),
+                            tti_ms: 0,
+                        },
                     };
                     let tags = g.tags(hash, key);
                     let w = weight(key.len(), v.len());
-                    let (slot, replaced) = g.insert(hash, key, v.clone(), expiry, &tags, now);
+                    let (slot, replaced) = g.insert(hash, key, v, expiry, &tags, now);
                     self.used.fetch_add(w, Relaxed);
                     if let Some(r) = replaced {
                         self.used.fetch_sub(r.weight, Relaxed);
@@ -651,7 +718,7 @@ impl NsInner {
                     }
                     self.counters.inserts.fetch_add(1, Relaxed);
                 }
-                None => {
+                Modify::Remove => {
                     self.backing.before_delete(self, key)?;
                     if let Some(r) = g.remove(hash, key, now) {
                         self.used.fetch_sub(r.weight, Relaxed);
@@ -659,13 +726,13 @@ impl NsInner {
                     }
                 }
             }
-            next
+            current
         };
         if self.used.load(Relaxed) > self.config.max_bytes {
             self.evict_elsewhere(self.shard_index(hash), now, &mut removed);
         }
         self.notify(removed);
-        Ok(result)
+        Ok(previous)
     }
 
     fn keys_where(&self, mut keep: impl FnMut(&[u8]) -> bool) -> Vec<Box<[u8]>> {

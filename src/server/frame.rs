@@ -1,0 +1,190 @@
+//! RESP request framing: bytes → one command's arguments. A whole frame must be buffered before
+//! anything is returned (`Incomplete` otherwise), and a malformed one is `Invalid` with the
+//! reason Redis gives. Both RESP arrays of bulk strings and inline commands (telnet, nc) are
+//! accepted.
+
+use std::ops::Range;
+
+/// Why no command came out of the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// More bytes are needed.
+    Incomplete,
+    /// The bytes can never form a valid command; the connection should be closed after the
+    /// error reply, as Redis does.
+    Invalid(String),
+}
+
+/// Limits applied while parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest bulk string.
+    pub max_bulk: usize,
+    /// Most arguments in one command.
+    pub max_args: usize,
+    /// Longest inline command line.
+    pub max_inline: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bulk: 512 * 1024 * 1024,
+            max_args: 1024 * 1024,
+            max_inline: 64 * 1024,
+        }
+    }
+}
+
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    buf.get(from..)?
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|i| from + i)
+}
+
+fn parse_len(line: &[u8], what: &str) -> Result<i64, ParseError> {
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| ParseError::Invalid(format!("Protocol error: invalid {what}")))
+}
+
+/// Parses one command at the start of `buf`: the byte ranges of its arguments and the number
+/// of bytes it spans. An empty inline line yields no arguments (skip it).
+///
+/// # Errors
+/// [`ParseError::Incomplete`] or [`ParseError::Invalid`].
+pub fn parse(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize), ParseError> {
+    match buf.first() {
+        None => Err(ParseError::Incomplete),
+        Some(b'*') => parse_array(buf, limits),
+        Some(_) => parse_inline(buf, limits),
+    }
+}
+
+fn parse_array(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize), ParseError> {
+    let Some(end) = find_crlf(buf, 1) else {
+        if buf.len() > 64 {
+            return Err(ParseError::Invalid("Protocol error: invalid multibulk length".into()));
+        }
+        return Err(ParseError::Incomplete);
+    };
+    let n = parse_len(&buf[1..end], "multibulk length")?;
+    if n > limits.max_args as i64 {
+        return Err(ParseError::Invalid("Protocol error: invalid multibulk length".into()));
+    }
+    let mut pos = end + 2;
+    if n <= 0 {
+        return Ok((Vec::new(), pos));
+    }
+    let mut args = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        match buf.get(pos) {
+            None => return Err(ParseError::Incomplete),
+            Some(b'$') => {}
+            Some(&c) => {
+                return Err(ParseError::Invalid(format!(
+                    "Protocol error: expected '$', got '{}'",
+                    c as char
+                )));
+            }
+        }
+        let Some(end) = find_crlf(buf, pos + 1) else {
+            if buf.len() - pos > 32 {
+                return Err(ParseError::Invalid("Protocol error: invalid bulk length".into()));
+            }
+            return Err(ParseError::Incomplete);
+        };
+        let len = parse_len(&buf[pos + 1..end], "bulk length")?;
+        if len < 0 || len as u64 > limits.max_bulk as u64 {
+            return Err(ParseError::Invalid("Protocol error: invalid bulk length".into()));
+        }
+        let start = end + 2;
+        let stop = start + len as usize;
+        if buf.len() < stop + 2 {
+            return Err(ParseError::Incomplete);
+        }
+        if &buf[stop..stop + 2] != b"\r\n" {
+            return Err(ParseError::Invalid("Protocol error: bulk string not terminated by CRLF".into()));
+        }
+        args.push(start..stop);
+        pos = stop + 2;
+    }
+    Ok((args, pos))
+}
+
+fn parse_inline(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize), ParseError> {
+    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+        if buf.len() > limits.max_inline {
+            return Err(ParseError::Invalid("Protocol error: too big inline request".into()));
+        }
+        return Err(ParseError::Incomplete);
+    };
+    let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+    let line = &buf[..line_end];
+    let mut args = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= line.len() {
+            break;
+        }
+        if line[i] == b'"' || line[i] == b'\'' {
+            let quote = line[i];
+            let start = i + 1;
+            let Some(close) = line[start..].iter().position(|&b| b == quote) else {
+                return Err(ParseError::Invalid("Protocol error: unbalanced quotes in request".into()));
+            };
+            args.push(start..start + close);
+            i = start + close + 1;
+        } else {
+            let start = i;
+            while i < line.len() && !line[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            args.push(start..i);
+        }
+    }
+    Ok((args, nl + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(buf: &[u8]) -> Result<(Vec<&[u8]>, usize), ParseError> {
+        let (r, n) = parse(buf, &Limits::default())?;
+        Ok((r.into_iter().map(|r| &buf[r]).collect(), n))
+    }
+
+    #[test]
+    fn arrays_inline_and_partial_frames() {
+        let cmd = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n";
+        assert_eq!(args(cmd).unwrap(), (vec![&b"SET"[..], b"k", b"hello"], cmd.len()));
+        for cut in 0..cmd.len() {
+            assert_eq!(args(&cmd[..cut]).unwrap_err(), ParseError::Incomplete, "cut at {cut}");
+        }
+        assert_eq!(args(b"PING\r\n").unwrap(), (vec![&b"PING"[..]], 6));
+        assert_eq!(args(b"set k \"a b\"\n").unwrap().0, vec![&b"set"[..], b"k", b"a b"]);
+        assert_eq!(args(b"\r\n").unwrap(), (vec![], 2));
+    }
+
+    #[test]
+    fn malformed_frames_are_invalid() {
+        for bad in [
+            &b"*x\r\n"[..],
+            b"*1\r\n:5\r\n",
+            b"*1\r\n$-3\r\n",
+            b"*1\r\n$3\r\nabcd\r\n",
+            b"*1\r\n$99999999999999999999\r\n",
+            b"set k \"open\n",
+        ] {
+            assert!(matches!(args(bad), Err(ParseError::Invalid(_))), "{bad:?}");
+        }
+        let limits = Limits { max_bulk: 10, ..Limits::default() };
+        assert!(matches!(parse(b"*1\r\n$11\r\n", &limits), Err(ParseError::Invalid(_))));
+    }
+}
