@@ -34,6 +34,8 @@ mod glob;
 mod log;
 mod metrics;
 mod pubsub;
+#[cfg(feature = "server")]
+pub mod server;
 mod store;
 
 pub use cache::{

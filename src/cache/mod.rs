@@ -17,7 +17,9 @@ mod snapshot;
 mod warming;
 
 pub use loader::BoxError;
-pub use namespace::{HitRatioAlert, HitRatioCallback, Modify, Namespace, RemovalListener, TtlChange};
+pub use namespace::{
+    HitRatioAlert, HitRatioCallback, Modify, Namespace, RemovalListener, TtlChange,
+};
 pub use persist::{BreakerState, Journal};
 pub use shard::ENTRY_OVERHEAD;
 pub use snapshot::SnapshotReport;

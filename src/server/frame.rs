@@ -66,13 +66,17 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize), 
 fn parse_array(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize), ParseError> {
     let Some(end) = find_crlf(buf, 1) else {
         if buf.len() > 64 {
-            return Err(ParseError::Invalid("Protocol error: invalid multibulk length".into()));
+            return Err(ParseError::Invalid(
+                "Protocol error: invalid multibulk length".into(),
+            ));
         }
         return Err(ParseError::Incomplete);
     };
     let n = parse_len(&buf[1..end], "multibulk length")?;
     if n > limits.max_args as i64 {
-        return Err(ParseError::Invalid("Protocol error: invalid multibulk length".into()));
+        return Err(ParseError::Invalid(
+            "Protocol error: invalid multibulk length".into(),
+        ));
     }
     let mut pos = end + 2;
     if n <= 0 {
@@ -92,13 +96,17 @@ fn parse_array(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize)
         }
         let Some(end) = find_crlf(buf, pos + 1) else {
             if buf.len() - pos > 32 {
-                return Err(ParseError::Invalid("Protocol error: invalid bulk length".into()));
+                return Err(ParseError::Invalid(
+                    "Protocol error: invalid bulk length".into(),
+                ));
             }
             return Err(ParseError::Incomplete);
         };
         let len = parse_len(&buf[pos + 1..end], "bulk length")?;
         if len < 0 || len as u64 > limits.max_bulk as u64 {
-            return Err(ParseError::Invalid("Protocol error: invalid bulk length".into()));
+            return Err(ParseError::Invalid(
+                "Protocol error: invalid bulk length".into(),
+            ));
         }
         let start = end + 2;
         let stop = start + len as usize;
@@ -106,7 +114,9 @@ fn parse_array(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize)
             return Err(ParseError::Incomplete);
         }
         if &buf[stop..stop + 2] != b"\r\n" {
-            return Err(ParseError::Invalid("Protocol error: bulk string not terminated by CRLF".into()));
+            return Err(ParseError::Invalid(
+                "Protocol error: bulk string not terminated by CRLF".into(),
+            ));
         }
         args.push(start..stop);
         pos = stop + 2;
@@ -117,11 +127,17 @@ fn parse_array(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize)
 fn parse_inline(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize), ParseError> {
     let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
         if buf.len() > limits.max_inline {
-            return Err(ParseError::Invalid("Protocol error: too big inline request".into()));
+            return Err(ParseError::Invalid(
+                "Protocol error: too big inline request".into(),
+            ));
         }
         return Err(ParseError::Incomplete);
     };
-    let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+    let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
     let line = &buf[..line_end];
     let mut args = Vec::new();
     let mut i = 0;
@@ -136,7 +152,9 @@ fn parse_inline(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize
             let quote = line[i];
             let start = i + 1;
             let Some(close) = line[start..].iter().position(|&b| b == quote) else {
-                return Err(ParseError::Invalid("Protocol error: unbalanced quotes in request".into()));
+                return Err(ParseError::Invalid(
+                    "Protocol error: unbalanced quotes in request".into(),
+                ));
             };
             args.push(start..start + close);
             i = start + close + 1;
@@ -163,12 +181,22 @@ mod tests {
     #[test]
     fn arrays_inline_and_partial_frames() {
         let cmd = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n";
-        assert_eq!(args(cmd).unwrap(), (vec![&b"SET"[..], b"k", b"hello"], cmd.len()));
+        assert_eq!(
+            args(cmd).unwrap(),
+            (vec![&b"SET"[..], b"k", b"hello"], cmd.len())
+        );
         for cut in 0..cmd.len() {
-            assert_eq!(args(&cmd[..cut]).unwrap_err(), ParseError::Incomplete, "cut at {cut}");
+            assert_eq!(
+                args(&cmd[..cut]).unwrap_err(),
+                ParseError::Incomplete,
+                "cut at {cut}"
+            );
         }
         assert_eq!(args(b"PING\r\n").unwrap(), (vec![&b"PING"[..]], 6));
-        assert_eq!(args(b"set k \"a b\"\n").unwrap().0, vec![&b"set"[..], b"k", b"a b"]);
+        assert_eq!(
+            args(b"set k \"a b\"\n").unwrap().0,
+            vec![&b"set"[..], b"k", b"a b"]
+        );
         assert_eq!(args(b"\r\n").unwrap(), (vec![], 2));
     }
 
@@ -184,7 +212,13 @@ mod tests {
         ] {
             assert!(matches!(args(bad), Err(ParseError::Invalid(_))), "{bad:?}");
         }
-        let limits = Limits { max_bulk: 10, ..Limits::default() };
-        assert!(matches!(parse(b"*1\r\n$11\r\n", &limits), Err(ParseError::Invalid(_))));
+        let limits = Limits {
+            max_bulk: 10,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            parse(b"*1\r\n$11\r\n", &limits),
+            Err(ParseError::Invalid(_))
+        ));
     }
 }

@@ -36,7 +36,8 @@ impl Out {
         self.buf.put_u8(b'-');
         // A reply line cannot hold a newline.
         for &c in msg.as_bytes() {
-            self.buf.put_u8(if c == b'\r' || c == b'\n' { b' ' } else { c });
+            self.buf
+                .put_u8(if c == b'\r' || c == b'\n' { b' ' } else { c });
         }
         self.buf.put_slice(b"\r\n");
     }
@@ -70,15 +71,6 @@ impl Out {
         }
     }
 
-    /// A null array (`*-1` in RESP2).
-    pub fn null_array(&mut self) {
-        if self.resp3 {
-            self.buf.put_slice(b"_\r\n");
-        } else {
-            self.buf.put_slice(b"*-1\r\n");
-        }
-    }
-
     /// An array header of `n` elements.
     pub fn array(&mut self, n: usize) {
         self.int_line(b'*', n as i64);
@@ -100,23 +92,6 @@ impl Out {
         } else {
             self.array(n);
         }
-    }
-
-    /// A double (a bulk string in RESP2).
-    pub fn double(&mut self, f: f64) {
-        let s = format_double(f);
-        if self.resp3 {
-            self.buf.put_u8(b',');
-            self.buf.put_slice(s.as_bytes());
-            self.buf.put_slice(b"\r\n");
-        } else {
-            self.bulk(s.as_bytes());
-        }
-    }
-
-    /// A verbatim/bulk text.
-    pub fn text(&mut self, s: &str) {
-        self.bulk(s.as_bytes());
     }
 }
 

@@ -1,0 +1,162 @@
+//! Hash commands (sessions live in them). A hash is stored whole; each write rewrites it
+//! atomically under the key's shard lock.
+
+use bytes::Bytes;
+
+use super::strings::reply_err;
+use super::{not_int, parse_i64, wrong_args};
+use crate::cache::{Modify, TtlChange};
+use crate::server::db::{Db, Value, WRONGTYPE, decode, encode_hash};
+use crate::server::reply::Out;
+
+/// Runs `f` on the hash at `key` (empty when absent); `Err(())` for another type.
+fn modify_hash(
+    db: &Db,
+    key: &[u8],
+    f: impl FnOnce(&mut Vec<(Bytes, Bytes)>) -> bool,
+) -> Result<Result<(), ()>, crate::Error> {
+    let mut wrong = false;
+    db.ns(key).modify(key, |cur| {
+        let mut fields = match cur.map(decode) {
+            None => Vec::new(),
+            Some(Some(Value::Hash(h))) => h,
+            Some(_) => {
+                wrong = true;
+                return Ok(Modify::Keep);
+            }
+        };
+        if !f(&mut fields) {
+            return Ok(Modify::Keep);
+        }
+        if fields.is_empty() {
+            return Ok(Modify::Remove);
+        }
+        Ok(Modify::Set(encode_hash(&fields), TtlChange::Keep))
+    })?;
+    Ok(if wrong { Err(()) } else { Ok(()) })
+}
+
+fn read_hash(db: &Db, key: &[u8]) -> Result<Vec<(Bytes, Bytes)>, ()> {
+    match db.ns(key).get(key).map(|raw| decode(&raw)) {
+        None => Ok(Vec::new()),
+        Some(Some(Value::Hash(h))) => Ok(h),
+        Some(_) => Err(()),
+    }
+}
+
+pub(crate) fn hset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+    if args.len() < 4 || !args.len().is_multiple_of(2) || (cmd == "hsetnx" && args.len() != 4) {
+        return wrong_args(out, &args[0]);
+    }
+    let mut added = 0;
+    let r = modify_hash(db, &args[1], |fields| {
+        for fv in args[2..].chunks(2) {
+            match fields.iter_mut().find(|(f, _)| f == &fv[0]) {
+                Some(_) if cmd == "hsetnx" => return false,
+                Some(slot) => slot.1 = fv[1].clone(),
+                None => {
+                    fields.push((fv[0].clone(), fv[1].clone()));
+                    added += 1;
+                }
+            }
+        }
+        true
+    });
+    match r {
+        Err(e) => reply_err(out, &e),
+        Ok(Err(())) => out.error(WRONGTYPE),
+        Ok(Ok(())) if cmd == "hmset" => out.ok(),
+        Ok(Ok(())) => out.int(added),
+    }
+}
+
+pub(crate) fn read(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+    let arity_ok = match cmd {
+        "hget" | "hexists" | "hstrlen" => args.len() == 3,
+        "hmget" => args.len() >= 3,
+        _ => args.len() == 2,
+    };
+    if !arity_ok {
+        return wrong_args(out, &args[0]);
+    }
+    let Ok(fields) = read_hash(db, &args[1]) else {
+        return out.error(WRONGTYPE);
+    };
+    let find = |name: &Bytes| fields.iter().find(|(f, _)| f == name).map(|(_, v)| v);
+    match cmd {
+        "hget" => out.opt_bulk(find(&args[2]).map(|v| &v[..])),
+        "hexists" => out.int(i64::from(find(&args[2]).is_some())),
+        "hstrlen" => out.int(find(&args[2]).map_or(0, |v| v.len() as i64)),
+        "hmget" => {
+            out.array(args.len() - 2);
+            for name in &args[2..] {
+                out.opt_bulk(find(name).map(|v| &v[..]));
+            }
+        }
+        "hlen" => out.int(fields.len() as i64),
+        "hkeys" | "hvals" => {
+            out.array(fields.len());
+            for (f, v) in &fields {
+                out.bulk(if cmd == "hkeys" { f } else { v });
+            }
+        }
+        _ => {
+            out.map(fields.len());
+            for (f, v) in &fields {
+                out.bulk(f);
+                out.bulk(v);
+            }
+        }
+    }
+}
+
+pub(crate) fn hdel(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() < 3 {
+        return wrong_args(out, &args[0]);
+    }
+    let mut removed = 0;
+    let r = modify_hash(db, &args[1], |fields| {
+        let before = fields.len();
+        fields.retain(|(f, _)| !args[2..].contains(f));
+        removed = before - fields.len();
+        removed > 0
+    });
+    match r {
+        Err(e) => reply_err(out, &e),
+        Ok(Err(())) => out.error(WRONGTYPE),
+        Ok(Ok(())) => out.int(removed as i64),
+    }
+}
+
+pub(crate) fn hincrby(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() != 4 {
+        return wrong_args(out, &args[0]);
+    }
+    let Some(by) = parse_i64(&args[3]) else {
+        return not_int(out);
+    };
+    let mut result = None;
+    let mut not_integer = false;
+    let r = modify_hash(db, &args[1], |fields| {
+        let slot = match fields.iter_mut().position(|(f, _)| f == &args[2]) {
+            Some(i) => i,
+            None => {
+                fields.push((args[2].clone(), Bytes::from_static(b"0")));
+                fields.len() - 1
+            }
+        };
+        let Some(n) = parse_i64(&fields[slot].1).and_then(|n| n.checked_add(by)) else {
+            not_integer = true;
+            return false;
+        };
+        fields[slot].1 = Bytes::from(n.to_string());
+        result = Some(n);
+        true
+    });
+    match (r, result) {
+        (Err(e), _) => reply_err(out, &e),
+        (Ok(Err(())), _) => out.error(WRONGTYPE),
+        (Ok(Ok(())), Some(n)) => out.int(n),
+        (Ok(Ok(())), None) => out.error("ERR hash value is not an integer"),
+    }
+}

@@ -1,0 +1,219 @@
+//! Key commands.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{not_int, parse_i64, syntax, wrong_args};
+use crate::cache::{Modify, TtlChange};
+use crate::glob::glob_match;
+use crate::server::db::{Db, decode};
+use crate::server::reply::Out;
+
+pub(crate) fn del(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() < 2 {
+        return wrong_args(out, &args[0]);
+    }
+    let mut n = 0;
+    for key in &args[1..] {
+        match db.ns(key).remove(key) {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => {}
+            Err(e) => return out.error(&format!("ERR {e}")),
+        }
+    }
+    out.int(n);
+}
+
+pub(crate) fn exists(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() < 2 {
+        return wrong_args(out, &args[0]);
+    }
+    let n = args[1..].iter().filter(|k| db.ns(k).contains(k)).count();
+    out.int(n as i64);
+}
+
+pub(crate) fn expire(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+    if args.len() < 3 {
+        return wrong_args(out, &args[0]);
+    }
+    let Some(n) = parse_i64(&args[2]) else {
+        return not_int(out);
+    };
+    let now = db.cache.clock().now_millis() as i64;
+    let ms = match cmd {
+        "expire" => n.checked_mul(1000),
+        "pexpire" => Some(n),
+        "expireat" => n.checked_mul(1000).map(|at| at.saturating_sub(now)),
+        _ => Some(n.saturating_sub(now)),
+    };
+    let Some(ms) = ms else {
+        return out.error(&format!("ERR invalid expire time in '{cmd}' command"));
+    };
+    // NX / XX / GT / LT conditions.
+    let mut cond = None;
+    for opt in &args[3..] {
+        match String::from_utf8_lossy(opt).to_lowercase().as_str() {
+            c @ ("nx" | "xx" | "gt" | "lt") => cond = Some(c.to_owned()),
+            _ => return syntax(out),
+        }
+    }
+    let key = &args[1];
+    let ns = db.ns(key);
+    let Some(current) = ns.ttl(key) else {
+        return out.int(0);
+    };
+    let ok = match cond.as_deref() {
+        Some("nx") => current.is_none(),
+        Some("xx") => current.is_some(),
+        Some("gt") => current.is_some_and(|c| ms > c.as_millis() as i64),
+        Some("lt") => current.is_none_or(|c| ms < c.as_millis() as i64),
+        _ => true,
+    };
+    if !ok {
+        return out.int(0);
+    }
+    if ms <= 0 {
+        let _ = ns.remove(key);
+        return out.int(1);
+    }
+    out.int(i64::from(
+        ns.expire(key, Some(Duration::from_millis(ms as u64))),
+    ));
+}
+
+pub(crate) fn ttl(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+    if args.len() != 2 {
+        return wrong_args(out, &args[0]);
+    }
+    match db.ns(&args[1]).ttl(&args[1]) {
+        None => out.int(-2),
+        Some(None) => out.int(-1),
+        Some(Some(d)) if cmd == "ttl" => out.int(((d.as_millis() + 500) / 1000) as i64),
+        Some(Some(d)) => out.int(d.as_millis() as i64),
+    }
+}
+
+pub(crate) fn persist(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() != 2 {
+        return wrong_args(out, &args[0]);
+    }
+    let ns = db.ns(&args[1]);
+    match ns.ttl(&args[1]) {
+        Some(Some(_)) => out.int(i64::from(ns.expire(&args[1], None))),
+        _ => out.int(0),
+    }
+}
+
+pub(crate) fn type_of(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() != 2 {
+        return wrong_args(out, &args[0]);
+    }
+    let key = &args[1];
+    let name = db
+        .ns(key)
+        .get(key)
+        .and_then(|raw| decode(&raw))
+        .map_or("none", |v| v.type_name());
+    out.simple(name);
+}
+
+fn all_keys(db: &Db, pattern: &[u8]) -> Vec<Bytes> {
+    let mut keys = Vec::new();
+    for ns in db.namespaces() {
+        for k in ns.keys("*") {
+            if db.owns(&ns, &k) && glob_match(pattern, &k) {
+                keys.push(k);
+            }
+        }
+    }
+    keys.sort();
+    keys
+}
+
+pub(crate) fn keys(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() != 2 {
+        return wrong_args(out, &args[0]);
+    }
+    let keys = all_keys(db, &args[1]);
+    out.array(keys.len());
+    for k in keys {
+        out.bulk(&k);
+    }
+}
+
+/// SCAN over a sorted snapshot of the keys; the cursor is an index into it. Keys added or
+/// removed between calls may be missed or repeated, as Redis allows.
+pub(crate) fn scan(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() < 2 || !args.len().is_multiple_of(2) {
+        return wrong_args(out, &args[0]);
+    }
+    let Some(cursor) = parse_i64(&args[1]).filter(|c| *c >= 0) else {
+        return out.error("ERR invalid cursor");
+    };
+    let (mut pattern, mut count, mut kind) = (Bytes::from_static(b"*"), 10usize, None);
+    for kv in args[2..].chunks(2) {
+        match String::from_utf8_lossy(&kv[0]).to_lowercase().as_str() {
+            "match" => pattern = kv[1].clone(),
+            "count" => match parse_i64(&kv[1]) {
+                Some(n) if n > 0 => count = n as usize,
+                _ => return syntax(out),
+            },
+            "type" => kind = Some(String::from_utf8_lossy(&kv[1]).to_lowercase()),
+            _ => return syntax(out),
+        }
+    }
+    let keys = all_keys(db, &pattern);
+    let start = (cursor as usize).min(keys.len());
+    let end = (start + count).min(keys.len());
+    let page: Vec<&Bytes> = keys[start..end]
+        .iter()
+        .filter(|k| {
+            kind.as_deref().is_none_or(|t| {
+                db.ns(k)
+                    .get(k)
+                    .and_then(|raw| decode(&raw))
+                    .is_some_and(|v| v.type_name() == t)
+            })
+        })
+        .collect();
+    out.array(2);
+    let next = if end >= keys.len() { 0 } else { end };
+    out.bulk(next.to_string().as_bytes());
+    out.array(page.len());
+    for k in page {
+        out.bulk(k);
+    }
+}
+
+pub(crate) fn rename(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() != 3 {
+        return wrong_args(out, &args[0]);
+    }
+    let (from, to) = (&args[1], &args[2]);
+    let src = db.ns(from);
+    let Some(value) = src.get(from) else {
+        return out.error("ERR no such key");
+    };
+    let ttl = src.ttl(from).flatten();
+    let change = ttl.map_or(TtlChange::Clear, TtlChange::Set);
+    if let Err(e) = db.ns(to).modify(to, |_| Ok(Modify::Set(value, change))) {
+        return out.error(&format!("ERR {e}"));
+    }
+    if from != to {
+        let _ = src.remove(from);
+    }
+    out.ok();
+}
+
+pub(crate) fn dbsize(db: &Db, out: &mut Out) {
+    let n: usize = db.namespaces().iter().map(|ns| ns.keys("*").len()).sum();
+    out.int(n as i64);
+}
+
+pub(crate) fn flush(db: &Db, out: &mut Out) {
+    for ns in db.namespaces() {
+        ns.invalidate_all();
+    }
+    out.ok();
+}

@@ -1,0 +1,170 @@
+//! Commands: parse arguments, apply, write the Redis 7 reply. One module per command family.
+
+mod hashes;
+mod keys;
+mod pubsub;
+mod server;
+mod strings;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use bytes::Bytes;
+
+use super::Shared;
+use super::reply::Out;
+use crate::pubsub::Subscription;
+
+/// Per-connection state.
+#[derive(Debug)]
+pub struct Conn {
+    /// `CLIENT ID`.
+    pub id: u64,
+    /// `CLIENT SETNAME`.
+    pub name: Option<String>,
+    /// Authenticated (or no password is set).
+    pub authed: bool,
+    /// The connection's pub/sub subscription, once it subscribed to something.
+    pub sub: Option<Subscription>,
+    /// Channels and patterns subscribed, for counts in replies.
+    pub channels: Vec<String>,
+    /// Patterns subscribed.
+    pub patterns: Vec<String>,
+    /// Peer address.
+    pub addr: String,
+}
+
+impl Conn {
+    /// A new connection's state.
+    pub fn new(id: u64, authed: bool, addr: String) -> Self {
+        Self {
+            id,
+            name: None,
+            authed,
+            sub: None,
+            channels: Vec::new(),
+            patterns: Vec::new(),
+            addr,
+        }
+    }
+
+    /// Subscriptions held (channels + patterns).
+    pub fn subscriptions(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+}
+
+/// What the connection does after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Read the next command.
+    Continue,
+    /// Write what is buffered, then close.
+    Close,
+}
+
+/// Server-wide counters for `INFO`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Commands processed.
+    pub commands: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Clients connected now.
+    pub clients: AtomicU64,
+}
+
+pub(crate) fn wrong_args(out: &mut Out, name: &[u8]) {
+    out.error(&format!(
+        "ERR wrong number of arguments for '{}' command",
+        String::from_utf8_lossy(name).to_lowercase()
+    ));
+}
+
+pub(crate) fn parse_i64(b: &[u8]) -> Option<i64> {
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+pub(crate) fn not_int(out: &mut Out) {
+    out.error("ERR value is not an integer or out of range");
+}
+
+pub(crate) fn syntax(out: &mut Out) {
+    out.error("ERR syntax error");
+}
+
+/// Commands allowed while the connection is in subscribe mode (RESP2).
+fn allowed_in_subscribe(cmd: &str) -> bool {
+    matches!(
+        cmd,
+        "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "ping" | "quit" | "reset"
+    )
+}
+
+/// Runs one command.
+pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) -> Flow {
+    let Some(first) = args.first() else {
+        return Flow::Continue;
+    };
+    shared.stats.commands.fetch_add(1, Relaxed);
+    let mut name_buf = [0u8; 24];
+    let cmd = if first.len() <= name_buf.len() {
+        for (d, s) in name_buf.iter_mut().zip(first.iter()) {
+            *d = s.to_ascii_lowercase();
+        }
+        std::str::from_utf8(&name_buf[..first.len()]).unwrap_or("")
+    } else {
+        ""
+    };
+    if !conn.authed && !matches!(cmd, "auth" | "hello" | "quit" | "reset") {
+        out.error("NOAUTH Authentication required.");
+        return Flow::Continue;
+    }
+    if conn.subscriptions() > 0 && !out.resp3 && !allowed_in_subscribe(cmd) {
+        out.error(&format!(
+            "ERR Can't execute '{cmd}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+        ));
+        return Flow::Continue;
+    }
+    let db = &shared.db;
+    match cmd {
+        // strings
+        "get" => strings::get(shared, args, out),
+        "set" => strings::set(db, args, out),
+        "setnx" | "setex" | "psetex" => strings::set_variant(db, cmd, args, out),
+        "mget" => strings::mget(shared, args, out),
+        "mset" | "msetnx" => strings::mset(db, cmd, args, out),
+        "getset" | "getdel" | "getex" => strings::get_and(db, cmd, args, out),
+        "incr" | "decr" | "incrby" | "decrby" => strings::incr(db, cmd, args, out),
+        "incrbyfloat" => strings::incr_float(db, args, out),
+        "append" | "setrange" => strings::append(db, cmd, args, out),
+        "strlen" | "getrange" | "substr" => strings::read_part(db, cmd, args, out),
+        // keys
+        "del" | "unlink" => keys::del(db, args, out),
+        "exists" => keys::exists(db, args, out),
+        "expire" | "pexpire" | "expireat" | "pexpireat" => keys::expire(db, cmd, args, out),
+        "ttl" | "pttl" => keys::ttl(db, cmd, args, out),
+        "persist" => keys::persist(db, args, out),
+        "type" => keys::type_of(db, args, out),
+        "keys" => keys::keys(db, args, out),
+        "scan" => keys::scan(db, args, out),
+        "rename" => keys::rename(db, args, out),
+        "dbsize" => keys::dbsize(db, out),
+        "flushdb" | "flushall" => keys::flush(db, out),
+        // hashes
+        "hset" | "hmset" | "hsetnx" => hashes::hset(db, cmd, args, out),
+        "hget" | "hmget" | "hgetall" | "hkeys" | "hvals" | "hlen" | "hexists" | "hstrlen" => {
+            hashes::read(db, cmd, args, out);
+        }
+        "hdel" => hashes::hdel(db, args, out),
+        "hincrby" => hashes::hincrby(db, args, out),
+        // pub/sub
+        "publish" => pubsub::publish(db, args, out),
+        "subscribe" | "psubscribe" => pubsub::subscribe(db, conn, cmd, args, out),
+        "unsubscribe" | "punsubscribe" => pubsub::unsubscribe(conn, cmd, args, out),
+        "pubsub" => pubsub::introspect(db, args, out),
+        // connection and server
+        _ => return server::exec(shared, conn, cmd, args, out),
+    }
+    Flow::Continue
+}

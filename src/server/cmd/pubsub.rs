@@ -1,0 +1,125 @@
+//! Pub/sub commands. Messages reach the connection through its `Subscription`, which the
+//! connection loop drains between commands.
+
+use bytes::Bytes;
+
+use super::{Conn, wrong_args};
+use crate::glob::glob_match;
+use crate::pubsub::{SlowConsumer, SubscriptionConfig};
+use crate::server::db::Db;
+use crate::server::reply::Out;
+
+/// Messages a subscriber may have queued before it is disconnected (Redis's pub/sub
+/// output-buffer limit plays this role).
+const SUBSCRIBER_QUEUE: usize = 16 * 1024;
+
+pub(crate) fn publish(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() != 3 {
+        return wrong_args(out, &args[0]);
+    }
+    let channel = String::from_utf8_lossy(&args[1]);
+    out.int(db.pubsub.publish(&channel, args[2].clone()) as i64);
+}
+
+pub(crate) fn subscribe(db: &Db, conn: &mut Conn, cmd: &str, args: &[Bytes], out: &mut Out) {
+    if args.len() < 2 {
+        return wrong_args(out, &args[0]);
+    }
+    let sub = conn.sub.get_or_insert_with(|| {
+        db.pubsub.subscribe(
+            &[],
+            SubscriptionConfig::default()
+                .with_capacity(SUBSCRIBER_QUEUE)
+                .with_policy(SlowConsumer::Disconnect),
+        )
+    });
+    for name in &args[1..] {
+        let name = String::from_utf8_lossy(name).into_owned();
+        if cmd == "subscribe" {
+            sub.add_channel(&name);
+            if !conn.channels.contains(&name) {
+                conn.channels.push(name.clone());
+            }
+        } else {
+            sub.add_pattern(&name);
+            if !conn.patterns.contains(&name) {
+                conn.patterns.push(name.clone());
+            }
+        }
+        out.push(3);
+        out.bulk(cmd.as_bytes());
+        out.bulk(name.as_bytes());
+        out.int((conn.channels.len() + conn.patterns.len()) as i64);
+    }
+}
+
+pub(crate) fn unsubscribe(conn: &mut Conn, cmd: &str, args: &[Bytes], out: &mut Out) {
+    let channel_kind = cmd == "unsubscribe";
+    let names: Vec<String> = if args.len() > 1 {
+        args[1..]
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    } else if channel_kind {
+        conn.channels.clone()
+    } else {
+        conn.patterns.clone()
+    };
+    if names.is_empty() {
+        out.push(3);
+        out.bulk(cmd.as_bytes());
+        out.null();
+        out.int(conn.subscriptions() as i64);
+    }
+    for name in names {
+        if let Some(sub) = &conn.sub {
+            if channel_kind {
+                sub.remove_channel(&name);
+            } else {
+                sub.remove_pattern(&name);
+            }
+        }
+        if channel_kind {
+            conn.channels.retain(|c| c != &name);
+        } else {
+            conn.patterns.retain(|p| p != &name);
+        }
+        out.push(3);
+        out.bulk(cmd.as_bytes());
+        out.bulk(name.as_bytes());
+        out.int(conn.subscriptions() as i64);
+    }
+    if conn.subscriptions() == 0 {
+        conn.sub = None;
+    }
+}
+
+pub(crate) fn introspect(db: &Db, args: &[Bytes], out: &mut Out) {
+    let Some(sub) = args.get(1) else {
+        return wrong_args(out, &args[0]);
+    };
+    match String::from_utf8_lossy(sub).to_lowercase().as_str() {
+        "channels" => {
+            let pattern = args.get(2).map_or(&b"*"[..], |p| &p[..]);
+            let chans: Vec<String> = db
+                .pubsub
+                .channels("*")
+                .into_iter()
+                .filter(|c| glob_match(pattern, c.as_bytes()))
+                .collect();
+            out.array(chans.len());
+            for c in chans {
+                out.bulk(c.as_bytes());
+            }
+        }
+        "numsub" => {
+            out.array((args.len() - 2) * 2);
+            for c in &args[2..] {
+                out.bulk(c);
+                out.int(db.pubsub.subscribers(&String::from_utf8_lossy(c)) as i64);
+            }
+        }
+        "numpat" => out.int(db.pubsub.pattern_count() as i64),
+        _ => out.error("ERR unknown subcommand"),
+    }
+}

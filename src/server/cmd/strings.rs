@@ -1,0 +1,400 @@
+//! String commands.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{not_int, parse_i64, syntax, wrong_args};
+use crate::cache::{Modify, TtlChange};
+use crate::error::{CacheError, Error};
+use crate::server::Shared;
+use crate::server::db::{Db, WRONGTYPE, as_str, encode_str};
+use crate::server::reply::{Out, format_double};
+
+/// Runs `f` on the string at `key` atomically; a non-string sets `wrong` and keeps the key.
+fn modify_str(
+    db: &Db,
+    key: &[u8],
+    f: impl FnOnce(Option<Bytes>) -> Result<Modify, CacheError>,
+) -> Result<Result<Option<Bytes>, ()>, Error> {
+    let mut wrong = false;
+    let prev = db.ns(key).modify(key, |cur| match as_str(cur) {
+        Ok(s) => f(s),
+        Err(()) => {
+            wrong = true;
+            Ok(Modify::Keep)
+        }
+    })?;
+    if wrong {
+        return Ok(Err(()));
+    }
+    Ok(as_str(prev.as_ref()))
+}
+
+pub(crate) fn reply_err(out: &mut Out, e: &Error) {
+    match e {
+        Error::Cache(CacheError::TooLarge { .. }) => {
+            out.error("OOM command not allowed when used memory > 'maxmemory'.");
+        }
+        other => out.error(&format!("ERR {other}")),
+    }
+}
+
+pub(crate) fn get(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
+    if args.len() != 2 {
+        return wrong_args(out, &args[0]);
+    }
+    let key = &args[1];
+    match as_str(shared.db.ns(key).get(key).as_ref()) {
+        Ok(v) => out.opt_bulk(v.as_deref()),
+        Err(()) => out.error(WRONGTYPE),
+    }
+}
+
+fn now_ms(db: &Db) -> u64 {
+    db.cache.clock().now_millis()
+}
+
+/// Parses an expiry option value into a TTL; `Err` replies already written.
+fn ttl_from(
+    db: &Db,
+    unit: &str,
+    v: &[u8],
+    cmd: &str,
+    out: &mut Out,
+) -> Result<Option<Duration>, ()> {
+    let Some(n) = parse_i64(v) else {
+        not_int(out);
+        return Err(());
+    };
+    if n <= 0 && matches!(unit, "ex" | "px") {
+        out.error(&format!("ERR invalid expire time in '{cmd}' command"));
+        return Err(());
+    }
+    let ms = match unit {
+        "ex" => n.checked_mul(1000),
+        "px" => Some(n),
+        "exat" => n.checked_mul(1000).map(|at| at - now_ms(db) as i64),
+        _ => Some(n - now_ms(db) as i64),
+    };
+    match ms {
+        None => {
+            out.error(&format!("ERR invalid expire time in '{cmd}' command"));
+            Err(())
+        }
+        // A deadline already passed: the key is written and gone at once.
+        Some(ms) if ms <= 0 => Ok(Some(Duration::ZERO)),
+        Some(ms) => Ok(Some(Duration::from_millis(ms as u64))),
+    }
+}
+
+pub(crate) fn set(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() < 3 {
+        return wrong_args(out, &args[0]);
+    }
+    let (key, value) = (&args[1], &args[2]);
+    let (mut nx, mut xx, mut get, mut keep) = (false, false, false, false);
+    let mut ttl: Option<Duration> = None;
+    let mut i = 3;
+    while i < args.len() {
+        let opt = String::from_utf8_lossy(&args[i]).to_lowercase();
+        match opt.as_str() {
+            "nx" => nx = true,
+            "xx" => xx = true,
+            "get" => get = true,
+            "keepttl" => keep = true,
+            "ex" | "px" | "exat" | "pxat" if i + 1 < args.len() && ttl.is_none() => {
+                match ttl_from(db, &opt, &args[i + 1], "set", out) {
+                    Ok(t) => ttl = t,
+                    Err(()) => return,
+                }
+                i += 1;
+            }
+            _ => return syntax(out),
+        }
+        i += 1;
+    }
+    if (nx && xx) || (keep && ttl.is_some()) {
+        return syntax(out);
+    }
+    let stored = encode_str(value);
+    let mut written = false;
+    let r = modify_str(db, key, |cur| {
+        if (nx && cur.is_some()) || (xx && cur.is_none()) {
+            return Ok(Modify::Keep);
+        }
+        written = true;
+        Ok(match ttl {
+            Some(t) if t.is_zero() => Modify::Remove,
+            Some(t) => Modify::Set(stored, TtlChange::Set(t)),
+            None if keep => Modify::Set(stored, TtlChange::Keep),
+            None => Modify::Set(stored, TtlChange::Clear),
+        })
+    });
+    match r {
+        Err(e) => reply_err(out, &e),
+        Ok(Err(())) => out.error(WRONGTYPE),
+        Ok(Ok(prev)) if get => out.opt_bulk(prev.as_deref()),
+        Ok(Ok(_)) if written => out.ok(),
+        Ok(Ok(_)) => out.null(),
+    }
+}
+
+pub(crate) fn set_variant(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+    let want = if cmd == "setnx" { 3 } else { 4 };
+    if args.len() != want {
+        return wrong_args(out, &args[0]);
+    }
+    if cmd == "setnx" {
+        let stored = encode_str(&args[2]);
+        let mut written = false;
+        match modify_str(db, &args[1], |cur| {
+            if cur.is_some() {
+                return Ok(Modify::Keep);
+            }
+            written = true;
+            Ok(Modify::Set(stored, TtlChange::Clear))
+        }) {
+            Err(e) => reply_err(out, &e),
+            Ok(Err(())) => out.int(0),
+            Ok(Ok(_)) => out.int(i64::from(written)),
+        }
+        return;
+    }
+    let unit = if cmd == "setex" { "ex" } else { "px" };
+    let ttl = match ttl_from(db, unit, &args[2], cmd, out) {
+        Ok(Some(t)) => t,
+        _ => return,
+    };
+    let key = &args[1];
+    match db.ns(key).modify(key, |_| {
+        Ok(Modify::Set(encode_str(&args[3]), TtlChange::Set(ttl)))
+    }) {
+        Ok(_) => out.ok(),
+        Err(e) => reply_err(out, &e),
+    }
+}
+
+pub(crate) fn mget(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
+    if args.len() < 2 {
+        return wrong_args(out, &args[0]);
+    }
+    out.array(args.len() - 1);
+    for key in &args[1..] {
+        // A key of another type reads as nil, as in Redis.
+        let v = as_str(shared.db.ns(key).get(key).as_ref()).ok().flatten();
+        out.opt_bulk(v.as_deref());
+    }
+}
+
+pub(crate) fn mset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+    if args.len() < 3 || args.len().is_multiple_of(2) {
+        return wrong_args(out, &args[0]);
+    }
+    if cmd == "msetnx" && args[1..].chunks(2).any(|kv| db.ns(&kv[0]).contains(&kv[0])) {
+        return out.int(0);
+    }
+    for kv in args[1..].chunks(2) {
+        if let Err(e) = db.ns(&kv[0]).modify(&kv[0], |_| {
+            Ok(Modify::Set(encode_str(&kv[1]), TtlChange::Clear))
+        }) {
+            return reply_err(out, &e);
+        }
+    }
+    if cmd == "msetnx" {
+        out.int(1)
+    } else {
+        out.ok()
+    }
+}
+
+pub(crate) fn get_and(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+    let key = match (cmd, args.len()) {
+        ("getset", 3) | ("getdel", 2) => &args[1],
+        ("getex", n) if n >= 2 => &args[1],
+        _ => return wrong_args(out, &args[0]),
+    };
+    let mut change = None;
+    if cmd == "getex" {
+        let mut i = 2;
+        while i < args.len() {
+            let opt = String::from_utf8_lossy(&args[i]).to_lowercase();
+            match opt.as_str() {
+                "persist" => change = Some(TtlChange::Clear),
+                "ex" | "px" | "exat" | "pxat" if i + 1 < args.len() => {
+                    match ttl_from(db, &opt, &args[i + 1], "getex", out) {
+                        Ok(Some(t)) => change = Some(TtlChange::Set(t)),
+                        Ok(None) => {}
+                        Err(()) => return,
+                    }
+                    i += 1;
+                }
+                _ => return syntax(out),
+            }
+            i += 1;
+        }
+    }
+    let r = modify_str(db, key, |cur| {
+        Ok(match (cmd, cur) {
+            ("getset", _) => Modify::Set(encode_str(&args[2]), TtlChange::Clear),
+            ("getdel", Some(_)) => Modify::Remove,
+            ("getex", Some(v)) => match change {
+                Some(TtlChange::Set(t)) if t.is_zero() => Modify::Remove,
+                Some(c) => Modify::Set(encode_str(&v), c),
+                None => Modify::Keep,
+            },
+            _ => Modify::Keep,
+        })
+    });
+    match r {
+        Err(e) => reply_err(out, &e),
+        Ok(Err(())) => out.error(WRONGTYPE),
+        Ok(Ok(prev)) => out.opt_bulk(prev.as_deref()),
+    }
+}
+
+pub(crate) fn incr(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+    let by = match (cmd, args.len()) {
+        ("incr", 2) => 1,
+        ("decr", 2) => -1,
+        ("incrby" | "decrby", 3) => match parse_i64(&args[2]) {
+            Some(n) if cmd == "incrby" => n,
+            Some(n) => match n.checked_neg() {
+                Some(n) => n,
+                None => return not_int(out),
+            },
+            None => return not_int(out),
+        },
+        _ => return wrong_args(out, &args[0]),
+    };
+    let mut result = None;
+    let r = modify_str(db, &args[1], |cur| {
+        let n = match cur {
+            None => 0,
+            Some(v) => match parse_i64(&v) {
+                Some(n) => n,
+                None => return Ok(Modify::Keep),
+            },
+        };
+        let Some(sum) = n.checked_add(by) else {
+            return Ok(Modify::Keep);
+        };
+        result = Some(sum);
+        let mut b = itoa::Buffer::new();
+        Ok(Modify::Set(
+            encode_str(b.format(sum).as_bytes()),
+            TtlChange::Keep,
+        ))
+    });
+    match (r, result) {
+        (Err(e), _) => reply_err(out, &e),
+        (Ok(Err(())), _) => out.error(WRONGTYPE),
+        (Ok(Ok(_)), Some(n)) => out.int(n),
+        (Ok(Ok(_)), None) => not_int(out),
+    }
+}
+
+pub(crate) fn incr_float(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() != 3 {
+        return wrong_args(out, &args[0]);
+    }
+    let Some(by) = std::str::from_utf8(&args[2])
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+    else {
+        return out.error("ERR value is not a valid float");
+    };
+    let mut result = None;
+    let r = modify_str(db, &args[1], |cur| {
+        let n = match cur {
+            None => 0.0,
+            Some(v) => match std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+            {
+                Some(n) => n,
+                None => return Ok(Modify::Keep),
+            },
+        };
+        let sum = n + by;
+        if !sum.is_finite() {
+            return Ok(Modify::Keep);
+        }
+        let s = format_double(sum);
+        result = Some(s.clone());
+        Ok(Modify::Set(encode_str(s.as_bytes()), TtlChange::Keep))
+    });
+    match (r, result) {
+        (Err(e), _) => reply_err(out, &e),
+        (Ok(Err(())), _) => out.error(WRONGTYPE),
+        (Ok(Ok(_)), Some(s)) => out.bulk(s.as_bytes()),
+        (Ok(Ok(_)), None) => out.error("ERR value is not a valid float"),
+    }
+}
+
+pub(crate) fn append(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+    let want = if cmd == "append" { 3 } else { 4 };
+    if args.len() != want {
+        return wrong_args(out, &args[0]);
+    }
+    let offset = if cmd == "setrange" {
+        match parse_i64(&args[2]) {
+            Some(n) if (0..512 * 1024 * 1024).contains(&n) => Some(n as usize),
+            Some(_) => return out.error("ERR offset is out of range"),
+            None => return not_int(out),
+        }
+    } else {
+        None
+    };
+    let piece = args.last().cloned().unwrap_or_default();
+    let mut len = 0;
+    let r = modify_str(db, &args[1], |cur| {
+        let mut v = cur.map(|b| b.to_vec()).unwrap_or_default();
+        match offset {
+            None => v.extend_from_slice(&piece),
+            Some(off) => {
+                if piece.is_empty() {
+                    len = v.len();
+                    return Ok(Modify::Keep);
+                }
+                if v.len() < off + piece.len() {
+                    v.resize(off + piece.len(), 0);
+                }
+                v[off..off + piece.len()].copy_from_slice(&piece);
+            }
+        }
+        len = v.len();
+        Ok(Modify::Set(encode_str(&v), TtlChange::Keep))
+    });
+    match r {
+        Err(e) => reply_err(out, &e),
+        Ok(Err(())) => out.error(WRONGTYPE),
+        Ok(Ok(_)) => out.int(len as i64),
+    }
+}
+
+pub(crate) fn read_part(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+    let want = if cmd == "strlen" { 2 } else { 4 };
+    if args.len() != want {
+        return wrong_args(out, &args[0]);
+    }
+    let key = &args[1];
+    let v = match as_str(db.ns(key).get(key).as_ref()) {
+        Ok(v) => v.unwrap_or_default(),
+        Err(()) => return out.error(WRONGTYPE),
+    };
+    if cmd == "strlen" {
+        return out.int(v.len() as i64);
+    }
+    let (Some(start), Some(end)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
+        return not_int(out);
+    };
+    let len = v.len() as i64;
+    let norm = |i: i64| if i < 0 { (len + i).max(0) } else { i };
+    let (s, e) = (norm(start), norm(end).min(len - 1));
+    if len == 0 || s > e || s >= len {
+        return out.bulk(b"");
+    }
+    out.bulk(&v[s as usize..=e as usize]);
+}
