@@ -1,0 +1,354 @@
+//! Black-box tests of `quipu serve` with the `redis` client crate over TCP: every command
+//! group, pipelining, RESP3, pub/sub, errors and WRONGTYPE, malformed frames and limits, and
+//! `redis-cli` when it is installed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use quipu::server::{Server, ServerConfig};
+use redis::{Commands, RedisResult, Value};
+
+struct Running {
+    rt: tokio::runtime::Runtime,
+    server: Option<Server>,
+    _dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Running {
+    fn start(password: Option<&str>) -> Self {
+        let dir = common::tempdir();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = ServerConfig {
+            data_dir: dir.path().to_owned(),
+            port: 0,
+            password: password.map(str::to_owned),
+            max_bulk: 1024 * 1024,
+            ..ServerConfig::default()
+        };
+        let server = rt.block_on(Server::start(config)).unwrap();
+        let port = server.local_addr().port();
+        Self {
+            rt,
+            server: Some(server),
+            _dir: dir,
+            port,
+        }
+    }
+
+    fn con(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    fn raw(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        s.write_all(bytes).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            let _ = self.rt.block_on(s.shutdown());
+        }
+    }
+}
+
+#[test]
+fn strings() {
+    let srv = Running::start(None);
+    let mut c = srv.con();
+    let _: () = c.set("k", "v").unwrap();
+    assert_eq!(c.get::<_, String>("k").unwrap(), "v");
+    assert_eq!(c.get::<_, Option<String>>("missing").unwrap(), None);
+    let r: Option<String> = redis::cmd("SET")
+        .arg("k")
+        .arg("w")
+        .arg("NX")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(r, None);
+    let r: Option<String> = redis::cmd("SET")
+        .arg("k")
+        .arg("w")
+        .arg("XX")
+        .arg("GET")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(r.as_deref(), Some("v"));
+    let _: () = redis::cmd("SET")
+        .arg("t")
+        .arg("1")
+        .arg("EX")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
+    let ttl: i64 = c.ttl("t").unwrap();
+    assert!((99..=100).contains(&ttl));
+    let _: () = redis::cmd("SET")
+        .arg("t")
+        .arg("2")
+        .arg("KEEPTTL")
+        .query(&mut c)
+        .unwrap();
+    assert!(c.ttl::<_, i64>("t").unwrap() > 0);
+    assert_eq!(c.incr::<_, _, i64>("n", 5).unwrap(), 5);
+    assert_eq!(c.decr::<_, _, i64>("n", 2).unwrap(), 3);
+    let err: RedisResult<i64> = c.incr("k", 1);
+    assert!(err.unwrap_err().to_string().contains("not an integer"));
+    let f: String = redis::cmd("INCRBYFLOAT")
+        .arg("f")
+        .arg("1.5")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(f, "1.5");
+    assert_eq!(c.append::<_, _, i64>("s", "ab").unwrap(), 2);
+    assert_eq!(c.append::<_, _, i64>("s", "cd").unwrap(), 4);
+    assert_eq!(c.strlen::<_, i64>("s").unwrap(), 4);
+    assert_eq!(c.getrange::<_, String>("s", 1, -2).unwrap(), "bc");
+    assert_eq!(c.setrange::<_, _, i64>("s", 6, "x").unwrap(), 7);
+    let _: () = c.mset(&[("a", "1"), ("b", "2")]).unwrap();
+    let v: Vec<Option<String>> = c.mget(&["a", "nope", "b"]).unwrap();
+    assert_eq!(v, vec![Some("1".into()), None, Some("2".into())]);
+    assert!(c.set_nx::<_, _, bool>("a", "9").unwrap() == false);
+    let old: String = c.getset("a", "3").unwrap();
+    assert_eq!(old, "1");
+    let gone: String = redis::cmd("GETDEL").arg("a").query(&mut c).unwrap();
+    assert_eq!(gone, "3");
+    assert!(!c.exists::<_, bool>("a").unwrap());
+    let _: () = c.set_ex("e", "x", 50).unwrap();
+    let _: String = redis::cmd("GETEX")
+        .arg("e")
+        .arg("PERSIST")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(c.ttl::<_, i64>("e").unwrap(), -1);
+}
+
+#[test]
+fn keys_and_expiry() {
+    let srv = Running::start(None);
+    let mut c = srv.con();
+    for k in ["user:1", "user:2", "cart:1"] {
+        let _: () = c.set(k, "x").unwrap();
+    }
+    let mut keys: Vec<String> = c.keys("user:*").unwrap();
+    keys.sort();
+    assert_eq!(keys, vec!["user:1", "user:2"]);
+    assert_eq!(
+        c.exists::<_, i64>(&["user:1", "cart:1", "none"]).unwrap(),
+        2
+    );
+    assert!(c.expire::<_, bool>("user:1", 100).unwrap());
+    assert!(c.pttl::<_, i64>("user:1").unwrap() > 99_000);
+    assert!(c.persist::<_, bool>("user:1").unwrap());
+    assert_eq!(c.ttl::<_, i64>("none").unwrap(), -2);
+    let _: () = c.pexpire("cart:1", 1).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(!c.exists::<_, bool>("cart:1").unwrap());
+    assert_eq!(c.del::<_, i64>(&["user:2", "none"]).unwrap(), 1);
+    let _: () = c.rename("user:1", "user:9").unwrap();
+    assert_eq!(c.get::<_, String>("user:9").unwrap(), "x");
+    let t: String = redis::cmd("TYPE").arg("user:9").query(&mut c).unwrap();
+    assert_eq!(t, "string");
+    for i in 0..25 {
+        let _: () = c.set(format!("s:{i}"), i).unwrap();
+    }
+    let mut cursor = 0u64;
+    let mut seen = Vec::new();
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("s:*")
+            .arg("COUNT")
+            .arg(7)
+            .query(&mut c)
+            .unwrap();
+        seen.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(seen.len(), 25);
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(), 26);
+    let _: () = redis::cmd("FLUSHDB").query(&mut c).unwrap();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(), 0);
+}
+
+#[test]
+fn hashes_and_wrongtype() {
+    let srv = Running::start(None);
+    let mut c = srv.con();
+    assert_eq!(
+        c.hset_multiple::<_, _, _, String>("sess:1", &[("user", "ana"), ("cart", "2")])
+            .unwrap(),
+        "OK"
+    );
+    assert_eq!(c.hget::<_, _, String>("sess:1", "user").unwrap(), "ana");
+    assert_eq!(c.hincr::<_, _, _, i64>("sess:1", "cart", 3).unwrap(), 5);
+    assert_eq!(c.hlen::<_, i64>("sess:1").unwrap(), 2);
+    assert!(c.hexists::<_, _, bool>("sess:1", "cart").unwrap());
+    let all: std::collections::HashMap<String, String> = c.hgetall("sess:1").unwrap();
+    assert_eq!(all.get("cart").map(String::as_str), Some("5"));
+    assert_eq!(c.hdel::<_, _, i64>("sess:1", "cart").unwrap(), 1);
+    let keys: Vec<String> = c.hkeys("sess:1").unwrap();
+    assert_eq!(keys, vec!["user"]);
+    let err = c.get::<_, String>("sess:1").unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    let _: () = c.set("str", "x").unwrap();
+    let err = c.hget::<_, _, String>("str", "f").unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"));
+    assert_eq!(c.hdel::<_, _, i64>("sess:1", "user").unwrap(), 1);
+    assert!(
+        !c.exists::<_, bool>("sess:1").unwrap(),
+        "an emptied hash is gone"
+    );
+}
+
+#[test]
+fn pipelining_and_errors() {
+    let srv = Running::start(None);
+    let mut c = srv.con();
+    let mut pipe = redis::pipe();
+    for i in 0..1000 {
+        pipe.cmd("SET").arg(format!("p{i}")).arg(i).ignore();
+    }
+    pipe.cmd("GET").arg("p999").cmd("DBSIZE");
+    let (v, n): (String, i64) = pipe.query(&mut c).unwrap();
+    assert_eq!((v.as_str(), n), ("999", 1000));
+    let err = redis::cmd("NOSUCH")
+        .arg("x")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown command"));
+    let err = redis::cmd("GET").query::<()>(&mut c).unwrap_err();
+    assert!(err.to_string().contains("wrong number of arguments"));
+    // Inline commands, as telnet or nc send them.
+    assert_eq!(
+        srv.raw(b"PING\r\nSET a 1\r\nGET a\r\n"),
+        b"+PONG\r\n+OK\r\n$1\r\n1\r\n"
+    );
+    // A malformed frame gets a protocol error and the connection is closed; the server stays up.
+    let reply = srv.raw(b"*1\r\n$abc\r\n");
+    assert!(
+        reply.starts_with(b"-ERR Protocol error"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    // An over-limit bulk (the test server allows 1 MiB) is refused before it is read.
+    let reply = srv.raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$9999999\r\n");
+    assert!(reply.starts_with(b"-ERR Protocol error: invalid bulk length"));
+    assert_eq!(
+        c.get::<_, String>("p1").unwrap(),
+        "1",
+        "nothing stored was lost"
+    );
+}
+
+#[test]
+fn resp3_hello_and_auth() {
+    let srv = Running::start(Some("s3cret"));
+    let reply = srv.raw(b"GET k\r\n");
+    assert!(reply.starts_with(b"-NOAUTH"));
+    let reply = srv.raw(b"AUTH wrong\r\n");
+    assert!(reply.starts_with(b"-WRONGPASS"));
+    let reply = srv.raw(b"HELLO 3 AUTH default s3cret\r\nSET k v\r\nGET missing\r\nHGETALL h\r\n");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("%7\r\n"), "{text}");
+    assert!(text.contains("$5\r\nproto\r\n:3\r\n"));
+    assert!(text.ends_with("+OK\r\n_\r\n%0\r\n"), "{text}");
+    let client = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", srv.port)).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let _: () = c.set("x", "1").unwrap();
+    assert_eq!(c.get::<_, String>("x").unwrap(), "1");
+}
+
+#[test]
+fn pub_sub() {
+    let srv = Running::start(None);
+    let mut sub_con = srv.con();
+    let mut publisher = srv.con();
+    let mut sub = sub_con.as_pubsub();
+    sub.subscribe("orders").unwrap();
+    sub.psubscribe("gps:*").unwrap();
+    sub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n: i64 = publisher.publish("orders", "paid").unwrap();
+    assert_eq!(n, 1);
+    let m = sub.get_message().unwrap();
+    assert_eq!(m.get_channel_name(), "orders");
+    assert_eq!(m.get_payload::<String>().unwrap(), "paid");
+    let _: i64 = publisher.publish("gps:77", "-0.18,-78.47").unwrap();
+    let m = sub.get_message().unwrap();
+    assert_eq!(m.get_pattern::<String>().unwrap(), "gps:*");
+    assert_eq!(m.get_channel_name(), "gps:77");
+    let numsub: Vec<Value> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("orders")
+        .query(&mut publisher)
+        .unwrap();
+    assert_eq!(numsub.len(), 2);
+    assert_eq!(
+        redis::cmd("PUBSUB")
+            .arg("NUMPAT")
+            .query::<i64>(&mut publisher)
+            .unwrap(),
+        1
+    );
+    sub.unsubscribe("orders").unwrap();
+    drop(sub);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        publisher.publish::<_, _, i64>("orders", "again").unwrap(),
+        0
+    );
+}
+
+#[test]
+fn redis_cli_talks_to_it() {
+    if std::process::Command::new("redis-cli")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("redis-cli not installed: skipped");
+        return;
+    }
+    let srv = Running::start(None);
+    let port = srv.port.to_string();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &port])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(run(&["PING"]), "PONG");
+    assert_eq!(run(&["SET", "greeting", "hola"]), "OK");
+    assert_eq!(run(&["GET", "greeting"]), "hola");
+    assert_eq!(run(&["INCRBY", "visits", "3"]), "3");
+    assert!(run(&["INFO"]).contains("keyspace_hits:"));
+}
