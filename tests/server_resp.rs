@@ -131,7 +131,7 @@ fn strings() {
     let _: () = c.mset(&[("a", "1"), ("b", "2")]).unwrap();
     let v: Vec<Option<String>> = c.mget(&["a", "nope", "b"]).unwrap();
     assert_eq!(v, vec![Some("1".into()), None, Some("2".into())]);
-    assert!(c.set_nx::<_, _, bool>("a", "9").unwrap() == false);
+    assert!(!c.set_nx::<_, _, bool>("a", "9").unwrap());
     let old: String = c.getset("a", "3").unwrap();
     assert_eq!(old, "1");
     let gone: String = redis::cmd("GETDEL").arg("a").query(&mut c).unwrap();
