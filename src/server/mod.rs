@@ -6,6 +6,7 @@ mod cmd;
 pub(crate) mod db;
 pub mod frame;
 mod reply;
+mod streams;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -83,6 +84,7 @@ impl Default for ServerConfig {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub db: Db,
+    pub log: crate::log::Log,
     pub config: ServerConfig,
     pub stats: Stats,
     pub started: Instant,
@@ -143,6 +145,7 @@ impl Server {
                 rules: Arc::new(rules),
                 pubsub: quipu.pubsub().clone(),
             },
+            log: quipu.log().clone(),
             limits: Limits {
                 max_bulk: config.max_bulk,
                 ..Limits::default()
@@ -250,6 +253,7 @@ async fn serve(
     let mut out = Out::default();
     let id = shared.next_id.fetch_add(1, Relaxed);
     let mut conn = Conn::new(id, shared.config.password.is_none(), addr.to_string());
+    let mut pending: Vec<PendingAdd> = Vec::new();
     loop {
         let mut close = false;
         loop {
@@ -257,6 +261,20 @@ async fn serve(
                 Ok((ranges, used)) => {
                     let frame = input.split_to(used).freeze();
                     let args: Vec<Bytes> = ranges.into_iter().map(|r| frame.slice(r)).collect();
+                    if args
+                        .first()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(b"xadd"))
+                        && conn.authed
+                    {
+                        // Appended now, in order; acknowledged together once durable, so the
+                        // XADDs of one pipeline share fsyncs.
+                        match streams::prepare_xadd(shared, &args) {
+                            Ok((t, msg, maxlen)) => pending.push(Ok(streams::xadd(t, msg, maxlen))),
+                            Err(e) => pending.push(Err(e)),
+                        }
+                        continue;
+                    }
+                    flush_pending(&mut pending, &mut out).await;
                     if cmd::exec(shared, &mut conn, &args, &mut out) == Flow::Close {
                         close = true;
                         break;
@@ -269,12 +287,14 @@ async fn serve(
                 }
                 Err(ParseError::Incomplete) => break,
                 Err(ParseError::Invalid(msg)) => {
+                    flush_pending(&mut pending, &mut out).await;
                     out.error(&format!("ERR {msg}"));
                     close = true;
                     break;
                 }
             }
         }
+        flush_pending(&mut pending, &mut out).await;
         if !out.buf.is_empty() {
             if wr.write_all(&out.buf).await.is_err() {
                 return;
@@ -309,6 +329,38 @@ async fn serve(
         match read {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
+        }
+    }
+}
+
+type PendingAdd = Result<
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>,
+    String,
+>;
+
+/// Waits for the pipelined XADDs (their appends run concurrently and share fsyncs) and writes
+/// their replies in order.
+async fn flush_pending(pending: &mut Vec<PendingAdd>, out: &mut Out) {
+    if pending.is_empty() {
+        return;
+    }
+    let mut futures = Vec::new();
+    let mut slots = Vec::new();
+    for p in pending.drain(..) {
+        match p {
+            Ok(f) => {
+                slots.push(None);
+                futures.push(f);
+            }
+            Err(e) => slots.push(Some(Err(e))),
+        }
+    }
+    let mut results = futures_util::future::join_all(futures).await.into_iter();
+    for slot in slots {
+        match slot.or_else(|| results.next()) {
+            Some(Ok(id)) => out.bulk(id.as_bytes()),
+            Some(Err(e)) => out.error(&e),
+            None => {}
         }
     }
 }

@@ -163,6 +163,11 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         "subscribe" | "psubscribe" => pubsub::subscribe(db, conn, cmd, args, out),
         "unsubscribe" | "punsubscribe" => pubsub::unsubscribe(conn, cmd, args, out),
         "pubsub" => pubsub::introspect(db, args, out),
+        // streams (XADD is run by the connection loop: it waits for durability)
+        "xlen" => crate::server::streams::xlen(shared, args, out),
+        "xrange" => crate::server::streams::xrange(shared, args, false, out),
+        "xrevrange" => crate::server::streams::xrange(shared, args, true, out),
+        "xread" => crate::server::streams::xread(shared, args, out),
         // connection and server
         _ => return server::exec(shared, conn, cmd, args, out),
     }
