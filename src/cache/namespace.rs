@@ -580,34 +580,47 @@ impl NsInner {
         now: u64,
     ) {
         let (hash, shard) = self.locate(key);
-        let w = weight(key.len(), value.len());
         let mut removed = Vec::new();
         {
             let mut g = shard.write();
-            let (slot, replaced) = g.insert(hash, key, value, expiry, tags, now);
-            self.used.fetch_add(w, Relaxed);
-            if let Some(r) = replaced {
-                self.used.fetch_sub(r.weight, Relaxed);
-                removed.push((r, RemovalCause::Replaced));
-            }
-            while self.used.load(Relaxed) > self.config.max_bytes {
-                let Some(r) = g.evict_one(slot, now) else {
-                    break;
-                };
-                self.used.fetch_sub(r.weight, Relaxed);
-                let cause = if r.expired {
-                    RemovalCause::Expired
-                } else {
-                    RemovalCause::Size
-                };
-                removed.push((r, cause));
-            }
+            self.insert_locked(&mut g, hash, key, value, expiry, tags, now, &mut removed);
         }
         self.counters.inserts.fetch_add(1, Relaxed);
         if self.used.load(Relaxed) > self.config.max_bytes {
             self.evict_elsewhere(self.shard_index(hash), now, &mut removed);
         }
         self.notify(removed);
+    }
+
+    /// Inserts under the shard's write lock, then evicts from that shard (never the new entry)
+    /// while the namespace is over budget. The one place that charges the budget for an insert.
+    #[allow(clippy::too_many_arguments)]
+    fn insert_locked(
+        &self,
+        g: &mut Shard,
+        hash: u64,
+        key: &[u8],
+        value: Bytes,
+        expiry: Expiry,
+        tags: &[Arc<str>],
+        now: u64,
+        removed: &mut Vec<(Removed, RemovalCause)>,
+    ) {
+        let w = weight(key.len(), value.len());
+        let (slot, replaced) = g.insert(hash, key, value, expiry, tags, now);
+        self.used.fetch_add(w, Relaxed);
+        if let Some(r) = replaced {
+            self.used.fetch_sub(r.weight, Relaxed);
+            removed.push((r, RemovalCause::Replaced));
+        }
+        while self.used.load(Relaxed) > self.config.max_bytes {
+            let Some(r) = g.evict_one(slot, now) else {
+                break;
+            };
+            self.used.fetch_sub(r.weight, Relaxed);
+            // `notify` reports an expired victim as `Expired`.
+            removed.push((r, RemovalCause::Size));
+        }
     }
 
     /// Evicts from the other shards, one at a time, until the budget holds.
@@ -702,20 +715,7 @@ impl NsInner {
                         },
                     };
                     let tags = g.tags(hash, key);
-                    let w = weight(key.len(), v.len());
-                    let (slot, replaced) = g.insert(hash, key, v, expiry, &tags, now);
-                    self.used.fetch_add(w, Relaxed);
-                    if let Some(r) = replaced {
-                        self.used.fetch_sub(r.weight, Relaxed);
-                        removed.push((r, RemovalCause::Replaced));
-                    }
-                    while self.used.load(Relaxed) > self.config.max_bytes {
-                        let Some(r) = g.evict_one(slot, now) else {
-                            break;
-                        };
-                        self.used.fetch_sub(r.weight, Relaxed);
-                        removed.push((r, RemovalCause::Size));
-                    }
+                    self.insert_locked(&mut g, hash, key, v, expiry, &tags, now, &mut removed);
                     self.counters.inserts.fetch_add(1, Relaxed);
                 }
                 Modify::Remove => {
