@@ -10,6 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cache::{Cache, Namespace};
 use crate::pubsub::PubSub;
+use crate::server::notify::Notifier;
 
 const STRING: u8 = b's';
 const HASH: u8 = b'h';
@@ -96,6 +97,8 @@ pub struct Db {
     pub rules: Arc<Vec<PrefixRule>>,
     /// Pub/sub.
     pub pubsub: PubSub,
+    /// Keyspace notifications.
+    pub notifier: Notifier,
 }
 
 impl Db {

@@ -2,11 +2,18 @@
 //! `redis-cli` and `redis-benchmark` talk to it unchanged. Commands run on tokio's
 //! multi-threaded runtime against the sharded cache: no global lock, no single command thread.
 
+pub mod acl;
+mod clients;
 mod cmd;
 pub(crate) mod db;
 pub mod frame;
+mod notify;
 mod reply;
 mod streams;
+mod tls;
+
+pub use self::acl::UserRule;
+pub use self::tls::TlsConfig;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,17 +23,21 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
+use tokio_rustls::TlsAcceptor;
+
+use self::clients::Clients;
 use self::cmd::{Conn, Flow, Stats};
 use self::db::{Db, PrefixRule};
 use self::frame::{Limits, ParseError};
+use self::notify::Notifier;
 use self::reply::Out;
-use crate::config::{CacheConfig, NamespaceConfig};
+use crate::config::{CacheConfig, Durability, NamespaceConfig};
 use crate::engine::Quipu;
-use crate::error::Error;
+use crate::error::{ConfigError, Error};
 
 /// A key-prefix → namespace rule of the server config.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -63,6 +74,16 @@ pub struct ServerConfig {
     pub max_bulk: usize,
     /// Key-prefix → namespace rules.
     pub namespaces: Vec<NamespaceRule>,
+    /// Seconds a client may stay idle before it is closed; 0, the default, never (Redis's
+    /// `timeout`; subscribers are never closed for being idle).
+    pub timeout_secs: u64,
+    /// When an `XADD` is acknowledged, as Redis's `appendfsync`: `always` (the default: after
+    /// fsync, shared by concurrent appends), `everysec`, or `no` (left to the OS).
+    pub appendfsync: String,
+    /// ACL users besides `default` (which has every permission and `password`).
+    pub users: Vec<UserRule>,
+    /// TLS on a second port (default none).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -76,7 +97,46 @@ impl Default for ServerConfig {
             max_clients: 10_000,
             max_bulk: 512 * 1024 * 1024,
             namespaces: Vec::new(),
+            timeout_secs: 0,
+            appendfsync: "always".to_owned(),
+            users: Vec::new(),
+            tls: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The durability of stream topics (`appendfsync`).
+    ///
+    /// # Errors
+    /// A value other than `always`, `everysec` or `no`.
+    pub fn stream_durability(&self) -> Result<Durability, Error> {
+        match self.appendfsync.to_ascii_lowercase().as_str() {
+            "always" => Ok(Durability::Always),
+            "everysec" => Ok(Durability::Interval(Duration::from_secs(1))),
+            "no" => Ok(Durability::Never),
+            other => Err(Error::Config(ConfigError::Invalid {
+                field: "appendfsync",
+                reason: format!("`{other}`: expected always, everysec or no"),
+            })),
+        }
+    }
+
+    /// Checks the settings that would otherwise fail later.
+    ///
+    /// # Errors
+    /// A bad `appendfsync`, a duplicate or reserved user name.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.stream_durability()?;
+        for (i, u) in self.users.iter().enumerate() {
+            if u.name == "default" || self.users[..i].iter().any(|o| o.name == u.name) {
+                return Err(Error::Config(ConfigError::Invalid {
+                    field: "users",
+                    reason: format!("user `{}` is reserved or defined twice", u.name),
+                }));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -88,6 +148,14 @@ pub(crate) struct Shared {
     pub config: ServerConfig,
     pub stats: Stats,
     pub started: Instant,
+    /// Connected clients (`CLIENT LIST`, `CLIENT KILL`).
+    pub clients: Clients,
+    /// Idle timeout in seconds, 0 for none (`CONFIG SET timeout`).
+    pub timeout_secs: AtomicU64,
+    /// Durability of stream topics.
+    pub stream_durability: Durability,
+    /// The configured ACL users.
+    pub users: Vec<Arc<UserRule>>,
     next_id: AtomicU64,
     limits: Limits,
 }
@@ -96,6 +164,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub struct Server {
     local: SocketAddr,
+    tls_local: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<Result<(), Error>>,
 }
@@ -107,10 +176,15 @@ impl Server {
     /// # Errors
     /// Opening the data directory, binding the port, a bad namespace rule.
     pub async fn start(config: ServerConfig) -> Result<Self, Error> {
-        let io = |e: std::io::Error| Error::Io {
-            path: PathBuf::from(format!("{}:{}", config.bind, config.port)),
-            source: e,
+        config.validate()?;
+        let io = |port: u16| {
+            let addr = format!("{}:{port}", config.bind);
+            move |e: std::io::Error| Error::Io {
+                path: PathBuf::from(addr),
+                source: e,
+            }
         };
+        let tls = config.tls.as_ref().map(TlsConfig::acceptor).transpose()?;
         let quipu = Quipu::builder(&config.data_dir)
             .cache_config(CacheConfig::default().with_default_namespace(
                 NamespaceConfig::default().with_max_bytes(config.max_bytes),
@@ -137,33 +211,67 @@ impl Server {
         rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let listener = TcpListener::bind((config.bind.as_str(), config.port))
             .await
-            .map_err(io)?;
-        let local = listener.local_addr().map_err(io)?;
+            .map_err(io(config.port))?;
+        let local = listener.local_addr().map_err(io(config.port))?;
+        let tls_listener = match (&config.tls, tls) {
+            (Some(t), Some(acceptor)) => {
+                let l = TcpListener::bind((config.bind.as_str(), t.port))
+                    .await
+                    .map_err(io(t.port))?;
+                Some((l, acceptor))
+            }
+            _ => None,
+        };
+        let tls_local = match &tls_listener {
+            Some((l, _)) => Some(l.local_addr().map_err(io(0))?),
+            None => None,
+        };
+        let notifier = Notifier::new(quipu.pubsub().clone());
+        let db = Db {
+            cache: quipu.cache().clone(),
+            rules: Arc::new(rules),
+            pubsub: quipu.pubsub().clone(),
+            notifier,
+        };
+        for ns in db.namespaces() {
+            db.notifier.watch(&ns);
+        }
         let shared = Arc::new(Shared {
-            db: Db {
-                cache: quipu.cache().clone(),
-                rules: Arc::new(rules),
-                pubsub: quipu.pubsub().clone(),
-            },
+            db,
             log: quipu.log().clone(),
             limits: Limits {
                 max_bulk: config.max_bulk,
                 ..Limits::default()
             },
+            timeout_secs: AtomicU64::new(config.timeout_secs),
+            stream_durability: config.stream_durability()?,
+            users: config.users.iter().cloned().map(Arc::new).collect(),
             config,
             stats: Stats::default(),
             started: Instant::now(),
+            clients: Clients::default(),
             next_id: AtomicU64::new(1),
         });
         let (stop, stopped) = watch::channel(false);
-        let done = tokio::spawn(accept_loop(listener, shared, stopped, quipu));
-        Ok(Self { local, stop, done })
+        let done = tokio::spawn(accept_loop(listener, tls_listener, shared, stopped, quipu));
+        Ok(Self {
+            local,
+            tls_local,
+            stop,
+            done,
+        })
     }
 
     /// The address it listens on.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The address of the TLS listener, when TLS is configured.
+    #[must_use]
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_local
     }
 
     /// Stops accepting, lets connections finish their current commands, then closes the data
@@ -183,28 +291,64 @@ impl Server {
     }
 }
 
+/// Accepts on either listener; `None` when the TLS one is not configured.
+async fn accept_any(
+    plain: &TcpListener,
+    tls: Option<&TcpListener>,
+) -> std::io::Result<(TcpStream, SocketAddr, bool)> {
+    match tls {
+        Some(t) => tokio::select! {
+            a = plain.accept() => a.map(|(s, addr)| (s, addr, false)),
+            a = t.accept() => a.map(|(s, addr)| (s, addr, true)),
+        },
+        None => plain.accept().await.map(|(s, addr)| (s, addr, false)),
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<(TcpListener, TlsAcceptor)>,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
     quipu: Quipu,
 ) -> Result<(), Error> {
     let slots = Arc::new(Semaphore::new(shared.config.max_clients));
     let mut tasks = tokio::task::JoinSet::new();
+    let (tls_listener, acceptor) = match tls {
+        Some((l, a)) => (Some(l), Some(a)),
+        None => (None, None),
+    };
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
-            accepted = listener.accept() => {
-                let Ok((stream, addr)) = accepted else { continue };
+            accepted = accept_any(&listener, tls_listener.as_ref()) => {
+                let Ok((stream, addr, is_tls)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 shared.stats.connections.fetch_add(1, Relaxed);
                 let shared = Arc::clone(&shared);
                 let stop = stopped.clone();
+                let acceptor = acceptor.clone().filter(|_| is_tls);
                 match Arc::clone(&slots).try_acquire_owned() {
                     Ok(permit) => {
                         tasks.spawn(async move {
                             shared.stats.clients.fetch_add(1, Relaxed);
-                            serve(&shared, stream, addr, stop).await;
+                            match acceptor {
+                                Some(acceptor) => {
+                                    // A handshake that stalls must not hold a client slot.
+                                    let hs = tokio::time::timeout(
+                                        Duration::from_secs(10),
+                                        acceptor.accept(stream),
+                                    );
+                                    if let Ok(Ok(s)) = hs.await {
+                                        let (rd, wr) = tokio::io::split(s);
+                                        serve(&shared, rd, wr, addr, stop).await;
+                                    }
+                                }
+                                None => {
+                                    let (rd, wr) = stream.into_split();
+                                    serve(&shared, rd, wr, addr, stop).await;
+                                }
+                            }
                             shared.stats.clients.fetch_sub(1, Relaxed);
                             drop(permit);
                         });
@@ -221,6 +365,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
+    drop(tls_listener);
     // In-flight commands finish; connections close after their current batch.
     let grace = tokio::time::sleep(Duration::from_secs(5));
     tokio::pin!(grace);
@@ -240,19 +385,33 @@ async fn accept_loop(
         })
 }
 
+/// The idle timeout, or `None` for a client that may idle (no timeout set, or a subscriber).
+fn idle_limit(shared: &Shared, conn: &Conn) -> Option<Duration> {
+    match shared.timeout_secs.load(Relaxed) {
+        0 => None,
+        _ if conn.subscriptions() > 0 => None,
+        s => Some(Duration::from_secs(s)),
+    }
+}
+
 /// Serves one connection: parse every complete command buffered, run them, write the replies
 /// in one write (pipelining), wait for more input or pub/sub messages.
-async fn serve(
+async fn serve<R, W>(
     shared: &Arc<Shared>,
-    stream: TcpStream,
+    mut rd: R,
+    mut wr: W,
     addr: SocketAddr,
     mut stop: watch::Receiver<bool>,
-) {
-    let (mut rd, mut wr) = stream.into_split();
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut out = Out::default();
     let id = shared.next_id.fetch_add(1, Relaxed);
-    let mut conn = Conn::new(id, shared.config.password.is_none(), addr.to_string());
+    let registration = shared.clients.register(id, addr.to_string());
+    let client = Arc::clone(&registration.client);
+    let mut conn = Conn::new(id, shared.config.password.is_none(), Arc::clone(&client));
     let mut pending: Vec<PendingAdd> = Vec::new();
     loop {
         let mut close = false;
@@ -265,6 +424,7 @@ async fn serve(
                         .first()
                         .is_some_and(|a| a.eq_ignore_ascii_case(b"xadd"))
                         && conn.authed
+                        && cmd::permitted(&conn, "xadd", &args, &mut out)
                     {
                         // Appended now, in order; acknowledged together once durable, so the
                         // XADDs of one pipeline share fsyncs.
@@ -301,12 +461,19 @@ async fn serve(
             }
             out.buf.clear();
         }
-        if close || *stop.borrow() {
+        if close || *stop.borrow() || client.is_killed() {
             return;
         }
         if input.capacity() - input.len() < 4096 {
             input.reserve(16 * 1024);
         }
+        let idle = idle_limit(shared, &conn);
+        let timeout = async {
+            match idle {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
         let read = if let Some(sub) = &conn.sub {
             tokio::select! {
                 r = rd.read_buf(&mut input) => r,
@@ -319,11 +486,14 @@ async fn serve(
                     continue;
                 }
                 _ = stop.changed() => return,
+                () = client.killed() => return,
             }
         } else {
             tokio::select! {
                 r = rd.read_buf(&mut input) => r,
                 _ = stop.changed() => return,
+                () = client.killed() => return,
+                () = timeout => return,
             }
         };
         match read {

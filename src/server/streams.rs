@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::Shared;
 use super::cmd::parse_i64;
 use super::reply::Out;
-use crate::config::{Durability, TopicConfig};
+use crate::config::TopicConfig;
 use crate::log::{Message, Record, Topic};
 
 /// The topic of a stream key: `stream.` then the key with bytes outside `[A-Za-z0-9.-]`
@@ -42,7 +42,7 @@ pub(crate) fn stream(
         &name,
         TopicConfig::default()
             .with_partitions(1)
-            .with_durability(Durability::Always),
+            .with_durability(shared.stream_durability),
     ) {
         Ok(t) => Ok(Some(t)),
         // Created by another connection in between.

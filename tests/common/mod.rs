@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+pub mod server;
+
 use quipu::{FsStorage, LogConfig, ManualClock, Quipu, Storage, StorageFile};
 
 /// A temporary data directory, removed when dropped.

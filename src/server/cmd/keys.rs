@@ -8,6 +8,7 @@ use super::{not_int, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::glob::glob_match;
 use crate::server::db::{Db, decode};
+use crate::server::notify::KeyEvent;
 use crate::server::reply::Out;
 
 pub(crate) fn del(db: &Db, args: &[Bytes], out: &mut Out) {
@@ -17,7 +18,10 @@ pub(crate) fn del(db: &Db, args: &[Bytes], out: &mut Out) {
     let mut n = 0;
     for key in &args[1..] {
         match db.ns(key).remove(key) {
-            Ok(Some(_)) => n += 1,
+            Ok(Some(_)) => {
+                db.notifier.notify(KeyEvent::Del, key);
+                n += 1;
+            }
             Ok(None) => {}
             Err(e) => return out.error(&format!("ERR {e}")),
         }

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use bytes::Bytes;
 
 use super::Shared;
+use super::acl::{UserRule, denied_reply};
+use super::clients::Client;
 use super::reply::Out;
 use crate::pubsub::Subscription;
 
@@ -20,32 +22,39 @@ use crate::pubsub::Subscription;
 pub struct Conn {
     /// `CLIENT ID`.
     pub id: u64,
-    /// `CLIENT SETNAME`.
-    pub name: Option<String>,
     /// Authenticated (or no password is set).
     pub authed: bool,
+    /// The ACL user, `None` for `default` (every permission).
+    pub user: Option<Arc<UserRule>>,
+    /// What other connections see of this one (name, user, kill switch).
+    pub client: Arc<Client>,
     /// The connection's pub/sub subscription, once it subscribed to something.
     pub sub: Option<Subscription>,
     /// Channels and patterns subscribed, for counts in replies.
     pub channels: Vec<String>,
     /// Patterns subscribed.
     pub patterns: Vec<String>,
-    /// Peer address.
-    pub addr: String,
 }
 
 impl Conn {
     /// A new connection's state.
-    pub fn new(id: u64, authed: bool, addr: String) -> Self {
+    pub fn new(id: u64, authed: bool, client: Arc<Client>) -> Self {
         Self {
             id,
-            name: None,
             authed,
+            user: None,
+            client,
             sub: None,
             channels: Vec::new(),
             patterns: Vec::new(),
-            addr,
         }
+    }
+
+    /// Logs in as `user` (`None`: `default`).
+    pub fn login(&mut self, user: Option<Arc<UserRule>>) {
+        *self.client.user.lock() = user.as_ref().map_or("default", |u| &u.name).to_owned();
+        self.user = user;
+        self.authed = true;
     }
 
     /// Subscriptions held (channels + patterns).
@@ -93,6 +102,20 @@ pub(crate) fn syntax(out: &mut Out) {
     out.error("ERR syntax error");
 }
 
+/// Whether the connection's user may run this command; writes the `NOPERM` reply if not.
+pub fn permitted(conn: &Conn, cmd: &str, args: &[Bytes], out: &mut Out) -> bool {
+    let Some(user) = &conn.user else {
+        return true;
+    };
+    match user.check(cmd, args) {
+        Ok(()) => true,
+        Err(why) => {
+            out.error(&denied_reply(&user.name, cmd, why));
+            false
+        }
+    }
+}
+
 /// Commands allowed while the connection is in subscribe mode (RESP2).
 fn allowed_in_subscribe(cmd: &str) -> bool {
     matches!(
@@ -120,6 +143,10 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         out.error("NOAUTH Authentication required.");
         return Flow::Continue;
     }
+    if !permitted(conn, cmd, args, out) {
+        return Flow::Continue;
+    }
+    conn.client.touch();
     if conn.subscriptions() > 0 && !out.resp3 && !allowed_in_subscribe(cmd) {
         out.error(&format!(
             "ERR Can't execute '{cmd}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
@@ -171,5 +198,8 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         // connection and server
         _ => return server::exec(shared, conn, cmd, args, out),
     }
+    conn.client
+        .subscriptions
+        .store(conn.subscriptions() as u64, Relaxed);
     Flow::Continue
 }

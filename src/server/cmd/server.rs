@@ -7,16 +7,33 @@ use bytes::Bytes;
 
 use super::{Conn, Flow, wrong_args};
 use crate::server::Shared;
+use crate::server::acl::UserRule;
 use crate::server::reply::Out;
 
-fn auth_ok(shared: &Shared, user: Option<&[u8]>, pass: &[u8]) -> bool {
-    let user_ok = user.is_none_or(|u| u == b"default");
-    user_ok
-        && shared
+/// The user `AUTH`/`HELLO AUTH` logs in as: `Some(None)` for `default`, `Some(Some(u))` for a
+/// configured user, `None` for a bad name or password.
+#[allow(
+    clippy::option_option,
+    reason = "default user vs configured user vs refused"
+)]
+fn authenticate(
+    shared: &Shared,
+    user: Option<&[u8]>,
+    pass: &[u8],
+) -> Option<Option<Arc<UserRule>>> {
+    match user {
+        None | Some(b"default") => shared
             .config
             .password
             .as_deref()
             .is_none_or(|p| p.as_bytes() == pass)
+            .then_some(None),
+        Some(name) => shared
+            .users
+            .iter()
+            .find(|u| u.name.as_bytes() == name && u.password_is(pass))
+            .map(|u| Some(Arc::clone(u))),
+    }
 }
 
 pub(crate) fn exec(
@@ -51,8 +68,10 @@ pub(crate) fn exec(
             conn.sub = None;
             conn.channels.clear();
             conn.patterns.clear();
-            conn.name = None;
+            *conn.client.name.lock() = None;
             out.resp3 = false;
+            conn.client.resp.store(2, Relaxed);
+            conn.login(None);
             conn.authed = shared.config.password.is_none();
             out.simple("RESET");
         }
@@ -65,10 +84,10 @@ pub(crate) fn exec(
                     return Flow::Continue;
                 }
             };
-            if shared.config.password.is_none() {
+            if shared.config.password.is_none() && shared.users.is_empty() {
                 out.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
-            } else if auth_ok(shared, user, pass) {
-                conn.authed = true;
+            } else if let Some(u) = authenticate(shared, user, pass) {
+                conn.login(u);
                 out.ok();
             } else {
                 out.error("WRONGPASS invalid username-password pair or user is disabled.");
@@ -101,6 +120,7 @@ pub(crate) fn exec(
             }
         }
         "config" => config(shared, args, out),
+        "acl" => acl(conn, shared, args, out),
         _ => {
             let shown: Vec<String> = args[1..]
                 .iter()
@@ -134,17 +154,17 @@ fn hello(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) {
     while i < args.len() {
         match String::from_utf8_lossy(&args[i]).to_lowercase().as_str() {
             "auth" if i + 2 < args.len() => {
-                if !auth_ok(shared, Some(&args[i + 1]), &args[i + 2])
-                    && shared.config.password.is_some()
-                {
-                    out.error("WRONGPASS invalid username-password pair or user is disabled.");
-                    return;
+                match authenticate(shared, Some(&args[i + 1]), &args[i + 2]) {
+                    Some(u) => conn.login(u),
+                    None => {
+                        out.error("WRONGPASS invalid username-password pair or user is disabled.");
+                        return;
+                    }
                 }
-                conn.authed = true;
                 i += 3;
             }
             "setname" if i + 1 < args.len() => {
-                conn.name = Some(String::from_utf8_lossy(&args[i + 1]).into_owned());
+                *conn.client.name.lock() = Some(String::from_utf8_lossy(&args[i + 1]).into_owned());
                 i += 2;
             }
             _ => {
@@ -159,6 +179,7 @@ fn hello(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) {
     }
     if let Some(p) = proto {
         out.resp3 = p;
+        conn.client.resp.store(if p { 3 } else { 2 }, Relaxed);
     }
     out.map(7);
     out.bulk(b"server");
@@ -183,28 +204,77 @@ fn client(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) 
     };
     match String::from_utf8_lossy(sub).to_lowercase().as_str() {
         "setname" if args.len() == 3 => {
-            conn.name = Some(String::from_utf8_lossy(&args[2]).into_owned());
+            if args[2].iter().any(|&b| b == b' ' || !b.is_ascii_graphic()) {
+                return out.error(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
+            }
+            let name = String::from_utf8_lossy(&args[2]).into_owned();
+            *conn.client.name.lock() = (!name.is_empty()).then_some(name);
             out.ok();
         }
-        "getname" => out.opt_bulk(conn.name.as_deref().map(str::as_bytes)),
+        "getname" => {
+            let name = conn.client.name.lock().clone();
+            out.opt_bulk(name.as_deref().map(str::as_bytes));
+        }
         "id" => out.int(conn.id as i64),
         "setinfo" => out.ok(),
-        "list" | "info" => {
-            let line = format!(
-                "id={} addr={} name={} db=0 resp={}\n",
-                conn.id,
-                conn.addr,
-                conn.name.as_deref().unwrap_or(""),
-                if out.resp3 { 3 } else { 2 }
-            );
-            out.bulk(line.as_bytes());
+        "info" => out.bulk(conn.client.line().as_bytes()),
+        "list" => {
+            let text: String = shared.clients.list().iter().map(|c| c.line()).collect();
+            out.bulk(text.as_bytes());
         }
-        "kill" => {
-            let _ = shared;
-            out.error("ERR No such client");
-        }
+        "kill" => kill(shared, conn, args, out),
         _ => out.error("ERR unknown subcommand or wrong number of arguments for 'client'"),
     }
+}
+
+/// `CLIENT KILL addr` (old form: OK or an error) and `CLIENT KILL [ID id] [ADDR addr]
+/// [USER name] [SKIPME yes|no]` (the number killed).
+fn kill(shared: &Arc<Shared>, conn: &Conn, args: &[Bytes], out: &mut Out) {
+    if args.len() == 3 {
+        let addr = String::from_utf8_lossy(&args[2]);
+        return match shared.clients.list().iter().find(|c| c.addr == addr) {
+            Some(c) => {
+                c.kill();
+                out.ok();
+            }
+            None => out.error("ERR No such client"),
+        };
+    }
+    if args.len() < 4 || !args.len().is_multiple_of(2) {
+        return super::syntax(out);
+    }
+    let (mut id, mut addr, mut user, mut skipme) = (None, None, None, true);
+    for pair in args[2..].chunks(2) {
+        let v = String::from_utf8_lossy(&pair[1]).into_owned();
+        match String::from_utf8_lossy(&pair[0]).to_lowercase().as_str() {
+            "id" => match v.parse::<u64>() {
+                Ok(n) => id = Some(n),
+                Err(_) => return out.error("ERR client-id should be greater than 0"),
+            },
+            "addr" => addr = Some(v),
+            "user" => user = Some(v),
+            "skipme" => match v.as_str() {
+                "yes" => skipme = true,
+                "no" => skipme = false,
+                _ => return super::syntax(out),
+            },
+            _ => return super::syntax(out),
+        }
+    }
+    let mut n = 0;
+    for c in shared.clients.list() {
+        let hit = id.is_none_or(|i| c.id == i)
+            && addr.as_ref().is_none_or(|a| &c.addr == a)
+            && user.as_ref().is_none_or(|u| *c.user.lock() == *u)
+            && !(skipme && c.id == conn.id);
+        if hit {
+            c.kill();
+            n += 1;
+        }
+    }
+    out.int(n);
 }
 
 fn config(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
@@ -215,28 +285,98 @@ fn config(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
         "get" if args.len() >= 3 => {
             let known = [
                 ("maxmemory", shared.config.max_bytes.to_string()),
+                ("maxclients", shared.config.max_clients.to_string()),
                 ("port", shared.config.port.to_string()),
                 ("bind", shared.config.bind.clone()),
-                ("appendonly", "no".to_owned()),
+                ("timeout", shared.timeout_secs.load(Relaxed).to_string()),
+                ("notify-keyspace-events", shared.db.notifier.letters()),
+                ("appendonly", "yes".to_owned()),
+                ("appendfsync", shared.config.appendfsync.clone()),
+                ("proto-max-bulk-len", shared.config.max_bulk.to_string()),
                 ("save", String::new()),
                 ("databases", "1".to_owned()),
             ];
-            let pattern = &args[2];
-            let hits: Vec<&(&str, String)> = known
-                .iter()
-                .filter(|(k, _)| {
-                    crate::glob::glob_match(&pattern.to_ascii_lowercase(), k.as_bytes())
-                })
-                .collect();
+            let mut hits: Vec<&(&str, String)> = Vec::new();
+            for pattern in &args[2..] {
+                let pattern = pattern.to_ascii_lowercase();
+                for kv in &known {
+                    if crate::glob::glob_match(&pattern, kv.0.as_bytes())
+                        && !hits.iter().any(|h| h.0 == kv.0)
+                    {
+                        hits.push(kv);
+                    }
+                }
+            }
             out.map(hits.len());
             for (k, v) in hits {
                 out.bulk(k.as_bytes());
                 out.bulk(v.as_bytes());
             }
         }
-        "set" => out.error("ERR CONFIG SET is not supported for this parameter"),
+        "set" if args.len() >= 4 && args.len().is_multiple_of(2) => config_set(shared, args, out),
+        "set" => wrong_args(out, b"config|set"),
         "resetstat" => out.ok(),
         _ => out.error("ERR unknown subcommand or wrong number of arguments for 'config'"),
+    }
+}
+
+/// `CONFIG SET` of what can change at run time; all pairs are checked before any applies.
+fn config_set(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
+    let mut timeout = None;
+    let mut events = None;
+    for pair in args[2..].chunks(2) {
+        let name = String::from_utf8_lossy(&pair[0]).to_lowercase();
+        let value = String::from_utf8_lossy(&pair[1]).into_owned();
+        match name.as_str() {
+            "timeout" => match value.parse::<u64>() {
+                Ok(v) => timeout = Some(v),
+                Err(_) => {
+                    return out.error(
+                        "ERR CONFIG SET failed (possibly related to argument 'timeout') - argument couldn't be parsed into an integer",
+                    );
+                }
+            },
+            "notify-keyspace-events" => events = Some(value),
+            _ => {
+                return out.error(&format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                ));
+            }
+        }
+    }
+    if let Some(letters) = &events
+        && shared.db.notifier.check(letters).is_err()
+    {
+        return out.error(
+            "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
+        );
+    }
+    if let Some(letters) = events {
+        let _ = shared.db.notifier.configure(&letters);
+    }
+    if let Some(t) = timeout {
+        shared.timeout_secs.store(t, Relaxed);
+    }
+    out.ok();
+}
+
+fn acl(conn: &Conn, shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
+    let sub = args
+        .get(1)
+        .map(|a| String::from_utf8_lossy(a).to_lowercase());
+    match sub.as_deref() {
+        Some("whoami") => {
+            let name = conn.user.as_ref().map_or("default", |u| &u.name);
+            out.bulk(name.as_bytes());
+        }
+        Some("users") => {
+            out.array(shared.users.len() + 1);
+            out.bulk(b"default");
+            for u in shared.users.iter() {
+                out.bulk(u.name.as_bytes());
+            }
+        }
+        _ => out.error("ERR unknown subcommand or wrong number of arguments for 'acl'. Supported: WHOAMI, USERS"),
     }
 }
 

@@ -10,6 +10,7 @@ use crate::cache::{Modify, TtlChange};
 use crate::error::{CacheError, Error};
 use crate::server::Shared;
 use crate::server::db::{Db, WRONGTYPE, as_str, encode_str};
+use crate::server::notify::KeyEvent;
 use crate::server::reply::{Out, format_double};
 
 /// Runs `f` on the string at `key` atomically; a non-string sets `wrong` and keeps the key.
@@ -132,6 +133,9 @@ pub(crate) fn set(db: &Db, args: &[Bytes], out: &mut Out) {
             None => Modify::Set(stored, TtlChange::Clear),
         })
     });
+    if written && matches!(r, Ok(Ok(_))) {
+        db.notifier.notify(KeyEvent::Set, key);
+    }
     match r {
         Err(e) => reply_err(out, &e),
         Ok(Err(())) => out.error(WRONGTYPE),
@@ -158,7 +162,12 @@ pub(crate) fn set_variant(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
         }) {
             Err(e) => reply_err(out, &e),
             Ok(Err(())) => out.int(0),
-            Ok(Ok(_)) => out.int(i64::from(written)),
+            Ok(Ok(_)) => {
+                if written {
+                    db.notifier.notify(KeyEvent::Set, &args[1]);
+                }
+                out.int(i64::from(written));
+            }
         }
         return;
     }
@@ -171,7 +180,10 @@ pub(crate) fn set_variant(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     match db.ns(key).modify(key, |_| {
         Ok(Modify::Set(encode_str(&args[3]), TtlChange::Set(ttl)))
     }) {
-        Ok(_) => out.ok(),
+        Ok(_) => {
+            db.notifier.notify(KeyEvent::Set, key);
+            out.ok();
+        }
         Err(e) => reply_err(out, &e),
     }
 }
@@ -201,6 +213,7 @@ pub(crate) fn mset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
         }) {
             return reply_err(out, &e);
         }
+        db.notifier.notify(KeyEvent::Set, &kv[0]);
     }
     if cmd == "msetnx" {
         out.int(1)
@@ -250,7 +263,14 @@ pub(crate) fn get_and(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     match r {
         Err(e) => reply_err(out, &e),
         Ok(Err(())) => out.error(WRONGTYPE),
-        Ok(Ok(prev)) => out.opt_bulk(prev.as_deref()),
+        Ok(Ok(prev)) => {
+            match (cmd, &prev) {
+                ("getset", _) => db.notifier.notify(KeyEvent::Set, key),
+                ("getdel", Some(_)) => db.notifier.notify(KeyEvent::Del, key),
+                _ => {}
+            }
+            out.opt_bulk(prev.as_deref());
+        }
     }
 }
 

@@ -1,0 +1,246 @@
+//! ACL users: who may run which commands on which keys and channels.
+//!
+//! The `default` user has every permission and the server's `password`. Configured users
+//! (`[[users]]` in the TOML file) authenticate with `AUTH <user> <password>` or
+//! `HELLO 3 AUTH <user> <password>` and are held to their lists. Errors are Redis 7's `NOPERM`
+//! replies.
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::glob::glob_match;
+
+/// One ACL user of the server config.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct UserRule {
+    /// The user name (`AUTH <name> <password>`).
+    pub name: String,
+    /// Its password.
+    pub password: String,
+    /// Commands it may run, lower case: names, `*` for all (the default), and `-name` to take
+    /// one away again (`["*", "-flushall", "-flushdb"]`).
+    #[serde(default = "everything")]
+    pub commands: Vec<String>,
+    /// Globs of the keys it may touch (default `*`).
+    #[serde(default = "everything")]
+    pub keys: Vec<String>,
+    /// Globs of the channels it may publish and subscribe to (default `*`). A `PSUBSCRIBE`
+    /// pattern must itself match one of them.
+    #[serde(default = "everything")]
+    pub channels: Vec<String>,
+}
+
+fn everything() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// The command itself.
+    Command,
+    /// One of its keys.
+    Key,
+    /// One of its channels.
+    Channel,
+}
+
+impl UserRule {
+    /// Whether the password is this user's (compared in constant time for equal lengths).
+    pub fn password_is(&self, pass: &[u8]) -> bool {
+        let want = self.password.as_bytes();
+        want.len() == pass.len() && want.iter().zip(pass).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+    }
+
+    fn may_run(&self, cmd: &str) -> bool {
+        let mut allowed = false;
+        for c in &self.commands {
+            match c.strip_prefix('-') {
+                Some(denied) if denied == cmd || denied == "*" => allowed = false,
+                Some(_) => {}
+                None if c == "*" || c == cmd => allowed = true,
+                None => {}
+            }
+        }
+        allowed
+    }
+
+    fn all_keys(&self) -> bool {
+        self.keys.iter().any(|k| k == "*")
+    }
+
+    fn may_key(&self, key: &[u8]) -> bool {
+        self.keys.iter().any(|g| glob_match(g.as_bytes(), key))
+    }
+
+    fn may_channel(&self, channel: &[u8]) -> bool {
+        self.channels
+            .iter()
+            .any(|g| glob_match(g.as_bytes(), channel))
+    }
+
+    /// Checks one command (`cmd` lower case, `args[0]` its name) against the user's lists.
+    ///
+    /// # Errors
+    /// What the user may not do.
+    pub fn check(&self, cmd: &str, args: &[Bytes]) -> Result<(), Denied> {
+        if !self.may_run(cmd) {
+            return Err(Denied::Command);
+        }
+        match key_positions(cmd, args) {
+            Keys::None => {}
+            Keys::All => {
+                if !self.all_keys() {
+                    return Err(Denied::Key);
+                }
+            }
+            Keys::At(list) => {
+                if !list
+                    .iter()
+                    .all(|&i| args.get(i).is_none_or(|k| self.may_key(k)))
+                {
+                    return Err(Denied::Key);
+                }
+            }
+        }
+        let channels: &[Bytes] = match cmd {
+            "publish" => args.get(1..2).unwrap_or(&[]),
+            "subscribe" | "psubscribe" => args.get(1..).unwrap_or(&[]),
+            _ => &[],
+        };
+        if !channels.iter().all(|c| self.may_channel(c)) {
+            return Err(Denied::Channel);
+        }
+        Ok(())
+    }
+}
+
+/// The reply to a refused command.
+pub fn denied_reply(user: &str, cmd: &str, why: Denied) -> String {
+    match why {
+        Denied::Command => {
+            format!("NOPERM User {user} has no permissions to run the '{cmd}' command")
+        }
+        Denied::Key => "NOPERM No permissions to access a key".to_owned(),
+        Denied::Channel => "NOPERM No permissions to access a channel".to_owned(),
+    }
+}
+
+/// Where a command's keys are.
+enum Keys {
+    /// It has none.
+    None,
+    /// It reaches every key (KEYS, SCAN, FLUSHDB …): the user needs `*`.
+    All,
+    /// At these argument positions.
+    At(Vec<usize>),
+}
+
+fn key_positions(cmd: &str, args: &[Bytes]) -> Keys {
+    let n = args.len();
+    match cmd {
+        "del" | "unlink" | "exists" | "mget" => Keys::At((1..n).collect()),
+        "mset" | "msetnx" => Keys::At((1..n).step_by(2).collect()),
+        "rename" | "renamenx" => Keys::At(vec![1, 2]),
+        "keys" | "scan" | "flushdb" | "flushall" | "dbsize" | "randomkey" => Keys::All,
+        "xgroup" | "xinfo" => Keys::At(vec![2]),
+        "xread" | "xreadgroup" => {
+            let streams = args
+                .iter()
+                .position(|a| a.eq_ignore_ascii_case(b"streams"))
+                .map_or(n, |p| p + 1);
+            let count = (n - streams) / 2;
+            Keys::At((streams..streams + count).collect())
+        }
+        "get" | "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "incr"
+        | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" | "setrange" | "strlen"
+        | "getrange" | "substr" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl"
+        | "pttl" | "persist" | "type" | "hset" | "hmset" | "hsetnx" | "hget" | "hmget"
+        | "hgetall" | "hkeys" | "hvals" | "hlen" | "hexists" | "hstrlen" | "hdel" | "hincrby"
+        | "xadd" | "xlen" | "xrange" | "xrevrange" | "xack" | "xpending" | "xclaim"
+        | "xautoclaim" | "xdel" | "xtrim" => Keys::At(vec![1]),
+        _ => Keys::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<Bytes> {
+        s.split(' ')
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
+    }
+
+    fn courier() -> UserRule {
+        UserRule {
+            name: "courier".into(),
+            password: "pw".into(),
+            commands: vec!["*".into(), "-flushall".into()],
+            keys: vec!["delivery:42:*".into()],
+            channels: vec!["delivery.42.*".into()],
+        }
+    }
+
+    #[test]
+    fn commands_keys_and_channels_are_checked() {
+        let u = courier();
+        assert_eq!(u.check("get", &args("GET delivery:42:eta")), Ok(()));
+        assert_eq!(
+            u.check("get", &args("GET delivery:43:eta")),
+            Err(Denied::Key)
+        );
+        assert_eq!(
+            u.check("mset", &args("MSET delivery:42:a 1 delivery:43:b 2")),
+            Err(Denied::Key)
+        );
+        assert_eq!(
+            u.check("mset", &args("MSET delivery:42:a delivery:43:b")),
+            Ok(())
+        );
+        assert_eq!(u.check("flushall", &args("FLUSHALL")), Err(Denied::Command));
+        assert_eq!(u.check("keys", &args("KEYS *")), Err(Denied::Key));
+        assert_eq!(
+            u.check("publish", &args("PUBLISH delivery.42.gps x")),
+            Ok(())
+        );
+        assert_eq!(
+            u.check("publish", &args("PUBLISH delivery.7.gps x")),
+            Err(Denied::Channel)
+        );
+        assert_eq!(
+            u.check("psubscribe", &args("PSUBSCRIBE delivery.42.*")),
+            Ok(())
+        );
+        assert_eq!(
+            u.check("psubscribe", &args("PSUBSCRIBE delivery.*")),
+            Err(Denied::Channel)
+        );
+        assert_eq!(
+            u.check(
+                "xread",
+                &args("XREAD COUNT 1 STREAMS delivery:42:s other 0 0")
+            ),
+            Err(Denied::Key)
+        );
+        assert_eq!(
+            u.check("xread", &args("XREAD STREAMS delivery:42:s 0")),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_later_grant_overrides_an_earlier_denial() {
+        let mut u = courier();
+        u.commands = vec!["-*".into(), "get".into()];
+        assert_eq!(u.check("get", &args("GET delivery:42:a")), Ok(()));
+        assert_eq!(
+            u.check("set", &args("SET delivery:42:a 1")),
+            Err(Denied::Command)
+        );
+        assert!(u.password_is(b"pw"));
+        assert!(!u.password_is(b"pW"));
+        assert!(!u.password_is(b"pw2"));
+    }
+}

@@ -1,0 +1,204 @@
+//! Keyspace notifications (`notify-keyspace-events`): `set`, `del`, `expired` and `evicted`
+//! published on `__keyspace@0__:<key>` (message: the event) and `__keyevent@0__:<event>`
+//! (message: the key), as Redis does. Off by default; a command pays one relaxed load to learn
+//! that.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+use bytes::Bytes;
+
+use crate::cache::{Namespace, RemovalCause};
+use crate::pubsub::PubSub;
+
+const KEYSPACE: u32 = 1;
+const KEYEVENT: u32 = 1 << 1;
+const GENERIC: u32 = 1 << 2;
+const STRING: u32 = 1 << 3;
+const HASH: u32 = 1 << 4;
+const EXPIRED: u32 = 1 << 5;
+const EVICTED: u32 = 1 << 6;
+const LIST: u32 = 1 << 7;
+const SET: u32 = 1 << 8;
+const ZSET: u32 = 1 << 9;
+const STREAM: u32 = 1 << 10;
+/// Redis's `A`: every class.
+const ALL: u32 = GENERIC | STRING | HASH | EXPIRED | EVICTED | LIST | SET | ZSET | STREAM;
+
+/// Flag letters in the order Redis prints them.
+const LETTERS: [(char, u32); 11] = [
+    ('g', GENERIC),
+    ('$', STRING),
+    ('l', LIST),
+    ('s', SET),
+    ('h', HASH),
+    ('z', ZSET),
+    ('x', EXPIRED),
+    ('e', EVICTED),
+    ('t', STREAM),
+    ('K', KEYSPACE),
+    ('E', KEYEVENT),
+];
+
+fn parse(letters: &str) -> Result<u32, ()> {
+    let mut flags = 0;
+    for c in letters.chars() {
+        flags |= match c {
+            'A' => ALL,
+            c => LETTERS.iter().find(|(l, _)| *l == c).ok_or(())?.1,
+        };
+    }
+    Ok(flags)
+}
+
+/// An event a command or the cache reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEvent {
+    /// A SET-family write.
+    Set,
+    /// DEL, UNLINK, GETDEL.
+    Del,
+    /// A key's TTL passed and it was removed.
+    Expired,
+    /// A key was evicted to keep its namespace within budget.
+    Evicted,
+}
+
+impl KeyEvent {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Set => "set",
+            Self::Del => "del",
+            Self::Expired => "expired",
+            Self::Evicted => "evicted",
+        }
+    }
+
+    fn class(self) -> u32 {
+        match self {
+            Self::Set => STRING,
+            Self::Del => GENERIC,
+            Self::Expired => EXPIRED,
+            Self::Evicted => EVICTED,
+        }
+    }
+}
+
+/// The server's notification switch and where events go.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    flags: Arc<AtomicU32>,
+    pubsub: PubSub,
+}
+
+impl Notifier {
+    /// Notifications off, published on `pubsub` once switched on.
+    pub fn new(pubsub: PubSub) -> Self {
+        Self {
+            flags: Arc::new(AtomicU32::new(0)),
+            pubsub,
+        }
+    }
+
+    /// Sets the flags from Redis's letters (`KEA`, `Kx`, `""` for off); `Err` on a letter
+    /// Redis would not accept.
+    pub fn configure(&self, letters: &str) -> Result<(), ()> {
+        self.flags.store(parse(letters)?, Relaxed);
+        Ok(())
+    }
+
+    /// Whether [`Notifier::configure`] would accept `letters`.
+    pub fn check(&self, letters: &str) -> Result<(), ()> {
+        parse(letters).map(drop)
+    }
+
+    /// The flags as `CONFIG GET notify-keyspace-events` prints them.
+    pub fn letters(&self) -> String {
+        let flags = self.flags.load(Relaxed);
+        if flags & ALL == ALL {
+            let mut s = String::from("A");
+            s.extend(
+                LETTERS
+                    .iter()
+                    .filter(|(_, f)| f & (KEYSPACE | KEYEVENT) & flags != 0)
+                    .map(|(l, _)| *l),
+            );
+            return s;
+        }
+        LETTERS
+            .iter()
+            .filter(|(_, f)| f & flags != 0)
+            .map(|(l, _)| *l)
+            .collect()
+    }
+
+    /// Publishes `event` on `key` if its class is switched on.
+    pub fn notify(&self, event: KeyEvent, key: &[u8]) {
+        let flags = self.flags.load(Relaxed);
+        if flags & event.class() == 0 {
+            return;
+        }
+        let name = event.name();
+        if flags & KEYSPACE != 0 {
+            let channel = format!("__keyspace@0__:{}", String::from_utf8_lossy(key));
+            self.pubsub
+                .publish(&channel, Bytes::from_static(name.as_bytes()));
+        }
+        if flags & KEYEVENT != 0 {
+            let channel = format!("__keyevent@0__:{name}");
+            self.pubsub.publish(&channel, Bytes::copy_from_slice(key));
+        }
+    }
+
+    /// Reports expiries and evictions of `ns` (the cache removes those on its own).
+    pub fn watch(&self, ns: &Namespace) {
+        let me = self.clone();
+        ns.set_removal_listener(move |key, _, cause| match cause {
+            RemovalCause::Expired => me.notify(KeyEvent::Expired, key),
+            RemovalCause::Size => me.notify(KeyEvent::Evicted, key),
+            _ => {}
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letters_round_trip_as_redis_prints_them() {
+        let n = Notifier::new(PubSub::new());
+        assert_eq!(n.letters(), "");
+        n.configure("KEA").unwrap();
+        assert_eq!(n.letters(), "AKE");
+        n.configure("Ex$").unwrap();
+        assert_eq!(n.letters(), "$xE");
+        n.configure("g$").unwrap();
+        assert_eq!(
+            n.letters(),
+            "g$",
+            "kept as Redis keeps it, though nothing is published"
+        );
+        assert!(n.configure("Kq").is_err());
+        assert_eq!(n.letters(), "g$", "a bad letter changes nothing");
+    }
+
+    #[test]
+    fn events_reach_both_channels_only_when_switched_on() {
+        let ps = PubSub::new();
+        let n = Notifier::new(ps.clone());
+        let sub = ps.psubscribe(&["__key*"], crate::pubsub::SubscriptionConfig::default());
+        n.notify(KeyEvent::Set, b"k");
+        assert!(sub.try_recv().is_err(), "off by default");
+        n.configure("KE$").unwrap();
+        n.notify(KeyEvent::Del, b"k");
+        assert!(sub.try_recv().is_err(), "generic class not on");
+        n.notify(KeyEvent::Set, b"k");
+        let a = sub.try_recv().unwrap();
+        let b = sub.try_recv().unwrap();
+        assert_eq!(&*a.message.channel, "__keyspace@0__:k");
+        assert_eq!(&a.message.payload[..], b"set");
+        assert_eq!(&*b.message.channel, "__keyevent@0__:set");
+        assert_eq!(&b.message.payload[..], b"k");
+    }
+}
