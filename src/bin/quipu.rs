@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use quipu::server::{Server, ServerConfig};
+use quipu::RecoveryProgress;
+use quipu::server::{Server, ServerConfig, TlsConfig};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +46,21 @@ struct ServeArgs {
     /// Most simultaneous clients.
     #[arg(long, env = "QUIPU_MAX_CLIENTS")]
     max_clients: Option<usize>,
+    /// Seconds before an idle client is closed (0: never).
+    #[arg(long, env = "QUIPU_TIMEOUT")]
+    timeout: Option<u64>,
+    /// When XADD is acknowledged: always (after fsync), everysec, no.
+    #[arg(long, env = "QUIPU_APPENDFSYNC")]
+    appendfsync: Option<String>,
+    /// TLS port (needs --tls-cert and --tls-key).
+    #[arg(long, env = "QUIPU_TLS_PORT", requires_all = ["tls_cert", "tls_key"])]
+    tls_port: Option<u16>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, env = "QUIPU_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "QUIPU_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 fn load(args: ServeArgs) -> Result<ServerConfig, String> {
@@ -74,7 +90,32 @@ fn load(args: ServeArgs) -> Result<ServerConfig, String> {
     if let Some(v) = args.max_clients {
         config.max_clients = v;
     }
+    if let Some(v) = args.timeout {
+        config.timeout_secs = v;
+    }
+    if let Some(v) = args.appendfsync {
+        config.appendfsync = v;
+    }
+    if let (Some(port), Some(cert), Some(key)) = (args.tls_port, args.tls_cert, args.tls_key) {
+        config.tls = Some(TlsConfig { port, cert, key });
+    }
     Ok(config)
+}
+
+/// One progress line per tenth of the topics (and the last), so a large directory shows it is
+/// moving without flooding the terminal.
+fn report(started: std::time::Instant, p: RecoveryProgress<'_>) {
+    let step = (p.topics_total / 10).max(1);
+    if p.topics_done % step == 0 || p.topics_done == p.topics_total {
+        eprintln!(
+            "quipu: recovered {}/{} topics ({:.0}%, {:.1} s), last {}",
+            p.topics_done,
+            p.topics_total,
+            100.0 * p.topics_done as f64 / p.topics_total.max(1) as f64,
+            started.elapsed().as_secs_f64(),
+            p.topic
+        );
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -102,8 +143,16 @@ fn main() -> std::process::ExitCode {
             "quipu: opening {} (recovering the log if needed) …",
             config.data_dir.display()
         );
-        let server = Server::start(config).await?;
-        eprintln!("quipu: ready, RESP on {}", server.local_addr());
+        let started = std::time::Instant::now();
+        let server = Server::start_reporting(config, move |p| report(started, p)).await?;
+        eprintln!(
+            "quipu: ready in {:.1} s, RESP on {}",
+            started.elapsed().as_secs_f64(),
+            server.local_addr()
+        );
+        if let Some(tls) = server.tls_addr() {
+            eprintln!("quipu: RESP over TLS on {tls}");
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| quipu::Error::Io {
                 path: PathBuf::from("SIGTERM"),

@@ -14,7 +14,7 @@ use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CacheConfig, LogConfig};
 use crate::error::Error;
-use crate::log::{FsStorage, Log, Storage};
+use crate::log::{FsStorage, Log, RecoveryProgress, Storage};
 use crate::pubsub::PubSub;
 use crate::store::{RedbStore, Store};
 
@@ -60,6 +60,7 @@ impl Quipu {
             clock: Arc::new(SystemClock),
             cache: CacheConfig::default(),
             store: None,
+            progress: None,
         }
     }
 
@@ -147,7 +148,6 @@ impl Drop for Quipu {
 }
 
 /// Settings for [`Quipu::open`]; every setter states its default.
-#[derive(Debug)]
 #[must_use]
 pub struct QuipuBuilder {
     dir: PathBuf,
@@ -156,7 +156,23 @@ pub struct QuipuBuilder {
     clock: Arc<dyn Clock>,
     cache: CacheConfig,
     store: Option<Arc<dyn Store>>,
+    progress: Option<Box<RecoveryReport>>,
 }
+
+impl std::fmt::Debug for QuipuBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuipuBuilder")
+            .field("dir", &self.dir)
+            .field("log", &self.log)
+            .field("cache", &self.cache)
+            .field("custom_store", &self.store.is_some())
+            .field("on_recovery", &self.progress.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`QuipuBuilder::on_recovery`] calls.
+type RecoveryReport = dyn Fn(RecoveryProgress<'_>);
 
 impl QuipuBuilder {
     /// The cache's configuration (default [`CacheConfig::default`]).
@@ -190,6 +206,12 @@ impl QuipuBuilder {
         self
     }
 
+    /// Called after each log topic is recovered while the directory opens (default: nothing).
+    pub fn on_recovery(mut self, progress: impl Fn(RecoveryProgress<'_>) + 'static) -> Self {
+        self.progress = Some(Box::new(progress));
+        self
+    }
+
     /// Opens the directory.
     ///
     /// # Errors
@@ -212,11 +234,13 @@ impl QuipuBuilder {
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: self.dir }),
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path, e)),
         }
-        let log = Log::open_with(
+        let progress = self.progress.unwrap_or_else(|| Box::new(|_| {}));
+        let log = Log::open_reporting(
             &self.dir.join("log"),
             self.log,
             self.storage,
             Arc::clone(&self.clock),
+            &*progress,
         )?;
         let store: Arc<dyn Store> = match self.store {
             Some(s) => s,

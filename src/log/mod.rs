@@ -59,6 +59,18 @@ struct FormatMarker {
     log_format: u32,
 }
 
+/// How far opening the log has got: reported after each topic is recovered.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RecoveryProgress<'a> {
+    /// The topic just recovered.
+    pub topic: &'a str,
+    /// Topics recovered so far, this one included.
+    pub topics_done: usize,
+    /// Topics in the directory.
+    pub topics_total: usize,
+}
+
 /// The event log: a directory of topics. Cheap to clone; clones share everything.
 ///
 /// Usually reached through [`Quipu::log`](crate::Quipu::log); see [`Topic`] for appends and
@@ -115,6 +127,21 @@ impl Log {
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, crate::Error> {
+        Self::open_reporting(dir, config, storage, clock, &|_| {})
+    }
+
+    /// As [`open_with`](Self::open_with), telling `progress` after each topic is recovered
+    /// (a server shows it while a large data directory opens).
+    ///
+    /// # Errors
+    /// As [`open_with`](Self::open_with).
+    pub fn open_reporting(
+        dir: &Path,
+        config: LogConfig,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        progress: &dyn Fn(RecoveryProgress<'_>),
+    ) -> Result<Self, crate::Error> {
         config.validate()?;
         let maintenance = config.maintenance_interval;
         let ctx = Context {
@@ -146,19 +173,27 @@ impl Log {
             )?,
         }
         let mut topics = HashMap::new();
-        for name in s.list(dir).map_err(io)? {
-            let meta_path = dir.join(&name).join(TOPIC_META);
-            if name.starts_with("__") || !s.exists(&meta_path) {
-                continue;
-            }
+        let names: Vec<String> = s
+            .list(dir)
+            .map_err(io)?
+            .into_iter()
+            .filter(|name| !name.starts_with("__") && s.exists(&dir.join(name).join(TOPIC_META)))
+            .collect();
+        for (done, name) in names.iter().enumerate() {
+            let meta_path = dir.join(name).join(TOPIC_META);
             let config: TopicConfig =
                 meta::read(s, &meta_path)?.ok_or_else(|| LogError::Corrupt {
                     path: meta_path.clone(),
                     position: 0,
                     reason: "missing topic metadata".to_owned(),
                 })?;
-            let topic = Topic::open(&name, dir.join(&name), config, &ctx)?;
-            topics.insert(name, Arc::new(topic));
+            let topic = Topic::open(name, dir.join(name), config, &ctx)?;
+            progress(RecoveryProgress {
+                topic: name,
+                topics_done: done + 1,
+                topics_total: names.len(),
+            });
+            topics.insert(name.clone(), Arc::new(topic));
         }
         let log = Self {
             inner: Arc::new(LogInner {

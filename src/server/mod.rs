@@ -176,6 +176,18 @@ impl Server {
     /// # Errors
     /// Opening the data directory, binding the port, a bad namespace rule.
     pub async fn start(config: ServerConfig) -> Result<Self, Error> {
+        Self::start_reporting(config, |_| {}).await
+    }
+
+    /// As [`Server::start`], calling `progress` after each log topic is recovered (the CLI
+    /// prints progress lines while a large data directory opens).
+    ///
+    /// # Errors
+    /// As [`Server::start`].
+    pub async fn start_reporting(
+        config: ServerConfig,
+        progress: impl Fn(crate::log::RecoveryProgress<'_>) + Send + 'static,
+    ) -> Result<Self, Error> {
         config.validate()?;
         let io = |port: u16| {
             let addr = format!("{}:{port}", config.bind);
@@ -189,6 +201,7 @@ impl Server {
             .cache_config(CacheConfig::default().with_default_namespace(
                 NamespaceConfig::default().with_max_bytes(config.max_bytes),
             ))
+            .on_recovery(progress)
             .open()?;
         let mut rules = Vec::new();
         for r in &config.namespaces {
