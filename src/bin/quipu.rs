@@ -106,7 +106,7 @@ fn load(args: ServeArgs) -> Result<ServerConfig, String> {
 /// moving without flooding the terminal.
 fn report(started: std::time::Instant, p: RecoveryProgress<'_>) {
     let step = (p.topics_total / 10).max(1);
-    if p.topics_done % step == 0 || p.topics_done == p.topics_total {
+    if p.topics_done.is_multiple_of(step) || p.topics_done == p.topics_total {
         eprintln!(
             "quipu: recovered {}/{} topics ({:.0}%, {:.1} s), last {}",
             p.topics_done,
