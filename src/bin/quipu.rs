@@ -128,6 +128,17 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    // Each client is a file descriptor: take what the hard limit allows, as Redis does for
+    // maxclients. A failure only means fewer clients can connect.
+    let want = config.max_clients as u64 + 64;
+    match rlimit::increase_nofile_limit(want) {
+        Ok(got) if got < want => eprintln!(
+            "quipu: the open-files limit is {got}: fewer than max_clients ({}) can connect",
+            config.max_clients
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("quipu: cannot raise the open-files limit: {e}"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
