@@ -294,15 +294,11 @@ impl PubSub {
         payload: impl Into<Bytes>,
         options: &PublishOptions,
     ) -> Published {
-        let Some((message, targets)) = self.prepare(channel, payload.into(), options) else {
+        let Some(deliveries) = self.prepare(channel, payload.into(), options) else {
             return Published::Duplicate;
         };
         let mut n = 0;
-        for (queue, pattern) in targets {
-            let d = Delivery {
-                message: Arc::clone(&message),
-                pattern,
-            };
+        for (queue, d) in deliveries {
             n += usize::from(self.account(queue.push_blocking(d)));
         }
         Published::Delivered(n)
@@ -316,15 +312,11 @@ impl PubSub {
         payload: impl Into<Bytes>,
         options: &PublishOptions,
     ) -> Published {
-        let Some((message, targets)) = self.prepare(channel, payload.into(), options) else {
+        let Some(deliveries) = self.prepare(channel, payload.into(), options) else {
             return Published::Duplicate;
         };
         let mut n = 0;
-        for (queue, pattern) in targets {
-            let d = Delivery {
-                message: Arc::clone(&message),
-                pattern,
-            };
+        for (queue, d) in deliveries {
             n += usize::from(self.account(queue.push_async(d).await));
         }
         Published::Delivered(n)
@@ -335,7 +327,7 @@ impl PubSub {
         channel: &str,
         payload: Bytes,
         options: &PublishOptions,
-    ) -> Option<(Arc<Message>, Targets)> {
+    ) -> Option<Vec<(Arc<Queue>, Delivery)>> {
         if let Some(id) = &options.message_id
             && !self.hub.dedup.lock().first_time(id, Instant::now())
         {
@@ -343,12 +335,6 @@ impl PubSub {
             return None;
         }
         self.hub.counters.published.fetch_add(1, Relaxed);
-        let message = Arc::new(Message {
-            channel: channel.into(),
-            payload,
-            priority: options.priority,
-            published_at: Instant::now(),
-        });
         // Collect the queues under the read lock, push after releasing it: a blocking push
         // must not hold the registry.
         let reg = self.hub.registry.read();
@@ -361,7 +347,29 @@ impl PubSub {
                 targets.push((Arc::clone(&s.queue), Some(Arc::clone(pattern))));
             }
         }
-        Some((message, targets))
+        drop(reg);
+        if targets.is_empty() {
+            // Nobody listens: no message to build (a server's PUBLISH to an idle channel).
+            return Some(Vec::new());
+        }
+        let message = Arc::new(Message {
+            channel: channel.into(),
+            payload,
+            priority: options.priority,
+            published_at: Instant::now(),
+        });
+        Some(
+            targets
+                .into_iter()
+                .map(|(queue, pattern)| {
+                    let d = Delivery {
+                        message: Arc::clone(&message),
+                        pattern,
+                    };
+                    (queue, d)
+                })
+                .collect(),
+        )
     }
 
     fn account(&self, pushed: Result<Pushed, PushError>) -> bool {

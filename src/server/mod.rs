@@ -511,7 +511,8 @@ async fn serve<R, W>(
         };
         match read {
             Ok(0) | Err(_) => return,
-            Ok(_) => {}
+            // Once per read, not per command: a pipeline's commands share one clock read.
+            Ok(_) => client.touch(),
         }
     }
 }

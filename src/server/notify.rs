@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 use crate::cache::{Namespace, RemovalCause};
 use crate::pubsub::PubSub;
@@ -89,6 +90,15 @@ impl KeyEvent {
 pub struct Notifier {
     flags: Arc<AtomicU32>,
     pubsub: PubSub,
+    /// Namespaces whose expiries and evictions are reported once `x` or `e` is switched on.
+    /// The removal listener is installed only then: every overwrite would call it otherwise.
+    watched: Arc<Mutex<Watched>>,
+}
+
+#[derive(Debug, Default)]
+struct Watched {
+    namespaces: Vec<Namespace>,
+    listening: bool,
 }
 
 impl Notifier {
@@ -97,13 +107,24 @@ impl Notifier {
         Self {
             flags: Arc::new(AtomicU32::new(0)),
             pubsub,
+            watched: Arc::default(),
         }
     }
 
     /// Sets the flags from Redis's letters (`KEA`, `Kx`, `""` for off); `Err` on a letter
     /// Redis would not accept.
     pub fn configure(&self, letters: &str) -> Result<(), ()> {
-        self.flags.store(parse(letters)?, Relaxed);
+        let flags = parse(letters)?;
+        self.flags.store(flags, Relaxed);
+        if flags & (EXPIRED | EVICTED) != 0 {
+            let mut w = self.watched.lock();
+            if !w.listening {
+                w.listening = true;
+                for ns in &w.namespaces {
+                    self.listen(ns);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -150,14 +171,45 @@ impl Notifier {
         }
     }
 
-    /// Reports expiries and evictions of `ns` (the cache removes those on its own).
+    /// Reports expiries and evictions of `ns` (the cache removes those on its own) once they
+    /// are switched on.
     pub fn watch(&self, ns: &Namespace) {
-        let me = self.clone();
-        ns.set_removal_listener(move |key, _, cause| match cause {
-            RemovalCause::Expired => me.notify(KeyEvent::Expired, key),
-            RemovalCause::Size => me.notify(KeyEvent::Evicted, key),
-            _ => {}
+        let mut w = self.watched.lock();
+        if w.listening {
+            self.listen(ns);
+        }
+        w.namespaces.push(ns.clone());
+    }
+
+    fn listen(&self, ns: &Namespace) {
+        // A weak handle: the namespace must not keep its own listener's notifier alive.
+        let flags = Arc::downgrade(&self.flags);
+        let pubsub = self.pubsub.clone();
+        ns.set_removal_listener(move |key, _, cause| {
+            let event = match cause {
+                RemovalCause::Expired => KeyEvent::Expired,
+                RemovalCause::Size => KeyEvent::Evicted,
+                _ => return,
+            };
+            if let Some(flags) = flags.upgrade() {
+                publish(&pubsub, flags.load(Relaxed), event, key);
+            }
         });
+    }
+}
+
+fn publish(pubsub: &PubSub, flags: u32, event: KeyEvent, key: &[u8]) {
+    if flags & event.class() == 0 {
+        return;
+    }
+    let name = event.name();
+    if flags & KEYSPACE != 0 {
+        let channel = format!("__keyspace@0__:{}", String::from_utf8_lossy(key));
+        pubsub.publish(&channel, Bytes::from_static(name.as_bytes()));
+    }
+    if flags & KEYEVENT != 0 {
+        let channel = format!("__keyevent@0__:{name}");
+        pubsub.publish(&channel, Bytes::copy_from_slice(key));
     }
 }
 

@@ -146,7 +146,6 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
     if !permitted(conn, cmd, args, out) {
         return Flow::Continue;
     }
-    conn.client.touch();
     if conn.subscriptions() > 0 && !out.resp3 && !allowed_in_subscribe(cmd) {
         out.error(&format!(
             "ERR Can't execute '{cmd}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
