@@ -335,3 +335,50 @@ fn bad_server_settings_are_refused_at_start() {
         .unwrap_err();
     assert!(e.to_string().contains("courier"), "{e}");
 }
+
+#[test]
+fn a_subscriber_that_stops_reading_is_disconnected_and_the_server_stays_up() {
+    let srv = Running::start(ServerConfig::default());
+    let mut stalled = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    std::io::Write::write_all(&mut stalled, b"SUBSCRIBE firehose\r\n").unwrap();
+    let mut publisher = srv.con();
+    eventually(10, || {
+        let n: i64 = publisher.publish("firehose", "hello").unwrap();
+        (n == 1).then_some(())
+    });
+    // Never read from `stalled`: socket buffers fill, then its bounded queue, then it is cut
+    // off (Redis's pub/sub output-buffer limit).
+    let payload = vec![b'x'; 4096];
+    let mut delivered_to_nobody = false;
+    for _ in 0..40_000 {
+        let n: i64 = publisher.publish("firehose", &payload).unwrap();
+        if n == 0 {
+            delivered_to_nobody = true;
+            break;
+        }
+    }
+    assert!(
+        delivered_to_nobody,
+        "the stalled subscriber was never disconnected"
+    );
+    // Its connection closes even though its socket never drained.
+    eventually(10, || {
+        let numsub: (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("firehose")
+            .query(&mut publisher)
+            .unwrap();
+        (numsub.1 == 0).then_some(())
+    });
+    let mut rest = Vec::new();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(
+        !rest.is_empty(),
+        "what was written before the cut-off is still readable"
+    );
+    let _: () = publisher.set("still", "serving").unwrap();
+    assert_eq!(publisher.get::<_, String>("still").unwrap(), "serving");
+}

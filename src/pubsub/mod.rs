@@ -535,6 +535,14 @@ impl Subscription {
     pub fn queued(&self) -> usize {
         self.queue.len()
     }
+
+    /// Whether the slow-consumer policy cut this subscription off: no message reaches it any
+    /// more (what is queued can still be drained). A server closes such a client's connection
+    /// even while its socket is stuck.
+    #[must_use]
+    pub fn is_cut_off(&self) -> bool {
+        self.queue.is_closed()
+    }
 }
 
 impl Drop for Subscription {

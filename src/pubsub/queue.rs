@@ -218,6 +218,11 @@ impl Queue {
         }
     }
 
+    /// Whether the queue was closed (cut off or dropped), whatever is still queued.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().closed.is_some()
+    }
+
     /// Ends the subscription: readers drain what is queued, then get `reason`.
     pub(crate) fn close(&self, reason: RecvError) {
         let mut st = self.state.lock();

@@ -38,6 +38,7 @@ use self::reply::Out;
 use crate::config::{CacheConfig, Durability, NamespaceConfig};
 use crate::engine::Quipu;
 use crate::error::{ConfigError, Error};
+use crate::pubsub::Subscription;
 
 /// A key-prefix → namespace rule of the server config.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -469,7 +470,7 @@ async fn serve<R, W>(
         }
         flush_pending(&mut pending, &mut out).await;
         if !out.buf.is_empty() {
-            if wr.write_all(&out.buf).await.is_err() {
+            if !write_out(&mut wr, &out.buf, conn.sub.as_ref()).await {
                 return;
             }
             out.buf.clear();
@@ -515,6 +516,30 @@ async fn serve<R, W>(
             Ok(_) => client.touch(),
         }
     }
+}
+
+/// Writes `buf`; `false` when the connection is to close. A subscriber's socket that stops
+/// draining is given up once its queue cuts it off (the pub/sub output-buffer limit): the
+/// write is retried in slices of time, so a stuck peer cannot pin the connection forever.
+async fn write_out<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    buf: &[u8],
+    sub: Option<&Subscription>,
+) -> bool {
+    let Some(sub) = sub else {
+        return wr.write_all(buf).await.is_ok();
+    };
+    let mut pos = 0;
+    while pos < buf.len() {
+        // `write` is cancel-safe: on timeout nothing was written and `pos` stays right.
+        match tokio::time::timeout(Duration::from_millis(200), wr.write(&buf[pos..])).await {
+            Ok(Ok(0) | Err(_)) => return false,
+            Ok(Ok(n)) => pos += n,
+            Err(_) if sub.is_cut_off() => return false,
+            Err(_) => {}
+        }
+    }
+    true
 }
 
 type PendingAdd = Result<
