@@ -352,3 +352,40 @@ fn redis_cli_talks_to_it() {
     assert_eq!(run(&["INCRBY", "visits", "3"]), "3");
     assert!(run(&["INFO"]).contains("keyspace_hits:"));
 }
+
+#[test]
+fn scan_returns_every_key_present_throughout_while_others_come_and_go() {
+    let srv = Running::start(None);
+    let mut c = srv.con();
+    for i in 0..200 {
+        let _: () = c.set(format!("keep:{i}"), i).unwrap();
+        let _: () = c.set(format!("churn:{i}"), i).unwrap();
+    }
+    let mut cursor = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    let mut round = 0;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(13)
+            .query(&mut c)
+            .unwrap();
+        seen.extend(page);
+        // Between pages, delete some keys and add others.
+        for i in 0..10 {
+            let _: i64 = c.del(format!("churn:{}", round * 10 + i)).unwrap();
+            let _: () = c.set(format!("new:{round}:{i}"), 1).unwrap();
+        }
+        round += 1;
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    for i in 0..200 {
+        assert!(seen.contains(&format!("keep:{i}")), "keep:{i} was missed");
+    }
+    let bad: RedisResult<Value> = redis::cmd("SCAN").arg("-1").query(&mut c);
+    assert!(bad.is_err());
+}

@@ -146,13 +146,24 @@ pub(crate) fn keys(db: &Db, args: &[Bytes], out: &mut Out) {
     }
 }
 
-/// SCAN over a sorted snapshot of the keys; the cursor is an index into it. Keys added or
-/// removed between calls may be missed or repeated, as Redis allows.
+/// Where a key sits in SCAN's order: a hash with a fixed seed, so it never changes while the
+/// key exists. The cursor is the position to resume from; 0 starts and ends.
+fn scan_position(key: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x5155_4950_5553_4341).hash_one(key) | 1
+}
+
+/// SCAN in hash order: each call walks the keys with a position at or after the cursor. A key
+/// present for the whole scan is returned at least once, however others come and go (Redis's
+/// guarantee); a key may repeat only when positions collide at a page boundary.
 pub(crate) fn scan(db: &Db, args: &[Bytes], out: &mut Out) {
     if args.len() < 2 || !args.len().is_multiple_of(2) {
         return wrong_args(out, &args[0]);
     }
-    let Some(cursor) = parse_i64(&args[1]).filter(|c| *c >= 0) else {
+    let Some(cursor) = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
         return out.error("ERR invalid cursor");
     };
     let (mut pattern, mut count, mut kind) = (Bytes::from_static(b"*"), 10usize, None);
@@ -167,11 +178,17 @@ pub(crate) fn scan(db: &Db, args: &[Bytes], out: &mut Out) {
             _ => return syntax(out),
         }
     }
-    let keys = all_keys(db, &pattern);
-    let start = (cursor as usize).min(keys.len());
-    let end = (start + count).min(keys.len());
-    let page: Vec<&Bytes> = keys[start..end]
+    let mut ahead: Vec<(u64, Bytes)> = all_keys(db, &pattern)
+        .into_iter()
+        .map(|k| (scan_position(&k), k))
+        .filter(|(p, _)| *p >= cursor)
+        .collect();
+    ahead.sort_unstable();
+    let next = ahead.get(count).map_or(0, |(p, _)| *p);
+    let page: Vec<&Bytes> = ahead
         .iter()
+        .take(count)
+        .map(|(_, k)| k)
         .filter(|k| {
             kind.as_deref().is_none_or(|t| {
                 db.ns(k)
@@ -182,7 +199,6 @@ pub(crate) fn scan(db: &Db, args: &[Bytes], out: &mut Out) {
         })
         .collect();
     out.array(2);
-    let next = if end >= keys.len() { 0 } else { end };
     out.bulk(next.to_string().as_bytes());
     out.array(page.len());
     for k in page {
@@ -211,6 +227,8 @@ pub(crate) fn rename(db: &Db, args: &[Bytes], out: &mut Out) {
 }
 
 pub(crate) fn dbsize(db: &Db, out: &mut Out) {
+    // Live keys only: Redis deletes an expired key when a command touches it, quipu's cache
+    // keeps it until the sweep, so counting entries would disagree with EXISTS.
     let n: usize = db.namespaces().iter().map(|ns| ns.keys("*").len()).sum();
     out.int(n as i64);
 }
