@@ -1,0 +1,35 @@
+//! The server's TOML config: the example in README.md parses into what it says, and unknown
+//! values are refused.
+
+use quipu::server::ServerConfig;
+
+fn readme_example() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```toml\n").expect("README has a TOML example") + 8;
+    let len = readme[start..].find("```").unwrap();
+    readme[start..start + len].to_owned()
+}
+
+#[test]
+fn the_readme_example_parses_and_validates() {
+    let config: ServerConfig = toml::from_str(&readme_example()).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.port, 7379);
+    assert_eq!(config.password.as_deref(), Some("cambia-esto"));
+    assert_eq!(config.timeout_secs, 300);
+    assert_eq!(config.namespaces[0].prefix, "session:");
+    assert_eq!(config.namespaces[0].ttl_secs, Some(1800));
+    assert_eq!(config.users[0].keys, vec!["delivery:42:*"]);
+    assert_eq!(config.tls.as_ref().unwrap().port, 7390);
+    assert!(config.stream_durability().is_ok());
+}
+
+#[test]
+fn a_bad_value_is_an_error_not_a_default() {
+    let bad: Result<ServerConfig, _> = toml::from_str("port = \"seven\"");
+    assert!(bad.is_err());
+    let config: ServerConfig = toml::from_str("appendfsync = \"sometimes\"").unwrap();
+    assert!(config.validate().unwrap_err().to_string().contains("appendfsync"));
+    let defaults: ServerConfig = toml::from_str("").unwrap();
+    assert_eq!(defaults, ServerConfig::default());
+}
