@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 N=${N:-100000}
 ROUNDS=${ROUNDS:-2}
 MEM_KEYS=${MEM_KEYS:-1000000}
+IDLE=${IDLE:-10000}
 QP=7479
 RP=7480
 RAOF=7481
@@ -47,14 +48,14 @@ start_quipu() {
   local http=()
   target/release/quipu serve --help | grep -q -- --http-port && http=(--http-port 7482)
   target/release/quipu serve --data-dir "$bench_data/quipu" --port $QP "${http[@]}" \
-    --max-bytes $((4 << 30)) 2>"$work/quipu.err" &
+    --max-bytes $((4 << 30)) --max-clients 10200 2>"$work/quipu.err" &
   QUIPU_PID=$!
   pids+=("$QUIPU_PID")
   wait_port $QP
 }
 stop_quipu() { kill "$QUIPU_PID" 2>/dev/null || true; wait "$QUIPU_PID" 2>/dev/null || true; }
 
-redis-server --port $RP --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+redis-server --port $RP --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --maxclients 10200 \
   --daemonize no --logfile "$work/redis.log" &
 pids+=($!)
 mkdir -p "$bench_data/redis-aof"
@@ -106,6 +107,27 @@ for p in 1 16; do
   row "MSET (10 keys), -P $p" $RP -P $p -r 100000 -t mset
   row "PUBLISH (no subscriber), -P $p" $RP -P $p PUBLISH bench.channel hello
   row "XADD, Always vs appendfsync always, -P $p" $RAOF -P $p XADD bench.stream '*' f __rand_int__
+done
+
+echo
+echo "GET 64 B with $IDLE idle connections held open (-c 50, -P 1):"
+echo
+echo "| server | req/s | p50 / p99 ms |"
+echo "|---|---:|---:|"
+for target in "quipu $QP" "Redis $RP"; do
+  read -r name port <<<"$target"
+  holder_out="$work/idle-$port"
+  python3 scripts/idle-connections.py "$port" "$IDLE" >"$holder_out" 2>&1 &
+  holder=$!
+  for _ in $(seq 1 600); do grep -q ready "$holder_out" && break; sleep 0.1; done
+  if grep -q ready "$holder_out"; then
+    read -r rr p50 p99 <<<"$(run "$port" -d 64 -r 100000 -t get)"
+    printf '| %s | %.0f | %s / %s |\n' "$name" "$rr" "$p50" "$p99"
+  else
+    echo "| $name | could not hold $IDLE connections: $(tail -1 "$holder_out") | |"
+  fi
+  kill "$holder" 2>/dev/null || true
+  wait "$holder" 2>/dev/null || true
 done
 
 echo
