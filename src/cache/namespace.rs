@@ -583,7 +583,8 @@ impl NsInner {
         let mut removed = Vec::new();
         {
             let mut g = shard.write();
-            self.insert_locked(&mut g, hash, key, value, expiry, tags, now, &mut removed);
+            let found = g.find(hash, key);
+            self.insert_locked(&mut g, found, hash, key, value, expiry, tags, now, &mut removed);
         }
         self.counters.inserts.fetch_add(1, Relaxed);
         if self.used.load(Relaxed) > self.config.max_bytes {
@@ -598,6 +599,7 @@ impl NsInner {
     fn insert_locked(
         &self,
         g: &mut Shard,
+        found: Option<u32>,
         hash: u64,
         key: &[u8],
         value: Bytes,
@@ -607,11 +609,18 @@ impl NsInner {
         removed: &mut Vec<(Removed, RemovalCause)>,
     ) {
         let w = weight(key.len(), value.len());
-        let (slot, replaced) = g.insert(hash, key, value, expiry, tags, now);
-        self.used.fetch_add(w, Relaxed);
-        if let Some(r) = replaced {
-            self.used.fetch_sub(r.weight, Relaxed);
-            removed.push((r, RemovalCause::Replaced));
+        let (slot, replaced) = g.insert_found(found, hash, key, value, expiry, tags, now);
+        // One read-modify-write of the shared counter per insert: it is the one write every
+        // core makes.
+        match replaced {
+            Some(r) => {
+                self.used
+                    .fetch_add(w.wrapping_sub(r.weight), Relaxed);
+                removed.push((r, RemovalCause::Replaced));
+            }
+            None => {
+                self.used.fetch_add(w, Relaxed);
+            }
         }
         while self.used.load(Relaxed) > self.config.max_bytes {
             let Some(r) = g.evict_one(slot, now) else {
@@ -691,14 +700,16 @@ impl NsInner {
         let mut removed = Vec::new();
         let previous = {
             let mut g = shard.write();
-            let current = g.peek(hash, key, now).cloned();
+            // One lookup serves the read, the TTL, the tags and the write.
+            let found = g.find(hash, key);
+            let current = found.and_then(|i| g.live_value_at(i, now)).cloned();
             match f(current.as_ref())? {
                 Modify::Keep => return Ok(current),
                 Modify::Set(v, ttl) => {
                     self.check_weight(key, &v)?;
                     self.backing.before_put(self, key, &v)?;
                     let expiry = match ttl {
-                        TtlChange::Keep => match g.deadline(hash, key, now) {
+                        TtlChange::Keep => match found.and_then(|i| g.live_deadline_at(i, now)) {
                             Some(d) => Expiry {
                                 ttl_deadline: d,
                                 tti_ms: 0,
@@ -714,8 +725,8 @@ impl NsInner {
                             tti_ms: 0,
                         },
                     };
-                    let tags = g.tags(hash, key);
-                    self.insert_locked(&mut g, hash, key, v, expiry, &tags, now, &mut removed);
+                    let tags = found.map(|i| g.tags_at(i)).unwrap_or_default();
+                    self.insert_locked(&mut g, found, hash, key, v, expiry, &tags, now, &mut removed);
                     self.counters.inserts.fetch_add(1, Relaxed);
                 }
                 Modify::Remove => {

@@ -265,7 +265,9 @@ impl Shard {
         self.table.len()
     }
 
-    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+    /// The slot of `key`, live or expired; a read-modify-write looks it up once and passes
+    /// the result to the `*_at` accessors and [`Shard::insert_found`].
+    pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
         let slots = &self.slots;
         self.table
             .find(hash, |&i| slots[i].key.as_bytes() == key)
@@ -305,6 +307,26 @@ impl Shard {
         (slot.expires_at.load(Relaxed) > now).then_some(&slot.value)
     }
 
+    /// The value in slot `i` if it is live.
+    pub(crate) fn live_value_at(&self, i: u32, now: u64) -> Option<&Bytes> {
+        let slot = &self.slots[i];
+        (slot.expires_at.load(Relaxed) > now).then_some(&slot.value)
+    }
+
+    /// The deadline of slot `i` if it is live (`Some(NEVER)` when it does not expire).
+    pub(crate) fn live_deadline_at(&self, i: u32, now: u64) -> Option<u64> {
+        let d = self.slots[i].expires_at.load(Relaxed);
+        (d > now).then_some(d)
+    }
+
+    /// The tags of slot `i`.
+    pub(crate) fn tags_at(&self, i: u32) -> Vec<Arc<str>> {
+        if self.slots[i].flags & TAGGED == 0 {
+            return Vec::new();
+        }
+        self.tags_of.get(&i).map(|t| t.to_vec()).unwrap_or_default()
+    }
+
     /// The deadline of a live entry (`Some(NEVER)` when it does not expire).
     pub(crate) fn deadline(&self, hash: u64, key: &[u8], now: u64) -> Option<u64> {
         let i = self.find(hash, key)?;
@@ -328,9 +350,13 @@ impl Shard {
         }
     }
 
-    /// Inserts or replaces; returns the replaced entry. `tags` replace the old entry's tags.
-    pub(crate) fn insert(
+    /// Inserts or replaces; returns the slot and the replaced entry. `tags` replace the old
+    /// entry's tags. `found` is what [`Shard::find`] returned for `key` under this same lock:
+    /// a read-modify-write looks the key up once.
+    #[allow(clippy::too_many_arguments, reason = "the insert's parts, passed through")]
+    pub(crate) fn insert_found(
         &mut self,
+        found: Option<u32>,
         hash: u64,
         key: &[u8],
         value: Bytes,
@@ -338,7 +364,7 @@ impl Shard {
         tags: &[Arc<str>],
         now: u64,
     ) -> (u32, Option<Removed>) {
-        if let Some(i) = self.find(hash, key) {
+        if let Some(i) = found {
             let old_weight = self.slots[i].weight();
             let new_weight = weight(key.len(), value.len());
             let queue = self.slots[i].queue;
