@@ -4,7 +4,8 @@
 use quipu::server::ServerConfig;
 
 fn readme_example() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let start = readme.find("```toml\n").expect("README has a TOML example") + 8;
     let len = readme[start..].find("```").unwrap();
     readme[start..start + len].to_owned()
@@ -29,7 +30,13 @@ fn a_bad_value_is_an_error_not_a_default() {
     let bad: Result<ServerConfig, _> = toml::from_str("port = \"seven\"");
     assert!(bad.is_err());
     let config: ServerConfig = toml::from_str("appendfsync = \"sometimes\"").unwrap();
-    assert!(config.validate().unwrap_err().to_string().contains("appendfsync"));
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("appendfsync")
+    );
     let defaults: ServerConfig = toml::from_str("").unwrap();
     assert_eq!(defaults, ServerConfig::default());
 }

@@ -61,6 +61,9 @@ struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "QUIPU_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// Threads that run commands (default: one per core).
+    #[arg(long, env = "QUIPU_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 fn load(args: ServeArgs) -> Result<ServerConfig, String> {
@@ -121,6 +124,7 @@ fn report(started: std::time::Instant, p: RecoveryProgress<'_>) {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let Command::Serve(args) = cli.command;
+    let threads = args.threads.map(usize::from);
     let config = match load(args) {
         Ok(c) => c,
         Err(e) => {
@@ -139,10 +143,11 @@ fn main() -> std::process::ExitCode {
         Ok(_) => {}
         Err(e) => eprintln!("quipu: cannot raise the open-files limit: {e}"),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("quipu: cannot start the runtime: {e}");

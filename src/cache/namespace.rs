@@ -584,7 +584,17 @@ impl NsInner {
         {
             let mut g = shard.write();
             let found = g.find(hash, key);
-            self.insert_locked(&mut g, found, hash, key, value, expiry, tags, now, &mut removed);
+            self.insert_locked(
+                &mut g,
+                found,
+                hash,
+                key,
+                value,
+                expiry,
+                tags,
+                now,
+                &mut removed,
+            );
         }
         self.counters.inserts.fetch_add(1, Relaxed);
         if self.used.load(Relaxed) > self.config.max_bytes {
@@ -614,8 +624,7 @@ impl NsInner {
         // core makes.
         match replaced {
             Some(r) => {
-                self.used
-                    .fetch_add(w.wrapping_sub(r.weight), Relaxed);
+                self.used.fetch_add(w.wrapping_sub(r.weight), Relaxed);
                 removed.push((r, RemovalCause::Replaced));
             }
             None => {
@@ -726,7 +735,17 @@ impl NsInner {
                         },
                     };
                     let tags = found.map(|i| g.tags_at(i)).unwrap_or_default();
-                    self.insert_locked(&mut g, found, hash, key, v, expiry, &tags, now, &mut removed);
+                    self.insert_locked(
+                        &mut g,
+                        found,
+                        hash,
+                        key,
+                        v,
+                        expiry,
+                        &tags,
+                        now,
+                        &mut removed,
+                    );
                     self.counters.inserts.fetch_add(1, Relaxed);
                 }
                 Modify::Remove => {

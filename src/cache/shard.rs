@@ -353,7 +353,10 @@ impl Shard {
     /// Inserts or replaces; returns the slot and the replaced entry. `tags` replace the old
     /// entry's tags. `found` is what [`Shard::find`] returned for `key` under this same lock:
     /// a read-modify-write looks the key up once.
-    #[allow(clippy::too_many_arguments, reason = "the insert's parts, passed through")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the insert's parts, passed through"
+    )]
     pub(crate) fn insert_found(
         &mut self,
         found: Option<u32>,
