@@ -85,6 +85,7 @@ impl Default for ServerConfig {
 pub(crate) struct Shared {
     pub db: Db,
     pub log: crate::log::Log,
+    pub streams: streams::Streams,
     pub config: ServerConfig,
     pub stats: Stats,
     pub started: Instant,
@@ -146,6 +147,7 @@ impl Server {
                 pubsub: quipu.pubsub().clone(),
             },
             log: quipu.log().clone(),
+            streams: streams::Streams::default(),
             limits: Limits {
                 max_bulk: config.max_bulk,
                 ..Limits::default()
@@ -275,6 +277,21 @@ async fn serve(
                         continue;
                     }
                     flush_pending(&mut pending, &mut out).await;
+                    if conn.authed && conn.subscriptions() == 0 && streams::is_blocking(&args) {
+                        // XREAD/XREADGROUP BLOCK: earlier replies go out, then the wait.
+                        if let Some(wait) = streams::start_read(shared, &args, &mut out, true) {
+                            if wr.write_all(&out.buf).await.is_err() {
+                                return;
+                            }
+                            out.buf.clear();
+                            tokio::select! {
+                                reply = wait => out.buf.extend_from_slice(&reply),
+                                () = until_closed(&mut rd, &mut input) => return,
+                                _ = stop.changed() => return,
+                            }
+                        }
+                        continue;
+                    }
                     if cmd::exec(shared, &mut conn, &args, &mut out) == Flow::Close {
                         close = true;
                         break;
@@ -331,6 +348,18 @@ async fn serve(
             Ok(_) => {}
         }
     }
+}
+
+/// Returns when the client disconnects; what it sends meanwhile is kept for later (up to
+/// 1 MiB, then it is no longer read until the wait ends).
+async fn until_closed(rd: &mut tokio::net::tcp::OwnedReadHalf, input: &mut BytesMut) {
+    while input.len() < 1 << 20 {
+        match rd.read_buf(input).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 type PendingAdd = Result<
