@@ -650,13 +650,8 @@ fn a_group_survives_a_restart_and_unacked_entries_come_back() {
             assert!(again.contains(id), "entry {i} was lost");
         }
     }
-    assert!(again.iter().all(|id| ids.contains(id)));
-    assert!(
-        again
-            .windows(2)
-            .all(|w| w[0] < w[1] || w[0].len() < w[1].len())
-    );
-    assert_eq!(again.last(), ids.last());
+    // In order, from the committed position to the end: a suffix of what was added.
+    assert!(again.len() >= 7 && ids.ends_with(&again), "{again:?}");
 }
 
 #[test]
