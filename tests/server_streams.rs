@@ -580,10 +580,7 @@ fn xinfo_reports_streams_groups_and_consumers() {
     assert_eq!(destroyed, 1);
     let destroyed: i64 = query(&mut c, &["XGROUP", "DESTROY", "s", "late"]);
     assert_eq!(destroyed, 0);
-    assert_eq!(
-        err(&mut c, &["XINFO", "STREAM", "nope"]),
-        "no such key"
-    );
+    assert_eq!(err(&mut c, &["XINFO", "STREAM", "nope"]), "no such key");
 }
 
 #[test]
