@@ -172,9 +172,13 @@ fn verify(port: u16, acked: &Acked, sent: &HashMap<(u32, u32), u64>, round: u32)
     let mut found: BTreeMap<(u64, u64), &[u8]> = BTreeMap::new();
     // Per (round, thread): the seqs seen, which must be 0, 1, 2, … in log order.
     let mut next_seq: HashMap<(u32, u32), u64> = HashMap::new();
+    let mut last_ms = 0;
     for (i, (id, fields)) in entries.iter().enumerate() {
         let (ms, seq) = split_id(id);
         assert_eq!(seq, i as u64, "round {round}: offsets not dense at {id}");
+        // IDs must grow as Redis IDs do, milliseconds included (concurrent XADDs too).
+        assert!(ms >= last_ms, "round {round}: {id} has a smaller time than the entry before");
+        last_ms = ms;
         assert_eq!(fields.len(), 2, "round {round}: entry {id} has {fields:?}");
         assert_eq!(fields[0], b"p");
         let v = &fields[1];
