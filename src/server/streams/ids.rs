@@ -87,12 +87,19 @@ pub(crate) fn at_or_after(p: &Partition, id: StreamId) -> u64 {
 
 /// The offset of the first entry whose ID is greater than `id`.
 pub(crate) fn after(p: &Partition, id: StreamId) -> u64 {
+    // Fast path: after an ID quipu handed out (a reader's last seen ID) comes the next offset.
+    if id_at(p, id.seq) == Some(id) {
+        return id.seq + 1;
+    }
     id.next()
         .map_or_else(|| p.end_offset(), |n| at_or_after(p, n))
 }
 
 /// The ID of the entry at `offset`, if it is still in the log.
 pub(crate) fn id_at(p: &Partition, offset: u64) -> Option<StreamId> {
+    if !(p.start_offset()..p.end_offset()).contains(&offset) {
+        return None;
+    }
     let r = p.read(offset, 1).ok()?;
     let r = r.first().filter(|r| r.offset == offset)?;
     Some(StreamId {
