@@ -177,7 +177,10 @@ fn verify(port: u16, acked: &Acked, sent: &HashMap<(u32, u32), u64>, round: u32)
         let (ms, seq) = split_id(id);
         assert_eq!(seq, i as u64, "round {round}: offsets not dense at {id}");
         // IDs must grow as Redis IDs do, milliseconds included (concurrent XADDs too).
-        assert!(ms >= last_ms, "round {round}: {id} has a smaller time than the entry before");
+        assert!(
+            ms >= last_ms,
+            "round {round}: {id} has a smaller time than the entry before"
+        );
         last_ms = ms;
         assert_eq!(fields.len(), 2, "round {round}: entry {id} has {fields:?}");
         assert_eq!(fields[0], b"p");
@@ -230,7 +233,10 @@ fn acknowledged_xadds_survive_sigkill() {
             sent.insert((round, t), s);
         }
     }
-    eprintln!("{rounds} rounds, {} acknowledged XADDs checked", acked.len());
+    eprintln!(
+        "{rounds} rounds, {} acknowledged XADDs checked",
+        acked.len()
+    );
     assert!(
         acked.len() as u64 > u64::from(rounds) * 10,
         "too few acknowledged XADDs ({}) to test anything",

@@ -793,3 +793,50 @@ fn type_exists_and_del_see_stream_keys() {
     let all: Vec<Entry> = query(&mut c, &["XRANGE", "s", "-", "+"]);
     assert_eq!(all, [(id, vec!["f".into(), "again".into()])]);
 }
+
+fn connected_clients(c: &mut redis::Connection) -> u64 {
+    let info: String = query(c, &["INFO", "clients"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("connected_clients")
+}
+
+fn wait_for_clients(c: &mut redis::Connection, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connected_clients(c) != n {
+        assert!(Instant::now() < deadline, "never {n} clients");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_disconnect_or_a_shutdown_ends_a_blocked_read() {
+    let dir = common::tempdir();
+    let srv = Running::start(dir.path());
+    let mut c = srv.con();
+    let _: () = query(&mut c, &["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]);
+    let alone = connected_clients(&mut c);
+    let mut raw = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    raw.write_all(b"XREADGROUP GROUP g ghost BLOCK 0 STREAMS s >\r\n")
+        .unwrap();
+    wait_for_clients(&mut c, alone + 1);
+    drop(raw);
+    wait_for_clients(&mut c, alone);
+    // The wait ended with the connection: the ghost consumer takes nothing.
+    let id = xadd(&mut c, "s", "f", "v");
+    let r: ReadReply = query(
+        &mut c,
+        &["XREADGROUP", "GROUP", "g", "live", "STREAMS", "s", ">"],
+    );
+    assert_eq!(ids(&r), [id]);
+    // Shutdown wakes a reader blocked forever: its connection closes.
+    let mut blocked = srv.con();
+    let waiter = std::thread::spawn(move || {
+        cmd(&mut blocked, &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"])
+    });
+    wait_for_clients(&mut c, alone + 1);
+    drop(c);
+    srv.stop();
+    assert!(waiter.join().unwrap().is_err());
+}

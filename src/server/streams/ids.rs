@@ -70,14 +70,9 @@ fn first_at_time(p: &Partition, ms: u64) -> u64 {
 
 /// The offset of the first entry whose ID is at least `id` (the end offset if none).
 pub(crate) fn at_or_after(p: &Partition, id: StreamId) -> u64 {
-    let (start, end) = (p.start_offset(), p.end_offset());
+    let end = p.end_offset();
     // Fast path: an ID quipu handed out names its own offset.
-    if (start..end).contains(&id.seq)
-        && let Ok(r) = p.read(id.seq, 1)
-        && let Some(r) = r.first()
-        && r.offset == id.seq
-        && r.timestamp == id.ms
-    {
+    if id_at(p, id.seq) == Some(id) {
         return id.seq;
     }
     let lo = first_at_time(p, id.ms);
