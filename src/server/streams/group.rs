@@ -128,8 +128,8 @@ struct CommitState {
 
 impl Committer {
     fn request(self: &Arc<Self>, offset: u64) {
-        self.desired.store(offset, SeqCst);
-        if self.scheduled.swap(true, SeqCst) {
+        // Unchanged (most deliveries): a run already saw this value or will.
+        if self.desired.swap(offset, SeqCst) == offset || self.scheduled.swap(true, SeqCst) {
             return;
         }
         let me = Arc::clone(self);
@@ -208,36 +208,43 @@ pub(crate) fn state_if_loaded(shared: &Shared, name: &str) -> Option<Arc<StreamS
 
 /// The groups of stream `key`, loaded from the log on first use: each group resumes at its
 /// committed offset with nothing pending.
-pub(crate) fn state(shared: &Shared, key: &[u8], topic: &Topic) -> Arc<StreamState> {
+///
+/// # Errors
+/// The error reply when the groups on disk cannot be read (a group must never vanish
+/// silently: a later `XGROUP CREATE` would overwrite its progress).
+pub(crate) fn state(
+    shared: &Shared,
+    key: &[u8],
+    topic: &Topic,
+) -> Result<Arc<StreamState>, String> {
     if let Some(s) = state_if_loaded(shared, topic.name()) {
-        return s;
+        return Ok(s);
     }
     let mut states = shared.streams.states.write();
     if let Some(s) = states.get(topic.name()) {
-        return Arc::clone(s);
+        return Ok(Arc::clone(s));
     }
+    let failed = |e: crate::error::LogError| format!("ERR cannot load the stream's groups: {e}");
     let prefix = group_prefix(key);
+    let p = topic.partition(0).map_err(failed)?;
     let mut groups = BTreeMap::new();
-    if let Ok(p) = topic.partition(0) {
-        for name in shared.log.consumer_groups().unwrap_or_default() {
-            let Some(g) = name.strip_prefix(&prefix).and_then(unescape) else {
-                continue;
-            };
-            let Ok(lg) = shared.log.consumer_group(&name) else {
-                continue;
-            };
-            let Some(committed) = lg.committed(topic.name(), 0) else {
-                continue;
-            };
-            let next = committed.clamp(p.start_offset(), p.end_offset().max(p.start_offset()));
-            groups.insert(g, new_group(lg, topic.name(), committed, next));
-        }
+    for name in shared.log.consumer_groups().map_err(failed)? {
+        let Some(g) = name.strip_prefix(&prefix).and_then(unescape) else {
+            continue;
+        };
+        let lg = shared.log.consumer_group(&name).map_err(failed)?;
+        // Committed for an older stream of the same name (deleted, files kept): skip it.
+        let Some(committed) = lg.committed(topic.name(), 0) else {
+            continue;
+        };
+        let next = committed.clamp(p.start_offset(), p.end_offset().max(p.start_offset()));
+        groups.insert(g, new_group(lg, topic.name(), committed, next));
     }
     let s = Arc::new(StreamState {
         groups: Mutex::new(groups),
     });
     states.insert(topic.name().to_owned(), Arc::clone(&s));
-    s
+    Ok(s)
 }
 
 fn new_group(log_group: Arc<ConsumerGroup>, topic: &str, committed: u64, next: u64) -> Group {
@@ -345,7 +352,10 @@ pub(crate) fn xgroup(shared: &Shared, args: &[Bytes], out: &mut Out) {
     let Ok(p) = topic.partition(0) else {
         return out.error(NEED_KEY);
     };
-    let state = state(shared, key, &topic);
+    let state = match state(shared, key, &topic) {
+        Ok(s) => s,
+        Err(e) => return out.error(&e),
+    };
     let mut groups = state.groups.lock();
     let now = now_ms(shared);
     match sub.as_str() {

@@ -42,7 +42,10 @@ pub(crate) fn xinfo(shared: &Shared, args: &[Bytes], out: &mut Out) {
     let Ok(p) = topic.partition(0) else {
         return out.error("ERR no such key");
     };
-    let st = state(shared, key, &topic);
+    let st = match state(shared, key, &topic) {
+        Ok(s) => s,
+        Err(e) => return out.error(&e),
+    };
     let groups = st.groups.lock();
     let now = now_ms(shared);
     match sub.as_str() {

@@ -8,13 +8,25 @@ use super::group::{Group, StreamState, state};
 use super::ids::{INVALID_ID, StreamId};
 use super::{Shared, lower, now_ms, parse_u64, stream, write_entry, wrong_args};
 use crate::log::{Partition, Record, Topic};
+use crate::server::cmd::parse_i64;
 use crate::server::reply::Out;
 
+/// A stream's topic and groups.
+type Found = (Arc<Topic>, Arc<StreamState>);
+
 /// The stream's topic and groups, if the stream exists.
-pub(crate) fn find(shared: &Shared, key: &[u8]) -> Option<(Arc<Topic>, Arc<StreamState>)> {
-    let topic = stream(shared, key, false).ok().flatten()?;
-    let st = state(shared, key, &topic);
-    Some((topic, st))
+///
+/// # Errors
+/// The error reply if its groups cannot be loaded.
+pub(crate) fn find(
+    shared: &Shared,
+    key: &[u8],
+) -> Result<Option<Found>, String> {
+    let Some(topic) = stream(shared, key, false)? else {
+        return Ok(None);
+    };
+    let st = state(shared, key, &topic)?;
+    Ok(Some((topic, st)))
 }
 
 /// `NOGROUP` as XPENDING and XCLAIM word it.
@@ -49,8 +61,10 @@ pub(crate) fn xack(shared: &Shared, args: &[Bytes], out: &mut Out) {
             None => return out.error(INVALID_ID),
         }
     }
-    let Some((_, st)) = find(shared, &args[1]) else {
-        return out.int(0);
+    let (_, st) = match find(shared, &args[1]) {
+        Ok(Some(found)) => found,
+        Ok(None) => return out.int(0),
+        Err(e) => return out.error(&e),
     };
     let mut groups = st.groups.lock();
     let Some(g) = groups.get_mut(&args[2]) else {
@@ -121,13 +135,15 @@ pub(crate) fn xpending(shared: &Shared, args: &[Bytes], out: &mut Out) {
         let (Some(start), Some(end)) = (bound(&args[i], false), bound(&args[i + 1], true)) else {
             return out.error(INVALID_ID);
         };
-        let Some(count) = super::super::cmd::parse_i64(&args[i + 2]) else {
+        let Some(count) = parse_i64(&args[i + 2]) else {
             return out.error("ERR value is not an integer or out of range");
         };
         range = Some((start, end, count.max(0) as usize, args.get(i + 3).cloned()));
     }
-    let Some((_, st)) = find(shared, key) else {
-        return out.error(&no_key_or_group(key, group));
+    let (_, st) = match find(shared, key) {
+        Ok(Some(found)) => found,
+        Ok(None) => return out.error(&no_key_or_group(key, group)),
+        Err(e) => return out.error(&e),
     };
     let groups = st.groups.lock();
     let Some(g) = groups.get(group) else {
@@ -257,7 +273,7 @@ pub(crate) fn xclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
         return out.error(&wrong_args("xclaim"));
     }
     let (key, group, consumer) = (&args[1], &args[2], &args[3]);
-    let Some(min_idle) = super::super::cmd::parse_i64(&args[4]) else {
+    let Some(min_idle) = parse_i64(&args[4]) else {
         return out.error("ERR Invalid min-idle-time argument for XCLAIM");
     };
     let min_idle = min_idle.max(0) as u64;
@@ -277,7 +293,7 @@ pub(crate) fn xclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
     while i < args.len() {
         let opt = lower(&args[i]);
         let value = args.get(i + 1);
-        let int = || value.and_then(|v| super::super::cmd::parse_i64(v));
+        let int = || value.and_then(|v| parse_i64(v));
         match opt.as_str() {
             "force" => force = true,
             "justid" => how.justid = true,
@@ -310,8 +326,10 @@ pub(crate) fn xclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
             2
         };
     }
-    let Some((topic, st)) = find(shared, key) else {
-        return out.error(&no_key_or_group(key, group));
+    let (topic, st) = match find(shared, key) {
+        Ok(Some(found)) => found,
+        Ok(None) => return out.error(&no_key_or_group(key, group)),
+        Err(e) => return out.error(&e),
     };
     let Ok(p) = topic.partition(0) else {
         return out.error(&no_key_or_group(key, group));
@@ -347,7 +365,7 @@ pub(crate) fn xautoclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
         return out.error(&wrong_args("xautoclaim"));
     }
     let (key, group, consumer) = (&args[1], &args[2], &args[3]);
-    let Some(min_idle) = super::super::cmd::parse_i64(&args[4]) else {
+    let Some(min_idle) = parse_i64(&args[4]) else {
         return out.error("ERR Invalid min-idle-time argument for XAUTOCLAIM");
     };
     let min_idle = min_idle.max(0) as u64;
@@ -360,10 +378,7 @@ pub(crate) fn xautoclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
     while i < args.len() {
         match lower(&args[i]).as_str() {
             "count" => {
-                match args
-                    .get(i + 1)
-                    .and_then(|a| super::super::cmd::parse_i64(a))
-                {
+                match args.get(i + 1).and_then(|a| parse_i64(a)) {
                     Some(n) if n > 0 && n <= (i64::MAX / 10) => count = n as usize,
                     Some(_) => return out.error("ERR COUNT must be > 0"),
                     None => return out.error("ERR value is not an integer or out of range"),
@@ -377,8 +392,10 @@ pub(crate) fn xautoclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
             _ => return out.error("ERR syntax error"),
         }
     }
-    let Some((topic, st)) = find(shared, key) else {
-        return out.error(&no_key_or_group(key, group));
+    let (topic, st) = match find(shared, key) {
+        Ok(Some(found)) => found,
+        Ok(None) => return out.error(&no_key_or_group(key, group)),
+        Err(e) => return out.error(&e),
     };
     let Ok(p) = topic.partition(0) else {
         return out.error(&no_key_or_group(key, group));

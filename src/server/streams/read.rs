@@ -184,7 +184,7 @@ fn attempt(shared: &Shared, req: &Request, out: &mut Out) -> Result<bool, String
         if let Some((group, consumer)) = &req.group {
             let topic = topic.ok_or_else(|| no_group(key, group))?;
             let p = topic.partition(0).map_err(|e| format!("ERR {e}"))?;
-            let st = state(shared, key, &topic);
+            let st = state(shared, key, &topic)?;
             let mut groups = st.groups.lock();
             let g = groups.get_mut(group).ok_or_else(|| no_group(key, group))?;
             g.consumer(consumer, now);
