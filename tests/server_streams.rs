@@ -733,6 +733,10 @@ fn error_replies() {
     assert!(e.contains("unknown subcommand 'FROB'"), "{e}");
     let e = err(&mut c, &["XADD", "s", "1-1", "f", "v"]);
     assert!(e.contains("use * as the ID"), "{e}");
+    let none: Option<String> = query(&mut c, &["XADD", "absent", "NOMKSTREAM", "*", "f", "v"]);
+    assert_eq!(none, None);
+    let n: i64 = query(&mut c, &["EXISTS", "absent"]);
+    assert_eq!(n, 0);
     let e = err(&mut c, &["XDEL", "s", &id]);
     assert!(e.contains("not supported"), "{e}");
     // The server is still fine.

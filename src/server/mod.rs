@@ -363,7 +363,7 @@ async fn until_closed(rd: &mut tokio::net::tcp::OwnedReadHalf, input: &mut Bytes
 }
 
 type PendingAdd = Result<
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>,
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<String>, String>> + Send>>,
     String,
 >;
 
@@ -387,7 +387,9 @@ async fn flush_pending(pending: &mut Vec<PendingAdd>, out: &mut Out) {
     let mut results = futures_util::future::join_all(futures).await.into_iter();
     for slot in slots {
         match slot.or_else(|| results.next()) {
-            Some(Ok(id)) => out.bulk(id.as_bytes()),
+            Some(Ok(Some(id))) => out.bulk(id.as_bytes()),
+            // NOMKSTREAM on a missing stream.
+            Some(Ok(None)) => out.null(),
             Some(Err(e)) => out.error(&e),
             None => {}
         }

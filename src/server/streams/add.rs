@@ -13,21 +13,26 @@ use crate::server::cmd::parse_i64;
 use crate::server::db::WRONGTYPE;
 use crate::server::reply::Out;
 
-/// Parses the arguments of XADD; `Err` is the error reply.
+/// Parses the arguments of XADD: the topic (`None` for NOMKSTREAM on a missing stream), the
+/// message, and MAXLEN; `Err` is the error reply.
 pub(crate) fn prepare_xadd(
     shared: &Shared,
     args: &[Bytes],
-) -> Result<(Arc<Topic>, Message, Option<u64>), String> {
+) -> Result<(Option<Arc<Topic>>, Message, Option<u64>), String> {
     let wrong = || wrong_args("xadd");
     if args.len() < 5 {
         return Err(wrong());
     }
     let mut i = 2;
     let mut maxlen = None;
+    let mut create = true;
     loop {
         let opt = lower(args.get(i).ok_or_else(wrong)?);
         match opt.as_str() {
-            "nomkstream" => i += 1,
+            "nomkstream" => {
+                create = false;
+                i += 1;
+            }
             "maxlen" => {
                 i += 1;
                 if matches!(args.get(i).map(|a| &a[..]), Some(b"~" | b"=")) {
@@ -56,17 +61,20 @@ pub(crate) fn prepare_xadd(
         .map(|kv| (&kv[0][..], &kv[1][..]))
         .collect();
     let value = postcard::to_allocvec(&pairs).map_err(|e| format!("ERR {e}"))?;
-    let topic = stream(shared, &args[1], true)?.ok_or("ERR no such stream")?;
+    let topic = stream(shared, &args[1], create)?;
     Ok((topic, Message::new(value), maxlen))
 }
 
-/// Appends (durably) and returns the new ID.
+/// Appends (durably) and returns the new ID; `None` without a topic (NOMKSTREAM).
 pub(crate) fn xadd(
-    topic: Arc<Topic>,
+    topic: Option<Arc<Topic>>,
     msg: Message,
     maxlen: Option<u64>,
-) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
+) -> Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send>> {
     Box::pin(async move {
+        let Some(topic) = topic else {
+            return Ok(None);
+        };
         let r = topic
             .append_async(msg)
             .await
@@ -82,7 +90,7 @@ pub(crate) fn xadd(
             .ok()
             .and_then(|v| v.first().map(|rec| rec.timestamp))
             .unwrap_or(0);
-        Ok(format!("{ts}-{}", r.offset))
+        Ok(Some(format!("{ts}-{}", r.offset)))
     })
 }
 

@@ -18,10 +18,7 @@ type Found = (Arc<Topic>, Arc<StreamState>);
 ///
 /// # Errors
 /// The error reply if its groups cannot be loaded.
-pub(crate) fn find(
-    shared: &Shared,
-    key: &[u8],
-) -> Result<Option<Found>, String> {
+pub(crate) fn find(shared: &Shared, key: &[u8]) -> Result<Option<Found>, String> {
     let Some(topic) = stream(shared, key, false)? else {
         return Ok(None);
     };
