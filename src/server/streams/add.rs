@@ -13,12 +13,15 @@ use crate::server::cmd::parse_i64;
 use crate::server::db::WRONGTYPE;
 use crate::server::reply::Out;
 
+/// A parsed XADD: topic, message, MAXLEN.
+pub(crate) type Planned = (Option<Arc<Topic>>, Message, Option<u64>);
+
 /// Parses the arguments of XADD: the topic (`None` for NOMKSTREAM on a missing stream), the
 /// message, and MAXLEN; `Err` is the error reply.
 pub(crate) fn prepare_xadd(
     shared: &Shared,
     args: &[Bytes],
-) -> Result<(Option<Arc<Topic>>, Message, Option<u64>), String> {
+) -> Result<Planned, String> {
     let wrong = || wrong_args("xadd");
     if args.len() < 5 {
         return Err(wrong());
