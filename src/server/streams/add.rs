@@ -18,10 +18,7 @@ pub(crate) type Planned = (Option<Arc<Topic>>, Message, Option<u64>);
 
 /// Parses the arguments of XADD: the topic (`None` for NOMKSTREAM on a missing stream), the
 /// message, and MAXLEN; `Err` is the error reply.
-pub(crate) fn prepare_xadd(
-    shared: &Shared,
-    args: &[Bytes],
-) -> Result<Planned, String> {
+pub(crate) fn prepare_xadd(shared: &Shared, args: &[Bytes]) -> Result<Planned, String> {
     let wrong = || wrong_args("xadd");
     if args.len() < 5 {
         return Err(wrong());

@@ -202,7 +202,7 @@ fn unescape(s: &str) -> Option<Bytes> {
 }
 
 /// The loaded state of the stream topic `name`, if any.
-pub(crate) fn state_if_loaded(shared: &Shared, name: &str) -> Option<Arc<StreamState>> {
+fn state_if_loaded(shared: &Shared, name: &str) -> Option<Arc<StreamState>> {
     shared.streams.states.read().get(name).cloned()
 }
 
@@ -335,7 +335,7 @@ pub(crate) fn xgroup(shared: &Shared, args: &[Bytes], out: &mut Out) {
                 }
                 "entriesread" if i + 1 < args.len() => {
                     // Accepted; quipu knows the exact count (the group's offset).
-                    if super::parse_u64(&args[i + 1]).is_none() {
+                    if crate::server::cmd::parse_i64(&args[i + 1]).is_none_or(|n| n < -1) {
                         return out.error("ERR value for ENTRIESREAD must be positive or -1");
                     }
                     i += 2;

@@ -139,10 +139,11 @@ pub(crate) fn delete(shared: &Shared, key: &[u8]) -> Result<bool, String> {
     if shared.log.topic(&name).is_err() {
         return Ok(false);
     }
-    let state = group::state_if_loaded(shared, &name);
-    let result = shared.log.delete_topic(&name);
-    shared.streams.states.write().remove(&name);
+    // Groups first: a crash in between leaves a stream without groups, never groups that a
+    // new stream of the same name would take over.
+    let state = shared.streams.states.write().remove(&name);
     group::delete_all(shared, key, state.as_deref());
+    let result = shared.log.delete_topic(&name);
     shared.streams.notify();
     match result {
         Ok(()) => Ok(true),
