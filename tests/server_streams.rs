@@ -236,6 +236,20 @@ fn xread_block_times_out_with_a_null_reply() {
         got.extend_from_slice(&buf[..n]);
     }
     assert_eq!(got, b"*-1\r\n*-1\r\n+PONG\r\n");
+    // RESP3: a null, and a map of stream → entries.
+    raw.write_all(b"HELLO 3\r\nXREAD BLOCK 10 STREAMS s $\r\nXREAD STREAMS s 0\r\nPING\r\n")
+        .unwrap();
+    got.clear();
+    while !got.ends_with(b"+PONG\r\n") {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.contains("_\r\n%1\r\n$1\r\ns\r\n*1\r\n*2\r\n"),
+        "{text}"
+    );
     // After the timeout the connection goes on; the stream was not touched.
     let n: i64 = query(&mut c, &["XLEN", "s"]);
     assert_eq!(n, 1);
@@ -843,4 +857,57 @@ fn a_disconnect_or_a_shutdown_ends_a_blocked_read() {
     drop(c);
     srv.stop();
     assert!(waiter.join().unwrap().is_err());
+}
+
+#[test]
+fn xrange_and_xrevrange_bounds() {
+    let dir = common::tempdir();
+    let srv = Running::start(dir.path());
+    let mut c = srv.con();
+    let ids: Vec<String> = (0..8)
+        .map(|i| xadd(&mut c, "s", "i", &i.to_string()))
+        .collect();
+    let range = |c: &mut redis::Connection, args: &[&str]| -> Vec<String> {
+        let es: Vec<Entry> = query(c, args);
+        es.into_iter().map(|e| e.0).collect()
+    };
+    assert_eq!(range(&mut c, &["XRANGE", "s", "-", "+"]), ids);
+    assert_eq!(
+        range(&mut c, &["XRANGE", "s", &ids[2], &ids[4]]),
+        ids[2..=4]
+    );
+    let (lo, hi) = (format!("({}", ids[2]), format!("({}", ids[5]));
+    assert_eq!(range(&mut c, &["XRANGE", "s", &lo, &hi]), ids[3..5]);
+    assert_eq!(
+        range(&mut c, &["XRANGE", "s", "-", "+", "COUNT", "3"]),
+        ids[..3]
+    );
+    let rev: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(range(&mut c, &["XREVRANGE", "s", "+", "-"]), rev);
+    assert_eq!(
+        range(&mut c, &["XREVRANGE", "s", "+", "-", "COUNT", "2"]),
+        rev[..2]
+    );
+    assert_eq!(
+        range(&mut c, &["XREVRANGE", "s", &ids[5], &ids[3]]),
+        rev[2..=4]
+    );
+    // Milliseconds alone: every entry of that millisecond (start seq 0, end seq max).
+    let ms = ids[3].split('-').next().unwrap().to_owned();
+    let same: Vec<String> = ids
+        .iter()
+        .filter(|id| id.starts_with(&format!("{ms}-")))
+        .cloned()
+        .collect();
+    assert_eq!(range(&mut c, &["XRANGE", "s", &ms, &ms]), same);
+    assert!(range(&mut c, &["XRANGE", "s", "0", "1"]).is_empty());
+    assert!(range(&mut c, &["XRANGE", "s", &ids[4], &ids[2]]).is_empty());
+    assert!(range(&mut c, &["XRANGE", "nothing", "-", "+"]).is_empty());
+    // XREAD after an ID, ours or made up.
+    let r: ReadReply = query(&mut c, &["XREAD", "COUNT", "2", "STREAMS", "s", &ids[5]]);
+    assert_eq!(self::ids(&r), ids[6..]);
+    let r: ReadReply = query(&mut c, &["XREAD", "STREAMS", "s", "0-0"]);
+    assert_eq!(self::ids(&r), ids);
+    let r: ReadReply = query(&mut c, &["XREAD", "STREAMS", "s", &ids[7]]);
+    assert!(r.is_none());
 }
