@@ -46,6 +46,22 @@ fn pending_id(g: &Group, id: StreamId) -> bool {
     g.pel.get(&id.seq).is_some_and(|p| p.ms == id.ms)
 }
 
+/// The pending entries with an ID of at least `start`, in ID order. Skips to the offset of
+/// `start` in the stream rather than walking the whole list; from the list's beginning when
+/// `start` lies at or before the stream's first entry (entries trimmed away stay pending).
+fn pending_from<'g>(
+    g: &'g Group,
+    p: &Partition,
+    start: StreamId,
+) -> impl Iterator<Item = (StreamId, &'g super::group::Pending)> {
+    let from = super::ids::at_or_after(p, start);
+    let from = if from <= p.start_offset() { 0 } else { from };
+    g.pel
+        .range(from..)
+        .map(|(&seq, pe)| (StreamId { ms: pe.ms, seq }, pe))
+        .filter(move |(id, _)| *id >= start)
+}
+
 /// `XACK key group id [id …]`: the number of entries that were pending.
 pub(crate) fn xack(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if args.len() < 4 {
@@ -137,10 +153,13 @@ pub(crate) fn xpending(shared: &Shared, args: &[Bytes], out: &mut Out) {
         };
         range = Some((start, end, count.max(0) as usize, args.get(i + 3).cloned()));
     }
-    let (_, st) = match find(shared, key) {
+    let (topic, st) = match find(shared, key) {
         Ok(Some(found)) => found,
         Ok(None) => return out.error(&no_key_or_group(key, group)),
         Err(e) => return out.error(&e),
+    };
+    let Ok(part) = topic.partition(0) else {
+        return out.error(&no_key_or_group(key, group));
     };
     let groups = st.groups.lock();
     let Some(g) = groups.get(group) else {
@@ -151,11 +170,7 @@ pub(crate) fn xpending(shared: &Shared, args: &[Bytes], out: &mut Out) {
         return summary(g, out);
     };
     let mut rows = Vec::new();
-    for (&offset, p) in &g.pel {
-        let id = StreamId {
-            ms: p.ms,
-            seq: offset,
-        };
+    for (id, p) in pending_from(g, part, start) {
         if rows.len() >= count || id > end {
             break;
         }
@@ -409,11 +424,9 @@ pub(crate) fn xautoclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
     };
     // As Redis: look at most ten times COUNT entries per call.
     let mut attempts = count.saturating_mul(10);
-    let candidates: Vec<StreamId> = g
-        .pel
-        .iter()
-        .map(|(&seq, p)| StreamId { ms: p.ms, seq })
-        .filter(|id| *id >= start)
+    let candidates: Vec<StreamId> = pending_from(g, p, start)
+        .map(|(id, _)| id)
+        .take(attempts.saturating_add(1))
         .collect();
     let (mut claimed, mut deleted) = (Vec::new(), Vec::new());
     let mut cursor = StreamId::default();
