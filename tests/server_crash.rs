@@ -1,11 +1,13 @@
 //! Crash test of `quipu serve`: the real binary takes XADDs from 4 client threads (two of
 //! them pipelining), is SIGKILLed at a random moment, and is restarted on the same data
 //! directory; XRANGE must then hold every acknowledged entry, byte-identical, in order, and
-//! nothing that was never sent. `QUIPU_CRASH_ROUNDS` sets the number of rounds (default 5).
+//! nothing that was never sent. A consumer group reads and acks meanwhile: after the restart,
+//! every entry it had not acknowledged is delivered again (at-least-once).
+//! `QUIPU_CRASH_ROUNDS` sets the number of rounds (default 5).
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 const KEY: &str = "payments";
+const GROUP: &str = "audit";
 const THREADS: u32 = 4;
 /// XADDs per pipeline for the pipelining threads.
 const PIPELINE: u64 = 8;
@@ -97,12 +100,65 @@ fn split_id(id: &str) -> (u64, u64) {
     (ms.parse().expect("ms"), seq.parse().expect("seq"))
 }
 
-/// XADDs from `THREADS` connections until the server dies; returns what was acknowledged and
-/// the highest seq each thread sent.
-fn write_until_killed(port: u16, round: u32, child: &mut Child) -> (Acked, HashMap<u32, u64>) {
+type ReadReply = Option<Vec<(String, Vec<(String, Vec<Vec<u8>>)>)>>;
+
+fn read_group(con: &mut redis::Connection, consumer: &str, extra: &[&str]) -> Option<Vec<String>> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP").arg(GROUP).arg(consumer).arg(extra);
+    let r: ReadReply = cmd.arg("STREAMS").arg(KEY).arg(">").query(con).ok()?;
+    Some(
+        r.into_iter()
+            .flatten()
+            .flat_map(|(_, es)| es.into_iter().map(|e| e.0))
+            .collect(),
+    )
+}
+
+/// XACKs `ids`; returns them if the server confirmed every one.
+fn ack(con: &mut redis::Connection, ids: Vec<String>) -> Option<Vec<String>> {
+    if ids.is_empty() {
+        return Some(ids);
+    }
+    let n: usize = redis::cmd("XACK")
+        .arg(KEY)
+        .arg(GROUP)
+        .arg(&ids)
+        .query(con)
+        .ok()?;
+    assert_eq!(n, ids.len(), "XACK of entries pending for this consumer");
+    Some(ids)
+}
+
+/// Reads the group until the server dies, acking each batch only after reading the next (so
+/// there are always delivered, unacknowledged entries); returns the acked IDs.
+fn consume(port: u16, stop: &AtomicBool) -> Vec<String> {
+    let mut con = connect(port);
+    let (mut acked, mut held) = (Vec::new(), Vec::new());
+    while !stop.load(Ordering::SeqCst) {
+        let Some(ids) = read_group(&mut con, "worker", &["COUNT", "20", "BLOCK", "100"]) else {
+            break;
+        };
+        let Some(done) = ack(&mut con, std::mem::replace(&mut held, ids)) else {
+            break;
+        };
+        acked.extend(done);
+    }
+    acked
+}
+
+/// What one round's clients were told: acknowledged XADDs, the highest seq each writer sent,
+/// and the entries the group acknowledged.
+type Round = (Acked, HashMap<u32, u64>, Vec<String>);
+
+/// XADDs from `THREADS` connections until the server dies, while a consumer reads and acks.
+fn write_until_killed(port: u16, round: u32, child: &mut Child) -> Round {
     let acked = Arc::new(Mutex::new(Acked::new()));
     let acks = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let consumer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || consume(port, &stop))
+    };
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
             let (acked, acks, stop) = (Arc::clone(&acked), Arc::clone(&acks), Arc::clone(&stop));
@@ -156,12 +212,19 @@ fn write_until_killed(port: u16, round: u32, child: &mut Child) -> (Acked, HashM
             sent.insert(t, s);
         }
     }
+    let xacked = consumer.join().expect("consumer");
     let acked = std::mem::take(&mut *acked.lock().expect("acked"));
-    (acked, sent)
+    (acked, sent, xacked)
 }
 
 /// Checks the stream after a restart against everything acknowledged so far.
-fn verify(port: u16, acked: &Acked, sent: &HashMap<(u32, u32), u64>, round: u32) {
+fn verify(
+    port: u16,
+    acked: &Acked,
+    sent: &HashMap<(u32, u32), u64>,
+    xacked: &mut BTreeSet<String>,
+    round: u32,
+) {
     let mut con = connect(port);
     let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
         .arg(KEY)
@@ -206,6 +269,18 @@ fn verify(port: u16, acked: &Acked, sent: &HashMap<(u32, u32), u64>, round: u32)
             id.0, id.1
         );
     }
+    // At-least-once: what the group had not acknowledged comes again.
+    let again: BTreeSet<String> = read_group(&mut con, "verifier", &[])
+        .expect("XREADGROUP after restart")
+        .into_iter()
+        .collect();
+    for (id, _) in &entries {
+        assert!(
+            xacked.contains(id) || again.contains(id),
+            "round {round}: {id} was neither acknowledged by the group nor delivered again"
+        );
+    }
+    xacked.extend(ack(&mut con, again.into_iter().collect()).expect("XACK"));
 }
 
 #[test]
@@ -217,15 +292,23 @@ fn acknowledged_xadds_survive_sigkill() {
     let dir = common::tempdir();
     let mut acked = Acked::new();
     let mut sent: HashMap<(u32, u32), u64> = HashMap::new();
+    let mut xacked = BTreeSet::new();
     for round in 0..=rounds {
         let (mut child, port) = start_server(dir.path());
-        verify(port, &acked, &sent, round);
+        if round == 0 {
+            let _: () = redis::cmd("XGROUP")
+                .arg(&["CREATE", KEY, GROUP, "0", "MKSTREAM"][..])
+                .query(&mut connect(port))
+                .expect("XGROUP CREATE");
+        }
+        verify(port, &acked, &sent, &mut xacked, round);
         if round == rounds {
             child.kill().expect("kill");
             child.wait().expect("reap");
             break;
         }
-        let (new, max_sent) = write_until_killed(port, round, &mut child);
+        let (new, max_sent, group_acked) = write_until_killed(port, round, &mut child);
+        xacked.extend(group_acked);
         for (id, v) in new {
             assert!(acked.insert(id, v).is_none(), "an ID was reused");
         }
@@ -234,8 +317,9 @@ fn acknowledged_xadds_survive_sigkill() {
         }
     }
     eprintln!(
-        "{rounds} rounds, {} acknowledged XADDs checked",
-        acked.len()
+        "{rounds} rounds, {} acknowledged XADDs checked, {} group acks",
+        acked.len(),
+        xacked.len()
     );
     assert!(
         acked.len() as u64 > u64::from(rounds) * 10,
