@@ -770,7 +770,16 @@ fn type_exists_and_del_see_stream_keys() {
     assert_eq!(t, "stream");
     let n: i64 = query(&mut c, &["EXISTS", "s", "plain", "nothing"]);
     assert_eq!(n, 2);
-    assert!(err(&mut c, &["XADD", "plain", "*", "f", "v"]).contains("WRONGTYPE"));
+    for args in [
+        &["XADD", "plain", "*", "f", "v"][..],
+        &["XLEN", "plain"],
+        &["XRANGE", "plain", "-", "+"],
+        &["XREAD", "STREAMS", "s", "plain", "0", "0"],
+        &["XGROUP", "CREATE", "plain", "g", "$", "MKSTREAM"],
+        &["XINFO", "STREAM", "plain"],
+    ] {
+        assert!(err(&mut c, args).contains("WRONGTYPE"), "{args:?}");
+    }
     // A reader blocked on the group learns that the stream went away.
     let _: ReadReply = query(
         &mut c,

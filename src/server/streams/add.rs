@@ -53,7 +53,7 @@ pub(crate) fn prepare_xadd(shared: &Shared, args: &[Bytes]) -> Result<Planned, S
         return Err(wrong());
     }
     // A key is one type: a string or hash of that name makes XADD a type error.
-    if shared.db.ns(&args[1]).contains(&args[1]) {
+    if super::other_type(shared, &args[1]) {
         return Err(WRONGTYPE.to_owned());
     }
     let pairs: Vec<(&[u8], &[u8])> = fields

@@ -57,6 +57,16 @@ impl Streams {
 
 /// Runs a stream command other than XADD (which the connection loop runs, to share fsyncs).
 pub(crate) fn exec(shared: &Arc<Shared>, cmd: &str, args: &[Bytes], out: &mut Out) {
+    // The key is the first argument, except for XREAD/XREADGROUP (checked per key there) and
+    // the subcommand containers.
+    let key = match cmd {
+        "xread" | "xreadgroup" => None,
+        "xgroup" | "xinfo" => args.get(2),
+        _ => args.get(1),
+    };
+    if key.is_some_and(|k| other_type(shared, k)) {
+        return out.error(crate::server::db::WRONGTYPE);
+    }
     match cmd {
         "xlen" => add::xlen(shared, args, out),
         "xtrim" => add::xtrim(shared, args, out),
@@ -123,6 +133,12 @@ pub(crate) fn stream(
         // Created by another connection in between.
         Err(_) => shared.log.topic(&name).map(Some).map_err(|e| e.to_string()),
     }
+}
+
+/// Whether `key` holds a string or hash: stream commands on it are a type error. (A stream
+/// and a cache key of one name can only both exist if SET wrote over a stream.)
+fn other_type(shared: &Shared, key: &[u8]) -> bool {
+    shared.db.ns(key).contains(key)
 }
 
 /// Whether `key` is a stream (for `EXISTS` and `TYPE`).

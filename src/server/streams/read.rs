@@ -135,6 +135,9 @@ fn parse(shared: &Shared, args: &[Bytes]) -> Result<Request, String> {
     }
     let (keys, ids) = rest.split_at(rest.len() / 2);
     for (key, id) in keys.iter().zip(ids) {
+        if super::other_type(shared, key) {
+            return Err(crate::server::db::WRONGTYPE.to_owned());
+        }
         let start = match (&id[..], grouped) {
             (b">", true) => Start::New,
             (b">", false) => {
