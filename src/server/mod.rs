@@ -233,13 +233,17 @@ async fn accept_loop(
         }
     }
     tasks.abort_all();
-    drop(shared);
-    tokio::task::spawn_blocking(move || quipu.close())
-        .await
-        .map_err(|e| Error::Io {
-            path: PathBuf::new(),
-            source: std::io::Error::other(e),
-        })
+    tokio::task::spawn_blocking(move || {
+        // Stream groups commit their latest progress, so a restart redelivers less.
+        shared.streams.commit_all();
+        drop(shared);
+        quipu.close();
+    })
+    .await
+    .map_err(|e| Error::Io {
+        path: PathBuf::new(),
+        source: std::io::Error::other(e),
+    })
 }
 
 /// Serves one connection: parse every complete command buffered, run them, write the replies

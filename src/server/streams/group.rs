@@ -99,12 +99,22 @@ impl Group {
     /// Asks for the group's progress (its lowest unacknowledged offset) to be committed. The
     /// commit runs off the command path: losing the last ones in a crash only redelivers.
     pub fn progress(&self) {
-        let low = self
-            .pel
+        self.committer.request(self.low_water());
+    }
+
+    /// Commits the group's progress before returning.
+    pub fn commit_progress(&self) {
+        self.committer.desired.store(self.low_water(), SeqCst);
+        self.committer.run();
+    }
+
+    /// The lowest unacknowledged offset: everything below it was acknowledged (or read with
+    /// NOACK, or skipped by SETID).
+    fn low_water(&self) -> u64 {
+        self.pel
             .keys()
             .next()
-            .map_or(self.next, |&o| o.min(self.next));
-        self.committer.request(low);
+            .map_or(self.next, |&o| o.min(self.next))
     }
 }
 

@@ -49,6 +49,15 @@ impl Default for Streams {
 }
 
 impl Streams {
+    /// Commits every group's progress now (at shutdown; it fsyncs).
+    pub(crate) fn commit_all(&self) {
+        for st in self.states.read().values() {
+            for g in st.groups.lock().values() {
+                g.commit_progress();
+            }
+        }
+    }
+
     /// Wakes the blocked readers so they look again.
     pub(crate) fn notify(&self) {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
