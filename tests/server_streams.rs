@@ -914,4 +914,16 @@ fn xrange_and_xrevrange_bounds() {
     assert_eq!(self::ids(&r), ids);
     let r: ReadReply = query(&mut c, &["XREAD", "STREAMS", "s", &ids[7]]);
     assert!(r.is_none());
+    // XTRIM drops whole log segments only: never more than asked, here nothing (one segment).
+    for args in [
+        &["XTRIM", "s", "MAXLEN", "~", "3"][..],
+        &["XTRIM", "s", "MAXLEN", "3", "LIMIT", "10"],
+        &["XTRIM", "s", "MINID", &ids[5]],
+    ] {
+        let n: i64 = query(&mut c, args);
+        assert_eq!(n, 0, "{args:?}");
+    }
+    assert_eq!(range(&mut c, &["XRANGE", "s", "-", "+"]), ids);
+    assert!(err(&mut c, &["XTRIM", "s", "MAXLEN", "-1"]).contains("MAXLEN argument must be >= 0"));
+    assert!(err(&mut c, &["XTRIM", "s", "SIZE", "1"]).contains("syntax error"));
 }
