@@ -117,3 +117,48 @@ fn a_commit_never_points_past_what_is_on_disk() {
         "no fsync when already durable"
     );
 }
+
+#[test]
+fn groups_are_listed_and_deleted_durably() {
+    let dir = common::tempdir();
+    {
+        let db = open(dir.path());
+        let t = db.log().topic_or_create("orders").expect("topic");
+        t.append(Message::new("order 1")).expect("append");
+        assert!(db.log().consumer_groups().expect("list").is_empty());
+        db.log()
+            .consumer_group("billing")
+            .expect("group")
+            .commit("orders", 0, 1)
+            .expect("commit");
+        db.log()
+            .consumer_group("shipping")
+            .expect("group")
+            .commit("orders", 0, 0)
+            .expect("commit");
+        // A group that never committed leaves no trace.
+        db.log().consumer_group("idle").expect("group");
+        assert_eq!(
+            db.log().consumer_groups().expect("list"),
+            ["billing", "shipping"]
+        );
+        assert!(db.log().delete_consumer_group("shipping").expect("delete"));
+        assert!(!db.log().delete_consumer_group("shipping").expect("again"));
+        assert!(matches!(
+            db.log().delete_consumer_group("../x"),
+            Err(LogError::InvalidTopicName { .. })
+        ));
+    }
+    let db = open(dir.path());
+    assert_eq!(db.log().consumer_groups().expect("list"), ["billing"]);
+    assert_eq!(
+        db.log()
+            .consumer_group("billing")
+            .expect("group")
+            .committed("orders", 0),
+        Some(1)
+    );
+    // A group of the deleted name starts over.
+    let shipping = db.log().consumer_group("shipping").expect("group");
+    assert_eq!(shipping.committed("orders", 0), None);
+}

@@ -78,6 +78,34 @@ fn acl_users_are_held_to_their_commands_keys_and_channels() {
         "{e}"
     );
 
+    // Streams: the pipelined XADD path and blocking reads are held to the same lists, and a
+    // refusal keeps the replies in order.
+    let mut raw = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std::io::Write::write_all(
+        &mut raw,
+        b"AUTH courier ruta-42\r\nXADD delivery:42:gps * lat 1\r\nXADD orders:s * a 1\r\n\
+          XADD delivery:42:gps * lat 2\r\nXREAD BLOCK 0 STREAMS orders:s $\r\nPING\r\n",
+    )
+    .unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.ends_with("+PONG\r\n") {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "+OK");
+    assert!(lines[1].starts_with('$'), "{lines:?}");
+    assert!(lines[3].starts_with("-NOPERM"), "{lines:?}");
+    assert!(lines[4].starts_with('$'), "{lines:?}");
+    assert!(
+        lines[6].starts_with("-NOPERM"),
+        "a refused XREAD BLOCK does not block: {lines:?}"
+    );
+    assert_eq!(lines[7], "+PONG");
+
     // The default user with the server password may do everything.
     let mut admin = srv.con_unauthenticated();
     let _: () = redis::cmd("AUTH").arg("secret").query(&mut admin).unwrap();

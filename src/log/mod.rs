@@ -358,6 +358,48 @@ impl Log {
         Ok(group)
     }
 
+    /// Names of the consumer groups that have committed offsets on disk, sorted (a group
+    /// that never committed leaves no trace and is not listed).
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if the groups directory cannot be listed.
+    pub fn consumer_groups(&self) -> Result<Vec<String>, LogError> {
+        let s = self.inner.ctx.storage.as_ref();
+        let dir = self.inner.dir.join(GROUPS_DIR);
+        if !s.exists(&dir) {
+            return Ok(Vec::new());
+        }
+        let mut names: Vec<String> = s
+            .list(&dir)
+            .map_err(|e| LogError::io(&dir, e))?
+            .into_iter()
+            .filter_map(|f| f.strip_suffix(".offsets").map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes a consumer group and its committed offsets; returns whether it had any on disk.
+    /// Handles to it still held keep working in memory but a later commit through them
+    /// writes the group back, so drop them first.
+    ///
+    /// # Errors
+    /// [`LogError::InvalidTopicName`], [`LogError::Io`].
+    pub fn delete_consumer_group(&self, name: &str) -> Result<bool, LogError> {
+        validate_name(name)?;
+        let mut groups = self.inner.groups.lock();
+        groups.remove(name);
+        let s = self.inner.ctx.storage.as_ref();
+        let dir = self.inner.dir.join(GROUPS_DIR);
+        let path = dir.join(format!("{name}.offsets"));
+        if !s.exists(&path) {
+            return Ok(false);
+        }
+        s.remove_file(&path).map_err(|e| LogError::io(&path, e))?;
+        s.sync_dir(&dir).map_err(|e| LogError::io(&dir, e))?;
+        Ok(true)
+    }
+
     /// Runs retention and compaction on every topic now.
     ///
     /// # Errors

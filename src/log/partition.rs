@@ -348,8 +348,10 @@ impl Partition {
             size: total,
             max: record::MAX_BATCH_BYTES,
         })?;
-        let now = core.ctx.clock.now_millis();
         let mut st = core.state.lock();
+        // Read under the lock: record timestamps then follow offset order (a stream's IDs,
+        // `<ms>-<offset>`, must grow) unless the clock itself goes back.
+        let now = core.ctx.clock.now_millis();
         check_writable(core, &st)?;
         let mut lead = false;
         if let Some(stamp) = producer

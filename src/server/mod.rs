@@ -146,6 +146,7 @@ impl ServerConfig {
 pub(crate) struct Shared {
     pub db: Db,
     pub log: crate::log::Log,
+    pub streams: streams::Streams,
     pub config: ServerConfig,
     pub stats: Stats,
     pub started: Instant,
@@ -223,15 +224,13 @@ impl Server {
             });
         }
         rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        let listener = TcpListener::bind((config.bind.as_str(), config.port))
+        let listener = listen(&config.bind, config.port)
             .await
             .map_err(io(config.port))?;
         let local = listener.local_addr().map_err(io(config.port))?;
         let tls_listener = match (&config.tls, tls) {
             (Some(t), Some(acceptor)) => {
-                let l = TcpListener::bind((config.bind.as_str(), t.port))
-                    .await
-                    .map_err(io(t.port))?;
+                let l = listen(&config.bind, t.port).await.map_err(io(t.port))?;
                 Some((l, acceptor))
             }
             _ => None,
@@ -253,6 +252,7 @@ impl Server {
         let shared = Arc::new(Shared {
             db,
             log: quipu.log().clone(),
+            streams: streams::Streams::default(),
             limits: Limits {
                 max_bulk: config.max_bulk,
                 ..Limits::default()
@@ -303,6 +303,26 @@ impl Server {
             }),
         }
     }
+}
+
+/// Binds with a deep accept queue: thousands of clients connecting at once (a fleet of apps
+/// reconnecting after a deploy) would otherwise overflow the default and wait out SYN
+/// retransmits of a second or more. The kernel caps it at `net.core.somaxconn`.
+async fn listen(bind: &str, port: u16) -> std::io::Result<TcpListener> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address");
+    for addr in tokio::net::lookup_host((bind, port)).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return socket.listen(4096),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Accepts on either listener; `None` when the TLS one is not configured.
@@ -390,13 +410,17 @@ async fn accept_loop(
         }
     }
     tasks.abort_all();
-    drop(shared);
-    tokio::task::spawn_blocking(move || quipu.close())
-        .await
-        .map_err(|e| Error::Io {
-            path: PathBuf::new(),
-            source: std::io::Error::other(e),
-        })
+    tokio::task::spawn_blocking(move || {
+        // Stream groups commit their latest progress, so a restart redelivers less.
+        shared.streams.commit_all();
+        drop(shared);
+        quipu.close();
+    })
+    .await
+    .map_err(|e| Error::Io {
+        path: PathBuf::new(),
+        source: std::io::Error::other(e),
+    })
 }
 
 /// The idle timeout, or `None` for a client that may idle (no timeout set, or a subscriber).
@@ -438,8 +462,9 @@ async fn serve<R, W>(
                         .first()
                         .is_some_and(|a| a.eq_ignore_ascii_case(b"xadd"))
                         && conn.authed
-                        && cmd::permitted(&conn, "xadd", &args, &mut out)
+                        && cmd::allows(&conn, "xadd", &args)
                     {
+                        shared.stats.commands.fetch_add(1, Relaxed);
                         // Appended now, in order; acknowledged together once durable, so the
                         // XADDs of one pipeline share fsyncs.
                         match streams::prepare_xadd(shared, &args) {
@@ -449,6 +474,32 @@ async fn serve<R, W>(
                         continue;
                     }
                     flush_pending(&mut pending, &mut out).await;
+                    // A refused command falls through to `exec`, which writes its NOPERM in order.
+                    if conn.authed
+                        && conn.subscriptions() == 0
+                        && streams::is_blocking(&args)
+                        && cmd::allows(
+                            &conn,
+                            &String::from_utf8_lossy(&args[0]).to_ascii_lowercase(),
+                            &args,
+                        )
+                    {
+                        shared.stats.commands.fetch_add(1, Relaxed);
+                        // XREAD/XREADGROUP BLOCK: earlier replies go out, then the wait.
+                        if let Some(wait) = streams::start_read(shared, &args, &mut out, true) {
+                            if wr.write_all(&out.buf).await.is_err() {
+                                return;
+                            }
+                            out.buf.clear();
+                            tokio::select! {
+                                reply = wait => out.buf.extend_from_slice(&reply),
+                                () = until_closed(&mut rd, &mut input) => return,
+                                _ = stop.changed() => return,
+                                () = client.killed() => return,
+                            }
+                        }
+                        continue;
+                    }
                     if cmd::exec(shared, &mut conn, &args, &mut out) == Flow::Close {
                         close = true;
                         break;
@@ -542,8 +593,20 @@ async fn write_out<W: AsyncWrite + Unpin>(
     true
 }
 
+/// Returns when the client disconnects; what it sends meanwhile is kept for later (up to
+/// 1 MiB, then it is no longer read until the wait ends).
+async fn until_closed<R: AsyncRead + Unpin>(rd: &mut R, input: &mut BytesMut) {
+    while input.len() < 1 << 20 {
+        match rd.read_buf(input).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
 type PendingAdd = Result<
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>,
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<String>, String>> + Send>>,
     String,
 >;
 
@@ -567,7 +630,9 @@ async fn flush_pending(pending: &mut Vec<PendingAdd>, out: &mut Out) {
     let mut results = futures_util::future::join_all(futures).await.into_iter();
     for slot in slots {
         match slot.or_else(|| results.next()) {
-            Some(Ok(id)) => out.bulk(id.as_bytes()),
+            Some(Ok(Some(id))) => out.bulk(id.as_bytes()),
+            // NOMKSTREAM on a missing stream.
+            Some(Ok(None)) => out.null(),
             Some(Err(e)) => out.error(&e),
             None => {}
         }

@@ -7,18 +7,29 @@ use bytes::Bytes;
 use super::{not_int, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::glob::glob_match;
+use crate::server::Shared;
 use crate::server::db::{Db, decode};
 use crate::server::notify::KeyEvent;
 use crate::server::reply::Out;
+use crate::server::streams;
 
-pub(crate) fn del(db: &Db, args: &[Bytes], out: &mut Out) {
+pub(crate) fn del(shared: &Shared, args: &[Bytes], out: &mut Out) {
+    let db = &shared.db;
     if args.len() < 2 {
         return wrong_args(out, &args[0]);
     }
     let mut n = 0;
     for key in &args[1..] {
+        let stream = match streams::delete(shared, key) {
+            Ok(existed) => existed,
+            Err(e) => return out.error(&e),
+        };
         match db.ns(key).remove(key) {
             Ok(Some(_)) => {
+                db.notifier.notify(KeyEvent::Del, key);
+                n += 1;
+            }
+            Ok(None) if stream => {
                 db.notifier.notify(KeyEvent::Del, key);
                 n += 1;
             }
@@ -29,11 +40,15 @@ pub(crate) fn del(db: &Db, args: &[Bytes], out: &mut Out) {
     out.int(n);
 }
 
-pub(crate) fn exists(db: &Db, args: &[Bytes], out: &mut Out) {
+pub(crate) fn exists(shared: &Shared, args: &[Bytes], out: &mut Out) {
+    let db = &shared.db;
     if args.len() < 2 {
         return wrong_args(out, &args[0]);
     }
-    let n = args[1..].iter().filter(|k| db.ns(k).contains(k)).count();
+    let n = args[1..]
+        .iter()
+        .filter(|k| db.ns(k).contains(k) || streams::exists(shared, k))
+        .count();
     out.int(n as i64);
 }
 
@@ -109,16 +124,17 @@ pub(crate) fn persist(db: &Db, args: &[Bytes], out: &mut Out) {
     }
 }
 
-pub(crate) fn type_of(db: &Db, args: &[Bytes], out: &mut Out) {
+pub(crate) fn type_of(shared: &Shared, args: &[Bytes], out: &mut Out) {
+    let db = &shared.db;
     if args.len() != 2 {
         return wrong_args(out, &args[0]);
     }
     let key = &args[1];
-    let name = db
-        .ns(key)
-        .get(key)
-        .and_then(|raw| decode(&raw))
-        .map_or("none", |v| v.type_name());
+    let name = match db.ns(key).get(key).and_then(|raw| decode(&raw)) {
+        Some(v) => v.type_name(),
+        None if streams::exists(shared, key) => "stream",
+        None => "none",
+    };
     out.simple(name);
 }
 

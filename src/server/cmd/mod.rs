@@ -102,6 +102,13 @@ pub(crate) fn syntax(out: &mut Out) {
     out.error("ERR syntax error");
 }
 
+/// Whether the connection's user may run this command (`cmd` lower case).
+pub fn allows(conn: &Conn, cmd: &str, args: &[Bytes]) -> bool {
+    conn.user
+        .as_ref()
+        .is_none_or(|u| u.check(cmd, args).is_ok())
+}
+
 /// Whether the connection's user may run this command; writes the `NOPERM` reply if not.
 pub fn permitted(conn: &Conn, cmd: &str, args: &[Bytes], out: &mut Out) -> bool {
     let Some(user) = &conn.user else {
@@ -166,12 +173,12 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         "append" | "setrange" => strings::append(db, cmd, args, out),
         "strlen" | "getrange" | "substr" => strings::read_part(db, cmd, args, out),
         // keys
-        "del" | "unlink" => keys::del(db, args, out),
-        "exists" => keys::exists(db, args, out),
+        "del" | "unlink" => keys::del(shared, args, out),
+        "exists" => keys::exists(shared, args, out),
         "expire" | "pexpire" | "expireat" | "pexpireat" => keys::expire(db, cmd, args, out),
         "ttl" | "pttl" => keys::ttl(db, cmd, args, out),
         "persist" => keys::persist(db, args, out),
-        "type" => keys::type_of(db, args, out),
+        "type" => keys::type_of(shared, args, out),
         "keys" => keys::keys(db, args, out),
         "scan" => keys::scan(db, args, out),
         "rename" => keys::rename(db, args, out),
@@ -190,10 +197,10 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         "unsubscribe" | "punsubscribe" => pubsub::unsubscribe(conn, cmd, args, out),
         "pubsub" => pubsub::introspect(db, args, out),
         // streams (XADD is run by the connection loop: it waits for durability)
-        "xlen" => crate::server::streams::xlen(shared, args, out),
-        "xrange" => crate::server::streams::xrange(shared, args, false, out),
-        "xrevrange" => crate::server::streams::xrange(shared, args, true, out),
-        "xread" => crate::server::streams::xread(shared, args, out),
+        "xlen" | "xrange" | "xrevrange" | "xread" | "xreadgroup" | "xgroup" | "xack"
+        | "xpending" | "xclaim" | "xautoclaim" | "xinfo" | "xdel" | "xtrim" => {
+            crate::server::streams::exec(shared, cmd, args, out);
+        }
         // connection and server
         _ => return server::exec(shared, conn, cmd, args, out),
     }

@@ -1,0 +1,231 @@
+//! Redis streams on the log: each stream key is a single-partition log topic
+//! (`stream.<escaped key>`) appended with the server's `appendfsync` durability (`always` by
+//! default: an acknowledged `XADD` is on disk). Entry IDs are `<record timestamp ms>-<log offset>` (see [`ids`]); quipu assigns them.
+//!
+//! Consumer groups keep their pending entries in memory; their existence and progress (the
+//! lowest offset not yet acknowledged) are a log consumer group each, so after a restart a
+//! group resumes there and delivers again what was delivered but not acknowledged.
+
+mod add;
+mod group;
+mod ids;
+mod info;
+mod pending;
+mod range;
+mod read;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+pub(crate) use self::add::{prepare_xadd, xadd};
+pub(crate) use self::read::{is_blocking, start_read};
+
+use self::group::StreamState;
+use super::Shared;
+use super::reply::Out;
+use crate::config::TopicConfig;
+use crate::log::{Record, Topic};
+
+/// The stream state of a server: the consumer groups of the streams used so far, and a signal
+/// that wakes blocked readers when a stream or group appears or goes away.
+#[derive(Debug)]
+pub(crate) struct Streams {
+    /// By topic name; loaded from the log on first use.
+    states: RwLock<HashMap<String, Arc<StreamState>>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Self {
+            states: RwLock::new(HashMap::new()),
+            changed: watch::channel(0).0,
+        }
+    }
+}
+
+impl Streams {
+    /// Commits every group's progress now (at shutdown; it fsyncs).
+    pub(crate) fn commit_all(&self) {
+        for st in self.states.read().values() {
+            for g in st.groups.lock().values() {
+                g.commit_progress();
+            }
+        }
+    }
+
+    /// Wakes the blocked readers so they look again.
+    pub(crate) fn notify(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Runs a stream command other than XADD (which the connection loop runs, to share fsyncs).
+pub(crate) fn exec(shared: &Arc<Shared>, cmd: &str, args: &[Bytes], out: &mut Out) {
+    // The key is the first argument, except for XREAD/XREADGROUP (checked per key there) and
+    // the subcommand containers.
+    let key = match cmd {
+        "xread" | "xreadgroup" => None,
+        "xgroup" | "xinfo" => args.get(2),
+        _ => args.get(1),
+    };
+    if key.is_some_and(|k| other_type(shared, k)) {
+        return out.error(crate::server::db::WRONGTYPE);
+    }
+    match cmd {
+        "xlen" => add::xlen(shared, args, out),
+        "xtrim" => add::xtrim(shared, args, out),
+        "xdel" => out.error("ERR XDEL is not supported: quipu streams are append-only logs"),
+        "xrange" => range::xrange(shared, args, false, out),
+        "xrevrange" => range::xrange(shared, args, true, out),
+        "xread" | "xreadgroup" => read::exec(shared, args, out),
+        "xgroup" => group::xgroup(shared, args, out),
+        "xack" => pending::xack(shared, args, out),
+        "xpending" => pending::xpending(shared, args, out),
+        "xclaim" => pending::xclaim(shared, args, out),
+        "xautoclaim" => pending::xautoclaim(shared, args, out),
+        "xinfo" => info::xinfo(shared, args, out),
+        _ => out.error(&format!("ERR unknown command '{cmd}'")),
+    }
+}
+
+/// Escapes a key into topic-name characters: bytes outside `keep` become `_xx` (hex).
+fn escape(key: &[u8], keep: impl Fn(u8) -> bool, into: &mut String) {
+    for &b in key {
+        if keep(b) {
+            into.push(b as char);
+        } else {
+            into.push_str(&format!("_{b:02x}"));
+        }
+    }
+}
+
+/// The topic of a stream key: `stream.` then the key with bytes outside `[A-Za-z0-9.-]`
+/// written as `_xx` (hex).
+pub(crate) fn topic_name(key: &[u8]) -> String {
+    let mut s = String::from("stream.");
+    escape(
+        key,
+        |b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-',
+        &mut s,
+    );
+    s
+}
+
+/// The stream's topic; created (and blocked readers woken) if `create` and it does not exist.
+pub(crate) fn stream(
+    shared: &Shared,
+    key: &[u8],
+    create: bool,
+) -> Result<Option<Arc<Topic>>, String> {
+    let name = topic_name(key);
+    if let Ok(t) = shared.log.topic(&name) {
+        return Ok(Some(t));
+    }
+    if !create {
+        return Ok(None);
+    }
+    match shared.log.create_topic(
+        &name,
+        TopicConfig::default()
+            .with_partitions(1)
+            .with_durability(shared.stream_durability),
+    ) {
+        Ok(t) => {
+            shared.streams.notify();
+            Ok(Some(t))
+        }
+        // Created by another connection in between.
+        Err(_) => shared.log.topic(&name).map(Some).map_err(|e| e.to_string()),
+    }
+}
+
+/// Whether `key` holds a string or hash: stream commands on it are a type error. (A stream
+/// and a cache key of one name can only both exist if SET wrote over a stream.)
+fn other_type(shared: &Shared, key: &[u8]) -> bool {
+    shared.db.ns(key).contains(key)
+}
+
+/// Whether `key` is a stream (for `EXISTS` and `TYPE`).
+pub(crate) fn exists(shared: &Shared, key: &[u8]) -> bool {
+    shared.log.topic(&topic_name(key)).is_ok()
+}
+
+/// Deletes the stream `key`, its topic and its consumer groups; returns whether it existed.
+///
+/// # Errors
+/// The text of a log error while deleting files.
+pub(crate) fn delete(shared: &Shared, key: &[u8]) -> Result<bool, String> {
+    let name = topic_name(key);
+    if shared.log.topic(&name).is_err() {
+        return Ok(false);
+    }
+    // Groups first: a crash in between leaves a stream without groups, never groups that a
+    // new stream of the same name would take over.
+    let state = shared.streams.states.write().remove(&name);
+    group::delete_all(shared, key, state.as_deref());
+    let result = shared.log.delete_topic(&name);
+    shared.streams.notify();
+    match result {
+        Ok(()) => Ok(true),
+        Err(crate::error::LogError::TopicNotFound(_)) => Ok(false),
+        Err(e) => Err(format!("ERR {e}")),
+    }
+}
+
+/// The entry's ID.
+fn entry_id(r: &Record) -> ids::StreamId {
+    ids::StreamId {
+        ms: r.timestamp,
+        seq: r.offset,
+    }
+}
+
+/// Writes `[id, [field, value, …]]`.
+fn write_entry(out: &mut Out, r: &Record) {
+    out.array(2);
+    out.bulk(entry_id(r).to_string().as_bytes());
+    let pairs: Vec<(&[u8], &[u8])> = r
+        .value
+        .as_deref()
+        .and_then(|v| postcard::from_bytes(v).ok())
+        .unwrap_or_default();
+    out.array(pairs.len() * 2);
+    for (f, v) in pairs {
+        out.bulk(f);
+        out.bulk(v);
+    }
+}
+
+/// The null array of XREAD with nothing to return (`*-1`, or `_` in RESP3).
+fn null_array(out: &mut Out) {
+    if out.resp3 {
+        out.null();
+    } else {
+        out.buf.extend_from_slice(b"*-1\r\n");
+    }
+}
+
+/// Parses a non-negative integer argument.
+fn parse_u64(b: &[u8]) -> Option<u64> {
+    super::cmd::parse_i64(b).and_then(|n| u64::try_from(n).ok())
+}
+
+/// The lowercase text of an option argument.
+fn lower(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_ascii_lowercase()
+}
+
+/// `ERR wrong number of arguments for '<cmd>' command`.
+fn wrong_args(name: &str) -> String {
+    format!("ERR wrong number of arguments for '{name}' command")
+}
+
+/// Milliseconds now, on the clock the log stamps entries with.
+fn now_ms(shared: &Shared) -> u64 {
+    shared.log.clock().now_millis()
+}

@@ -1,0 +1,355 @@
+//! Black-box tests of Redis streams on `quipu serve` with the `redis` client crate: XREAD
+//! with BLOCK (woken, timed out, ended by a disconnect or shutdown), ranges, error replies,
+//! and stream keys seen by TYPE/EXISTS/DEL. Consumer groups are in server_stream_groups.rs.
+
+mod common;
+mod streams_support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use redis::Value;
+use streams_support::*;
+
+#[test]
+fn xread_block_is_woken_by_an_xadd_from_another_connection() {
+    let dir = common::tempdir();
+    let srv = Running::start(dir.path());
+    // Blocked readers occupy no runtime thread (the server has two): all of these wait while
+    // other commands are served.
+    let mut sleepers = Vec::new();
+    for i in 0..4 {
+        let mut c = srv.con();
+        sleepers.push(std::thread::spawn(move || {
+            let key = format!("idle{i}");
+            let r: ReadReply = query(&mut c, &["XREAD", "BLOCK", "0", "STREAMS", &key, "$"]);
+            r
+        }));
+    }
+    let mut c = srv.con();
+    let pong: String = query(&mut c, &["PING"]);
+    assert_eq!(pong, "PONG");
+    let (reply, added) = wake_with_xadd(
+        &srv,
+        "events",
+        vec![
+            "XREAD", "COUNT", "10", "BLOCK", "0", "STREAMS", "events", "$",
+        ],
+    );
+    let got = ids(&reply);
+    assert!(!got.is_empty());
+    assert!(
+        got.iter().all(|id| added.contains(id)),
+        "{got:?} vs {added:?}"
+    );
+    let (key, entries) = &reply.as_ref().unwrap()[0];
+    assert_eq!(key, "events");
+    assert_eq!(entries[0].1[0], "n");
+    // A stream that does not exist yet: XADD creates it and wakes the reader.
+    let (reply, added) = wake_with_xadd(
+        &srv,
+        "fresh",
+        vec!["XREAD", "BLOCK", "0", "STREAMS", "fresh", "0-0"],
+    );
+    assert_eq!(ids(&reply)[0], *added.first().unwrap());
+    for i in 0..4 {
+        xadd(&mut c, &format!("idle{i}"), "f", "v");
+    }
+    for s in sleepers {
+        assert_eq!(s.join().unwrap().unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn xread_block_times_out_with_a_null_reply() {
+    let dir = common::tempdir();
+    let srv = Running::start(dir.path());
+    let mut c = srv.con();
+    xadd(&mut c, "s", "a", "1");
+    let started = Instant::now();
+    let r: ReadReply = query(&mut c, &["XREAD", "BLOCK", "150", "STREAMS", "s", "$"]);
+    assert!(r.is_none());
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    // Without BLOCK nothing new is nil at once; the raw RESP2 reply is a null array.
+    let mut raw = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    raw.write_all(b"XREAD BLOCK 10 STREAMS s $\r\nXREAD STREAMS s $\r\nPING\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"+PONG\r\n") {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"*-1\r\n*-1\r\n+PONG\r\n");
+    // RESP3: a null, and a map of stream → entries.
+    raw.write_all(b"HELLO 3\r\nXREAD BLOCK 10 STREAMS s $\r\nXREAD STREAMS s 0\r\nPING\r\n")
+        .unwrap();
+    got.clear();
+    while !got.ends_with(b"+PONG\r\n") {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.contains("_\r\n%1\r\n$1\r\ns\r\n*1\r\n*2\r\n"),
+        "{text}"
+    );
+    // After the timeout the connection goes on; the stream was not touched.
+    let n: i64 = query(&mut c, &["XLEN", "s"]);
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn error_replies() {
+    let dir = common::tempdir();
+    let srv = Running::start(dir.path());
+    let mut c = srv.con();
+    let id = xadd(&mut c, "s", "f", "v");
+    let e = err(
+        &mut c,
+        &["XREADGROUP", "GROUP", "nog", "c", "STREAMS", "s", ">"],
+    );
+    assert!(
+        e.contains("NOGROUP") && e.contains("No such key 's' or consumer group 'nog'"),
+        "{e}"
+    );
+    let e = err(
+        &mut c,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c",
+            "BLOCK",
+            "100",
+            "STREAMS",
+            "missing",
+            ">",
+        ],
+    );
+    assert!(e.contains("NOGROUP"), "{e}");
+    let _: () = query(&mut c, &["XGROUP", "CREATE", "s", "g", "$"]);
+    let e = err(&mut c, &["XGROUP", "CREATE", "s", "g", "$"]);
+    assert!(
+        e.contains("BUSYGROUP") && e.contains("Consumer Group name already exists"),
+        "{e}"
+    );
+    let e = err(&mut c, &["XGROUP", "CREATE", "missing", "g", "$"]);
+    assert!(e.contains("requires the key to exist"), "{e}");
+    let e = err(&mut c, &["XGROUP", "SETID", "s", "nog", "$"]);
+    assert!(
+        e.contains("NOGROUP No such consumer group 'nog' for key name 's'"),
+        "{e}"
+    );
+    let e = err(&mut c, &["XPENDING", "s", "nog"]);
+    assert!(e.contains("NOGROUP"), "{e}");
+    let e = err(&mut c, &["XCLAIM", "s", "nog", "c", "0", &id]);
+    assert!(e.contains("NOGROUP"), "{e}");
+    for args in [
+        &["XACK", "s", "g"][..],
+        &["XGROUP", "CREATE", "s"],
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s"],
+        &["XREAD", "STREAMS"],
+        &["XCLAIM", "s", "g", "c", "0"],
+        &["XPENDING", "s"],
+        &["XINFO", "GROUPS"],
+    ] {
+        let e = err(&mut c, args);
+        assert!(e.contains("wrong number of arguments"), "{args:?}: {e}");
+    }
+    for args in [
+        &["XRANGE", "s", "abc", "+"][..],
+        &["XACK", "s", "g", "1-x"],
+        &["XGROUP", "CREATE", "s", "g2", "nope"],
+        &["XREAD", "STREAMS", "s", "-1"],
+    ] {
+        let e = err(&mut c, args);
+        assert!(e.contains("Invalid stream ID"), "{args:?}: {e}");
+    }
+    let e = err(
+        &mut c,
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", "$"],
+    );
+    assert!(e.contains("The $ ID is meaningless"), "{e}");
+    let e = err(&mut c, &["XREAD", "STREAMS", "s", ">"]);
+    assert!(e.contains("The > ID can be specified only"), "{e}");
+    let e = err(&mut c, &["XREAD", "STREAMS", "s", "t", "0"]);
+    assert!(e.contains("Unbalanced 'xread' list of streams"), "{e}");
+    let e = err(&mut c, &["XREAD", "BLOCK", "-1", "STREAMS", "s", "0"]);
+    assert!(e.contains("timeout is negative"), "{e}");
+    let e = err(&mut c, &["XGROUP", "FROB", "s", "g"]);
+    assert!(e.contains("unknown subcommand 'FROB'"), "{e}");
+    let e = err(&mut c, &["XADD", "s", "1-1", "f", "v"]);
+    assert!(e.contains("use * as the ID"), "{e}");
+    let none: Option<String> = query(&mut c, &["XADD", "absent", "NOMKSTREAM", "*", "f", "v"]);
+    assert_eq!(none, None);
+    let n: i64 = query(&mut c, &["EXISTS", "absent"]);
+    assert_eq!(n, 0);
+    let e = err(&mut c, &["XDEL", "s", &id]);
+    assert!(e.contains("not supported"), "{e}");
+    // The server is still fine.
+    let n: i64 = query(&mut c, &["XLEN", "s"]);
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn type_exists_and_del_see_stream_keys() {
+    let dir = common::tempdir();
+    let srv = Running::start(dir.path());
+    let mut c = srv.con();
+    xadd(&mut c, "s", "f", "v");
+    let _: () = query(&mut c, &["XGROUP", "CREATE", "s", "g", "0"]);
+    let _: () = query(&mut c, &["SET", "plain", "x"]);
+    let t: String = query(&mut c, &["TYPE", "s"]);
+    assert_eq!(t, "stream");
+    let n: i64 = query(&mut c, &["EXISTS", "s", "plain", "nothing"]);
+    assert_eq!(n, 2);
+    for args in [
+        &["XADD", "plain", "*", "f", "v"][..],
+        &["XLEN", "plain"],
+        &["XRANGE", "plain", "-", "+"],
+        &["XREAD", "STREAMS", "s", "plain", "0", "0"],
+        &["XGROUP", "CREATE", "plain", "g", "$", "MKSTREAM"],
+        &["XINFO", "STREAM", "plain"],
+    ] {
+        assert!(err(&mut c, args).contains("WRONGTYPE"), "{args:?}");
+    }
+    // A reader blocked on the group learns that the stream went away.
+    let _: ReadReply = query(
+        &mut c,
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"],
+    );
+    let mut blocked = srv.con();
+    let waiter = std::thread::spawn(move || {
+        cmd(
+            &mut blocked,
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "c",
+                "BLOCK",
+                "0",
+                "STREAMS",
+                "s",
+                ">",
+            ],
+        )
+    });
+    let deleted: i64 = query(&mut c, &["DEL", "s", "plain", "nothing"]);
+    assert_eq!(deleted, 2);
+    let e = waiter.join().unwrap().unwrap_err().to_string();
+    assert!(e.contains("UNBLOCKED") || e.contains("NOGROUP"), "{e}");
+    let n: i64 = query(&mut c, &["EXISTS", "s"]);
+    assert_eq!(n, 0);
+    let t: String = query(&mut c, &["TYPE", "s"]);
+    assert_eq!(t, "none");
+    let n: i64 = query(&mut c, &["XLEN", "s"]);
+    assert_eq!(n, 0);
+    // A new stream of the same name starts empty, without the old groups.
+    let id = xadd(&mut c, "s", "f", "again");
+    assert!(id.ends_with("-0"), "{id}");
+    let groups: Vec<Value> = query(&mut c, &["XINFO", "GROUPS", "s"]);
+    assert!(groups.is_empty());
+    let all: Vec<Entry> = query(&mut c, &["XRANGE", "s", "-", "+"]);
+    assert_eq!(all, [(id, vec!["f".into(), "again".into()])]);
+}
+
+#[test]
+fn a_disconnect_or_a_shutdown_ends_a_blocked_read() {
+    let dir = common::tempdir();
+    let srv = Running::start(dir.path());
+    let mut c = srv.con();
+    let _: () = query(&mut c, &["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]);
+    let alone = connected_clients(&mut c);
+    let mut raw = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    raw.write_all(b"XREADGROUP GROUP g ghost BLOCK 0 STREAMS s >\r\n")
+        .unwrap();
+    wait_for_clients(&mut c, alone + 1);
+    drop(raw);
+    wait_for_clients(&mut c, alone);
+    // The wait ended with the connection: the ghost consumer takes nothing.
+    let id = xadd(&mut c, "s", "f", "v");
+    let r: ReadReply = query(
+        &mut c,
+        &["XREADGROUP", "GROUP", "g", "live", "STREAMS", "s", ">"],
+    );
+    assert_eq!(ids(&r), [id]);
+    // Shutdown wakes a reader blocked forever: its connection closes.
+    let mut blocked = srv.con();
+    let waiter = std::thread::spawn(move || {
+        cmd(&mut blocked, &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"])
+    });
+    wait_for_clients(&mut c, alone + 1);
+    drop(c);
+    srv.stop();
+    assert!(waiter.join().unwrap().is_err());
+}
+
+#[test]
+fn xrange_and_xrevrange_bounds() {
+    let dir = common::tempdir();
+    let srv = Running::start(dir.path());
+    let mut c = srv.con();
+    let ids: Vec<String> = (0..8)
+        .map(|i| xadd(&mut c, "s", "i", &i.to_string()))
+        .collect();
+    let range = |c: &mut redis::Connection, args: &[&str]| -> Vec<String> {
+        let es: Vec<Entry> = query(c, args);
+        es.into_iter().map(|e| e.0).collect()
+    };
+    assert_eq!(range(&mut c, &["XRANGE", "s", "-", "+"]), ids);
+    assert_eq!(
+        range(&mut c, &["XRANGE", "s", &ids[2], &ids[4]]),
+        ids[2..=4]
+    );
+    let (lo, hi) = (format!("({}", ids[2]), format!("({}", ids[5]));
+    assert_eq!(range(&mut c, &["XRANGE", "s", &lo, &hi]), ids[3..5]);
+    assert_eq!(
+        range(&mut c, &["XRANGE", "s", "-", "+", "COUNT", "3"]),
+        ids[..3]
+    );
+    let rev: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(range(&mut c, &["XREVRANGE", "s", "+", "-"]), rev);
+    assert_eq!(
+        range(&mut c, &["XREVRANGE", "s", "+", "-", "COUNT", "2"]),
+        rev[..2]
+    );
+    assert_eq!(
+        range(&mut c, &["XREVRANGE", "s", &ids[5], &ids[3]]),
+        rev[2..=4]
+    );
+    // Milliseconds alone: every entry of that millisecond (start seq 0, end seq max).
+    let ms = ids[3].split('-').next().unwrap().to_owned();
+    let same: Vec<String> = ids
+        .iter()
+        .filter(|id| id.starts_with(&format!("{ms}-")))
+        .cloned()
+        .collect();
+    assert_eq!(range(&mut c, &["XRANGE", "s", &ms, &ms]), same);
+    assert!(range(&mut c, &["XRANGE", "s", "0", "1"]).is_empty());
+    assert!(range(&mut c, &["XRANGE", "s", &ids[4], &ids[2]]).is_empty());
+    assert!(range(&mut c, &["XRANGE", "nothing", "-", "+"]).is_empty());
+    // XREAD after an ID, ours or made up.
+    let r: ReadReply = query(&mut c, &["XREAD", "COUNT", "2", "STREAMS", "s", &ids[5]]);
+    assert_eq!(self::ids(&r), ids[6..]);
+    let r: ReadReply = query(&mut c, &["XREAD", "STREAMS", "s", "0-0"]);
+    assert_eq!(self::ids(&r), ids);
+    let r: ReadReply = query(&mut c, &["XREAD", "STREAMS", "s", &ids[7]]);
+    assert!(r.is_none());
+    // XTRIM drops whole log segments only: never more than asked, here nothing (one segment).
+    for args in [
+        &["XTRIM", "s", "MAXLEN", "~", "3"][..],
+        &["XTRIM", "s", "MAXLEN", "3", "LIMIT", "10"],
+        &["XTRIM", "s", "MINID", &ids[5]],
+    ] {
+        let n: i64 = query(&mut c, args);
+        assert_eq!(n, 0, "{args:?}");
+    }
+    assert_eq!(range(&mut c, &["XRANGE", "s", "-", "+"]), ids);
+    assert!(err(&mut c, &["XTRIM", "s", "MAXLEN", "-1"]).contains("MAXLEN argument must be >= 0"));
+    assert!(err(&mut c, &["XTRIM", "s", "SIZE", "1"]).contains("syntax error"));
+}
