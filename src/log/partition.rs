@@ -35,6 +35,9 @@ pub struct AppendReceipt {
     pub synced: bool,
     /// Whether this was a retry of an idempotent batch already in the log.
     pub duplicate: bool,
+    /// Timestamp (ms) of the first record as written (for a duplicate: of the retry, since
+    /// the original's is not kept).
+    pub timestamp: u64,
 }
 
 /// Everything about a partition that changes, behind one lock.
@@ -363,6 +366,7 @@ impl Partition {
                 end: base_offset + u64::from(count),
                 duplicate: true,
                 lead: false,
+                timestamp: now,
             });
         }
         let aged = st.active_since.is_some_and(|since| {
@@ -453,6 +457,7 @@ impl Partition {
             end,
             duplicate: false,
             lead,
+            timestamp: msgs[0].timestamp.unwrap_or(now),
         })
     }
 
@@ -496,6 +501,7 @@ impl Partition {
             durability,
             synced: durability == Durability::Always,
             duplicate: p.duplicate,
+            timestamp: p.timestamp,
         }
     }
 }
@@ -514,6 +520,8 @@ struct Pending {
     duplicate: bool,
     /// This appender fsyncs the group itself.
     lead: bool,
+    /// The first record's timestamp.
+    timestamp: u64,
 }
 
 pub(crate) fn check_writable(core: &Core, st: &State) -> Result<(), LogError> {

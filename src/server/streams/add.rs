@@ -85,12 +85,7 @@ pub(crate) fn xadd(
             // Whole segments only: `MAXLEN ~` semantics.
             let _ = topic.delete_records_before(0, p.end_offset().saturating_sub(max));
         }
-        let ts = topic
-            .read(0, r.offset, 1)
-            .ok()
-            .and_then(|v| v.first().map(|rec| rec.timestamp))
-            .unwrap_or(0);
-        Ok(Some(format!("{ts}-{}", r.offset)))
+        Ok(Some(format!("{}-{}", r.timestamp, r.offset)))
     })
 }
 
