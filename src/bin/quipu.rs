@@ -18,7 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serves the Redis protocol (redis-cli, redis-benchmark and Redis clients work unchanged).
+    /// Serves the Redis protocol (redis-cli, redis-benchmark and Redis clients work unchanged)
+    /// and HTTP (WebSocket, SSE, long polling, /metrics, /healthz, /readyz).
     Serve(ServeArgs),
 }
 
@@ -45,6 +46,12 @@ struct ServeArgs {
     /// Most simultaneous clients.
     #[arg(long, env = "QUIPU_MAX_CLIENTS")]
     max_clients: Option<usize>,
+    /// HTTP port (WebSocket, SSE, long polling, /metrics); 0 picks a free one.
+    #[arg(long, env = "QUIPU_HTTP_PORT")]
+    http_port: Option<u16>,
+    /// Serve no HTTP.
+    #[arg(long)]
+    no_http: bool,
 }
 
 fn load(args: ServeArgs) -> Result<ServerConfig, String> {
@@ -73,6 +80,12 @@ fn load(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(v) = args.max_clients {
         config.max_clients = v;
+    }
+    if let Some(v) = args.http_port {
+        config.http_port = v;
+    }
+    if args.no_http {
+        config.http_enabled = false;
     }
     Ok(config)
 }
@@ -103,7 +116,13 @@ fn main() -> std::process::ExitCode {
             config.data_dir.display()
         );
         let server = Server::start(config).await?;
-        eprintln!("quipu: ready, RESP on {}", server.local_addr());
+        match server.http_addr() {
+            Some(http) => eprintln!(
+                "quipu: ready, RESP on {}, HTTP on http://{http}",
+                server.local_addr()
+            ),
+            None => eprintln!("quipu: ready, RESP on {}", server.local_addr()),
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| quipu::Error::Io {
                 path: PathBuf::from("SIGTERM"),

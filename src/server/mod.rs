@@ -1,10 +1,14 @@
 //! `quipu serve`: the Redis-protocol server (feature `server`). Existing Redis clients,
 //! `redis-cli` and `redis-benchmark` talk to it unchanged. Commands run on tokio's
 //! multi-threaded runtime against the sharded cache: no global lock, no single command thread.
+//! Beside it, the HTTP edge ([`http`](self) module, docs/HTTP.md): WebSocket, SSE, long
+//! polling, `/metrics`, `/healthz`, `/readyz`.
 
+mod channels;
 mod cmd;
 pub(crate) mod db;
 pub mod frame;
+mod http;
 mod reply;
 mod streams;
 
@@ -24,6 +28,7 @@ use self::cmd::{Conn, Flow, Stats};
 use self::db::{Db, PrefixRule};
 use self::frame::{Limits, ParseError};
 use self::reply::Out;
+pub use self::http::TokenRule;
 use crate::config::{CacheConfig, NamespaceConfig};
 use crate::engine::Quipu;
 use crate::error::Error;
@@ -63,6 +68,15 @@ pub struct ServerConfig {
     pub max_bulk: usize,
     /// Key-prefix → namespace rules.
     pub namespaces: Vec<NamespaceRule>,
+    /// HTTP port (default 7380; 0 picks a free one).
+    pub http_port: u16,
+    /// Whether to serve HTTP (default true).
+    pub http_enabled: bool,
+    /// HTTP bearer tokens and the channels each may use (default none: HTTP is open).
+    pub tokens: Vec<TokenRule>,
+    /// Globs of the channels whose messages are appended to a log topic before they are
+    /// published (default none), so SSE and long-polling clients can resume.
+    pub durable_channels: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +90,10 @@ impl Default for ServerConfig {
             max_clients: 10_000,
             max_bulk: 512 * 1024 * 1024,
             namespaces: Vec::new(),
+            http_port: 7380,
+            http_enabled: true,
+            tokens: Vec::new(),
+            durable_channels: Vec::new(),
         }
     }
 }
@@ -87,6 +105,7 @@ pub(crate) struct Shared {
     pub log: crate::log::Log,
     pub config: ServerConfig,
     pub stats: Stats,
+    pub channels: channels::Channels,
     pub started: Instant,
     next_id: AtomicU64,
     limits: Limits,
@@ -96,6 +115,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub struct Server {
     local: SocketAddr,
+    http: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<Result<(), Error>>,
 }
@@ -146,6 +166,11 @@ impl Server {
                 pubsub: quipu.pubsub().clone(),
             },
             log: quipu.log().clone(),
+            channels: channels::Channels::new(
+                quipu.log().clone(),
+                quipu.pubsub().clone(),
+                &config.durable_channels,
+            ),
             limits: Limits {
                 max_bulk: config.max_bulk,
                 ..Limits::default()
@@ -156,14 +181,24 @@ impl Server {
             next_id: AtomicU64::new(1),
         });
         let (stop, stopped) = watch::channel(false);
-        let done = tokio::spawn(accept_loop(listener, shared, stopped, quipu));
-        Ok(Self { local, stop, done })
+        let probe = resp_probe(&shared);
+        let web = http::start(&shared.config, &quipu, shared.channels.clone(), probe, stopped.clone());
+        let web = web.await?;
+        let http = web.as_ref().map(|w| w.addr);
+        let done = tokio::spawn(accept_loop(listener, shared, stopped, quipu, web.map(|w| w.task)));
+        Ok(Self { local, http, stop, done })
     }
 
-    /// The address it listens on.
+    /// The address it listens on (RESP).
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The HTTP address, unless HTTP is disabled.
+    #[must_use]
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
     }
 
     /// Stops accepting, lets connections finish their current commands, then closes the data
@@ -188,6 +223,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
     quipu: Quipu,
+    http: Option<tokio::task::JoinHandle<()>>,
 ) -> Result<(), Error> {
     let slots = Arc::new(Semaphore::new(shared.config.max_clients));
     let mut tasks = tokio::task::JoinSet::new();
@@ -231,6 +267,9 @@ async fn accept_loop(
         }
     }
     tasks.abort_all();
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     drop(shared);
     tokio::task::spawn_blocking(move || quipu.close())
         .await
@@ -331,6 +370,18 @@ async fn serve(
             Ok(_) => {}
         }
     }
+}
+
+/// The RESP counters for `/metrics`; weak, so the HTTP edge does not keep `Shared` alive.
+fn resp_probe(shared: &Arc<Shared>) -> http::RespProbe {
+    let weak = Arc::downgrade(shared);
+    Box::new(move || {
+        weak.upgrade().map_or_else(http::RespCounters::default, |s| http::RespCounters {
+            clients: s.stats.clients.load(Relaxed),
+            connections: s.stats.connections.load(Relaxed),
+            commands: s.stats.commands.load(Relaxed),
+        })
+    })
 }
 
 type PendingAdd = Result<
