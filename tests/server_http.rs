@@ -110,11 +110,17 @@ struct Ws(
 
 impl Ws {
     async fn send(&mut self, v: Value) {
-        self.0.send(Message::Text(v.to_string().into())).await.unwrap();
+        self.0
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
     }
 
     async fn send_raw(&mut self, s: &str) {
-        self.0.send(Message::Text(s.to_owned().into())).await.unwrap();
+        self.0
+            .send(Message::Text(s.to_owned().into()))
+            .await
+            .unwrap();
     }
 
     async fn recv(&mut self) -> Value {
@@ -203,8 +209,12 @@ impl Sse {
 async fn websocket_receives_resp_ws_and_pattern_publishes() {
     let srv = Running::start(Vec::new()).await;
     let mut sub = srv.ws("").await;
-    sub.send(json!({"op": "subscribe", "channel": "news"})).await;
-    assert_eq!(sub.recv().await, json!({"type": "subscribed", "channel": "news"}));
+    sub.send(json!({"op": "subscribe", "channel": "news"}))
+        .await;
+    assert_eq!(
+        sub.recv().await,
+        json!({"type": "subscribed", "channel": "news"})
+    );
 
     assert_eq!(srv.resp_publish("news", "from resp").await, 1);
     assert_eq!(
@@ -226,8 +236,12 @@ async fn websocket_receives_resp_ws_and_pattern_publishes() {
     );
 
     // A pattern on durable channels: messages carry their log offset as id.
-    sub.send(json!({"op": "psubscribe", "pattern": "orders.*"})).await;
-    assert_eq!(sub.recv().await, json!({"type": "subscribed", "pattern": "orders.*"}));
+    sub.send(json!({"op": "psubscribe", "pattern": "orders.*"}))
+        .await;
+    assert_eq!(
+        sub.recv().await,
+        json!({"type": "subscribed", "pattern": "orders.*"})
+    );
     let (status, _) = srv.post("orders.7", "paid", None).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -235,8 +249,12 @@ async fn websocket_receives_resp_ws_and_pattern_publishes() {
         json!({"type": "message", "channel": "orders.7", "pattern": "orders.*", "data": "paid", "id": 0})
     );
 
-    sub.send(json!({"op": "unsubscribe", "channel": "news"})).await;
-    assert_eq!(sub.recv().await, json!({"type": "unsubscribed", "channel": "news"}));
+    sub.send(json!({"op": "unsubscribe", "channel": "news"}))
+        .await;
+    assert_eq!(
+        sub.recv().await,
+        json!({"type": "unsubscribed", "channel": "news"})
+    );
     assert_eq!(srv.resp_publish("news", "nobody").await, 0);
     srv.stop().await;
 }
@@ -257,11 +275,14 @@ async fn websocket_bad_frames_get_errors_and_the_socket_keeps_working() {
         assert_eq!(reply["type"], "error", "{bad} -> {reply}");
         assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    ws.0.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    ws.0.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
     assert_eq!(ws.recv().await["type"], "error");
     ws.send(json!({"op": "ping"})).await;
     assert_eq!(ws.recv().await, json!({"type": "pong"}));
-    ws.send(json!({"op": "subscribe", "channel": "still.here"})).await;
+    ws.send(json!({"op": "subscribe", "channel": "still.here"}))
+        .await;
     assert_eq!(ws.recv().await["type"], "subscribed");
     assert_eq!(srv.resp_publish("still.here", "yes").await, 1);
     assert_eq!(ws.recv().await["data"], "yes");
@@ -296,7 +317,9 @@ async fn sse_resumes_from_last_event_id_without_gap_or_duplicate() {
         let ev = sse.next().await;
         got.push((ev.id.unwrap(), ev.data));
     }
-    let want: Vec<(String, String)> = (3..=6).map(|i| (i.to_string(), format!("order {i}"))).collect();
+    let want: Vec<(String, String)> = (3..=6)
+        .map(|i| (i.to_string(), format!("order {i}")))
+        .collect();
     assert_eq!(got, want);
 
     // Nothing more (no duplicate of a replayed record) until the next publish.
@@ -321,7 +344,8 @@ async fn long_poll_waits_for_data_and_times_out_empty() {
     let srv = std::sync::Arc::new(Running::start(Vec::new()).await);
     let s = std::sync::Arc::clone(&srv);
     let mut waiting = tokio::spawn(async move {
-        s.get("/poll/orders.lp?offset=0&timeout_ms=20000", None).await
+        s.get("/poll/orders.lp?offset=0&timeout_ms=20000", None)
+            .await
     });
     // Still waiting: nothing is there yet.
     assert!(
@@ -345,7 +369,9 @@ async fn long_poll_waits_for_data_and_times_out_empty() {
     assert_eq!(v["events"], json!([{"offset": 1, "data": "second"}]));
 
     // Nothing new: empty after the timeout.
-    let (status, body) = srv.get("/poll/orders.lp?offset=2&timeout_ms=200", None).await;
+    let (status, body) = srv
+        .get("/poll/orders.lp?offset=2&timeout_ms=200", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap(),
@@ -369,7 +395,8 @@ async fn post_publish_reports_receivers_and_offsets() {
     assert_eq!(v, json!({"channel": "plain", "receivers": 0}));
 
     let mut ws = srv.ws("").await;
-    ws.send(json!({"op": "subscribe", "channel": "delivery.9.position"})).await;
+    ws.send(json!({"op": "subscribe", "channel": "delivery.9.position"}))
+        .await;
     ws.recv().await;
     let (_, v) = srv.post("delivery.9.position", "-0.18,-78.47", None).await;
     assert_eq!(
@@ -424,7 +451,9 @@ async fn tokens_are_required_and_limited_to_their_channels() {
     assert_eq!(srv.get("/sse/delivery.43.pos", c).await.0, 403);
     assert_eq!(srv.get("/poll/delivery.43.pos?offset=0", c).await.0, 403);
     assert_eq!(
-        srv.get("/poll/delivery.42.pos?offset=0&timeout_ms=0", c).await.0,
+        srv.get("/poll/delivery.42.pos?offset=0&timeout_ms=0", c)
+            .await
+            .0,
         200
     );
     assert_eq!(srv.post("delivery.43.pos", "x", Some("admin")).await.0, 200);
@@ -441,7 +470,8 @@ async fn tokens_are_required_and_limited_to_their_channels() {
         assert_eq!(reply["type"], "error", "{denied} -> {reply}");
         assert!(reply["message"].as_str().unwrap().contains("may not"));
     }
-    ws.send(json!({"op": "psubscribe", "pattern": "delivery.42.*"})).await;
+    ws.send(json!({"op": "psubscribe", "pattern": "delivery.42.*"}))
+        .await;
     assert_eq!(ws.recv().await["type"], "subscribed");
     srv.post("delivery.42.pos", "here", Some("admin")).await;
     assert_eq!(ws.recv().await["data"], "here");

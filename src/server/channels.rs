@@ -95,8 +95,10 @@ impl Channels {
     }
 
     fn live(&self, channel: &str, payload: Bytes, offset: Option<u64>) -> Receipt {
-        let mut options = PublishOptions::default();
-        options.offset = offset;
+        let options = PublishOptions {
+            offset,
+            ..PublishOptions::default()
+        };
         // Server subscriptions never use `SlowConsumer::Block`, so this never waits.
         let receivers = match self.pubsub.publish_with(channel, payload, &options) {
             Published::Delivered(n) => n,
@@ -138,9 +140,8 @@ impl Channels {
             return Ok(self.live(channel, payload, None));
         };
         let append = || topic.append(Message::new(payload.clone()));
-        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
-            h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        });
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let r = if multi_thread {
             tokio::task::block_in_place(append)?
         } else {
@@ -156,7 +157,10 @@ mod tests {
 
     #[test]
     fn topic_names_are_valid_and_distinct() {
-        assert_eq!(topic_name("delivery.42.position"), "channel.delivery.42.position");
+        assert_eq!(
+            topic_name("delivery.42.position"),
+            "channel.delivery.42.position"
+        );
         assert_eq!(topic_name("a b"), "channel.a_20b");
         assert_ne!(topic_name("a_20b"), topic_name("a b"));
         assert_eq!(topic_name("ñ"), "channel._c3_b1");

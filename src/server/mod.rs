@@ -27,8 +27,8 @@ use tokio::sync::{Semaphore, watch};
 use self::cmd::{Conn, Flow, Stats};
 use self::db::{Db, PrefixRule};
 use self::frame::{Limits, ParseError};
-use self::reply::Out;
 pub use self::http::TokenRule;
+use self::reply::Out;
 use crate::config::{CacheConfig, NamespaceConfig};
 use crate::engine::Quipu;
 use crate::error::Error;
@@ -182,11 +182,28 @@ impl Server {
         });
         let (stop, stopped) = watch::channel(false);
         let probe = resp_probe(&shared);
-        let web = http::start(&shared.config, &quipu, shared.channels.clone(), probe, stopped.clone());
+        let web = http::start(
+            &shared.config,
+            &quipu,
+            shared.channels.clone(),
+            probe,
+            stopped.clone(),
+        );
         let web = web.await?;
         let http = web.as_ref().map(|w| w.addr);
-        let done = tokio::spawn(accept_loop(listener, shared, stopped, quipu, web.map(|w| w.task)));
-        Ok(Self { local, http, stop, done })
+        let done = tokio::spawn(accept_loop(
+            listener,
+            shared,
+            stopped,
+            quipu,
+            web.map(|w| w.task),
+        ));
+        Ok(Self {
+            local,
+            http,
+            stop,
+            done,
+        })
     }
 
     /// The address it listens on (RESP).
@@ -376,11 +393,12 @@ async fn serve(
 fn resp_probe(shared: &Arc<Shared>) -> http::RespProbe {
     let weak = Arc::downgrade(shared);
     Box::new(move || {
-        weak.upgrade().map_or_else(http::RespCounters::default, |s| http::RespCounters {
-            clients: s.stats.clients.load(Relaxed),
-            connections: s.stats.connections.load(Relaxed),
-            commands: s.stats.commands.load(Relaxed),
-        })
+        weak.upgrade()
+            .map_or_else(http::RespCounters::default, |s| http::RespCounters {
+                clients: s.stats.clients.load(Relaxed),
+                connections: s.stats.connections.load(Relaxed),
+                commands: s.stats.commands.load(Relaxed),
+            })
     })
 }
 

@@ -50,7 +50,8 @@ fn has_glob(s: &str) -> bool {
 /// common shapes (equal globs, a literal name, a literal prefix then `*`); anything else is
 /// refused, since glob containment in general is not worth the risk of granting too much.
 fn covers(allowed: &str, pattern: &str) -> bool {
-    if allowed == pattern || (!has_glob(pattern) && glob_match(allowed.as_bytes(), pattern.as_bytes()))
+    if allowed == pattern
+        || (!has_glob(pattern) && glob_match(allowed.as_bytes(), pattern.as_bytes()))
     {
         return true;
     }

@@ -54,7 +54,9 @@ pub(crate) async fn poll(
         return Err(HttpError::forbidden("subscribe to", &channel));
     }
     let topic = st.channels.topic(&channel)?.ok_or_else(|| {
-        HttpError::NotFound(format!("'{channel}' is not a durable channel: nothing to poll"))
+        HttpError::NotFound(format!(
+            "'{channel}' is not a durable channel: nothing to poll"
+        ))
     })?;
     let partition = topic.partition(0)?;
     let (start, end) = (partition.start_offset(), partition.end_offset());

@@ -230,7 +230,8 @@ async fn next_delivery(sub: Option<&Subscription>) -> Result<Delivery, RecvError
 
 async fn session(st: Arc<AppState>, grant: Grant, socket: WebSocket) {
     let _guard = st.metrics.stream_opened();
-    let stop = st.stop.clone();
+    let stopping = shutdown_signal(st.stop.clone());
+    tokio::pin!(stopping);
     let (mut tx, mut rx) = socket.split();
     let mut s = Session {
         st,
@@ -239,7 +240,7 @@ async fn session(st: Arc<AppState>, grant: Grant, socket: WebSocket) {
     };
     loop {
         let out: Vec<Message> = tokio::select! {
-            () = shutdown_signal(stop.clone()) => {
+            () = &mut stopping => {
                 let bye = CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() };
                 let _ = tokio::time::timeout(WRITE_TIMEOUT, tx.send(Message::Close(Some(bye)))).await;
                 return;
