@@ -523,3 +523,55 @@ async fn http_can_be_disabled() {
     assert_eq!(server.http_addr(), None);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_websocket_client_loses_the_oldest_and_learns_how_many() {
+    const SENT: usize = 6000;
+    let srv = Running::start(Vec::new()).await;
+    let mut ws = srv.ws("").await;
+    ws.send(json!({"op": "subscribe", "channel": "firehose"})).await;
+    ws.recv().await;
+
+    // Publish far more than the socket buffers and the connection's queue hold, without
+    // reading: one pipelined RESP write.
+    let payload = "x".repeat(8 * 1024);
+    let mut pipeline = Vec::new();
+    for i in 0..SENT {
+        let data = format!("{i:06}{payload}");
+        pipeline.extend_from_slice(
+            format!("*3\r\n$7\r\nPUBLISH\r\n$8\r\nfirehose\r\n${}\r\n{data}\r\n", data.len())
+                .as_bytes(),
+        );
+    }
+    let mut resp = tokio::net::TcpStream::connect(srv.server.local_addr())
+        .await
+        .unwrap();
+    resp.write_all(&pipeline).await.unwrap();
+    let mut replies = Vec::new();
+    while replies.iter().filter(|&&b| b == b'\n').count() < SENT {
+        let mut b = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, resp.read(&mut b)).await.unwrap().unwrap();
+        assert!(n > 0);
+        replies.extend_from_slice(&b[..n]);
+    }
+
+    // Every message is either received, in order, or counted as missed.
+    let (mut received, mut missed, mut last) = (0usize, 0u64, None::<usize>);
+    while received + (missed as usize) < SENT {
+        let v = ws.recv().await;
+        match v["type"].as_str() {
+            Some("message") => {
+                let seq: usize = v["data"].as_str().unwrap()[..6].parse().unwrap();
+                assert!(last.is_none_or(|l| seq > l), "out of order: {seq} after {last:?}");
+                last = Some(seq);
+                received += 1;
+            }
+            Some("lagged") => missed += v["missed"].as_u64().unwrap(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(missed > 0, "nothing was dropped: the test did not overflow the queue");
+    assert_eq!(received + missed as usize, SENT);
+    assert_eq!(last, Some(SENT - 1), "the newest message is kept");
+    srv.stop().await;
+}
