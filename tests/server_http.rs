@@ -529,7 +529,8 @@ async fn slow_websocket_client_loses_the_oldest_and_learns_how_many() {
     const SENT: usize = 6000;
     let srv = Running::start(Vec::new()).await;
     let mut ws = srv.ws("").await;
-    ws.send(json!({"op": "subscribe", "channel": "firehose"})).await;
+    ws.send(json!({"op": "subscribe", "channel": "firehose"}))
+        .await;
     ws.recv().await;
 
     // Publish far more than the socket buffers and the connection's queue hold, without
@@ -539,8 +540,11 @@ async fn slow_websocket_client_loses_the_oldest_and_learns_how_many() {
     for i in 0..SENT {
         let data = format!("{i:06}{payload}");
         pipeline.extend_from_slice(
-            format!("*3\r\n$7\r\nPUBLISH\r\n$8\r\nfirehose\r\n${}\r\n{data}\r\n", data.len())
-                .as_bytes(),
+            format!(
+                "*3\r\n$7\r\nPUBLISH\r\n$8\r\nfirehose\r\n${}\r\n{data}\r\n",
+                data.len()
+            )
+            .as_bytes(),
         );
     }
     let mut resp = tokio::net::TcpStream::connect(srv.server.local_addr())
@@ -550,7 +554,10 @@ async fn slow_websocket_client_loses_the_oldest_and_learns_how_many() {
     let mut replies = Vec::new();
     while replies.iter().filter(|&&b| b == b'\n').count() < SENT {
         let mut b = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, resp.read(&mut b)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(WAIT, resp.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0);
         replies.extend_from_slice(&b[..n]);
     }
@@ -562,7 +569,10 @@ async fn slow_websocket_client_loses_the_oldest_and_learns_how_many() {
         match v["type"].as_str() {
             Some("message") => {
                 let seq: usize = v["data"].as_str().unwrap()[..6].parse().unwrap();
-                assert!(last.is_none_or(|l| seq > l), "out of order: {seq} after {last:?}");
+                assert!(
+                    last.is_none_or(|l| seq > l),
+                    "out of order: {seq} after {last:?}"
+                );
                 last = Some(seq);
                 received += 1;
             }
@@ -570,7 +580,10 @@ async fn slow_websocket_client_loses_the_oldest_and_learns_how_many() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(missed > 0, "nothing was dropped: the test did not overflow the queue");
+    assert!(
+        missed > 0,
+        "nothing was dropped: the test did not overflow the queue"
+    );
     assert_eq!(received + missed as usize, SENT);
     assert_eq!(last, Some(SENT - 1), "the newest message is kept");
     srv.stop().await;

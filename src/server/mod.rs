@@ -1,8 +1,8 @@
 //! `quipu serve`: the Redis-protocol server (feature `server`). Existing Redis clients,
 //! `redis-cli` and `redis-benchmark` talk to it unchanged. Commands run on tokio's
 //! multi-threaded runtime against the sharded cache: no global lock, no single command thread.
-//! Beside it, the HTTP edge ([`http`](self) module, docs/HTTP.md): WebSocket, SSE, long
-//! polling, `/metrics`, `/healthz`, `/readyz`.
+//! Beside it, the HTTP edge (module `http`, docs/HTTP.md): WebSocket, SSE, long polling,
+//! `/metrics`, `/healthz`, `/readyz`.
 
 mod channels;
 mod cmd;
