@@ -458,6 +458,24 @@ async fn tokens_are_required_and_limited_to_their_channels() {
     );
     assert_eq!(srv.post("delivery.43.pos", "x", Some("admin")).await.0, 200);
 
+    // ?token= on GET (EventSource cannot set headers), never on POST.
+    let sse = srv
+        .client
+        .get(srv.url("/sse/delivery.42.pos?token=courier-42"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status().as_u16(), 200);
+    drop(sse);
+    let post = srv
+        .client
+        .post(srv.url("/publish/delivery.42.pos?token=courier-42"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 401);
+
     // WebSocket with ?token= (browsers cannot set headers on it).
     let mut ws = srv.ws("?token=courier-42").await;
     for denied in [
