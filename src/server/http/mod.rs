@@ -49,6 +49,7 @@ pub(crate) struct AppState {
     cache: Cache,
     tokens: Vec<Arc<TokenRule>>,
     metrics: Arc<Metrics>,
+    frames: ws::LastFrame,
     /// Set when the server shuts down: streams end, long polls return, `/readyz` says 503.
     stop: watch::Receiver<bool>,
 }
@@ -96,6 +97,7 @@ pub(crate) async fn start(
         cache: quipu.cache().clone(),
         tokens: config.tokens.iter().cloned().map(Arc::new).collect(),
         metrics: Arc::new(Metrics::new(resp)),
+        frames: ws::LastFrame::default(),
         stop: stop.clone(),
     });
     let app = router(state, config.max_bulk);

@@ -10,18 +10,20 @@
 //! many it missed (`{"type":"lagged","missed":n}`); a client that stops reading altogether
 //! (a write blocked for [`WRITE_TIMEOUT`]) is disconnected.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Grant;
 use super::{AppState, shutdown_signal, text};
-use crate::pubsub::{Delivery, RecvError, SlowConsumer, Subscription, SubscriptionConfig};
+use crate::pubsub::{
+    Delivery, Message as Published, RecvError, SlowConsumer, Subscription, SubscriptionConfig,
+};
 
 /// Messages queued per connection before the oldest are dropped.
 const QUEUE: usize = 1024;
@@ -107,14 +109,39 @@ fn error(message: impl Into<String>) -> Message {
     .frame()
 }
 
-fn delivery(d: &Delivery) -> Message {
-    Reply::Message {
+fn delivery(d: &Delivery) -> Utf8Bytes {
+    let reply = Reply::Message {
         channel: &d.message.channel,
         pattern: d.pattern.as_deref(),
         data: text(&d.message.payload),
         id: d.message.offset,
+    };
+    serde_json::to_string(&reply).unwrap_or_default().into()
+}
+
+type Cached = (Weak<Published>, Option<Arc<str>>, Utf8Bytes);
+
+/// The frame of the message sent last, shared by the connections that receive the same
+/// message: a fan-out to 10,000 sockets serializes (and copies) the payload once, where each
+/// connection building its own frame would copy it 10,000 times. The `Weak` keeps the
+/// message's allocation from being reused while it is cached, so pointer equality means
+/// the same message.
+#[derive(Debug, Default)]
+pub(crate) struct LastFrame(parking_lot::Mutex<Option<Cached>>);
+
+impl LastFrame {
+    fn frame(&self, d: &Delivery) -> Message {
+        if let Some((m, p, f)) = &*self.0.lock()
+            && std::ptr::eq(m.as_ptr(), Arc::as_ptr(&d.message))
+            && *p == d.pattern
+        {
+            return Message::Text(f.clone());
+        }
+        // Built outside the lock: the other workers' connections are not kept waiting.
+        let f = delivery(d);
+        *self.0.lock() = Some((Arc::downgrade(&d.message), d.pattern.clone(), f.clone()));
+        Message::Text(f)
     }
-    .frame()
 }
 
 pub(crate) async fn upgrade(
@@ -256,7 +283,7 @@ async fn session(st: Arc<AppState>, grant: Grant, socket: WebSocket) {
                 let mut next = Some(d);
                 while let Some(d) = next.take() {
                     match d {
-                        Ok(d) => out.push(delivery(&d)),
+                        Ok(d) => out.push(s.st.frames.frame(&d)),
                         Err(RecvError::Lagged(missed)) => out.push(Reply::Lagged { missed }.frame()),
                         Err(RecvError::Empty) => {}
                         Err(_) => return,
