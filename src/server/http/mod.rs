@@ -132,22 +132,31 @@ fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .with_state(state)
 }
 
+/// The reply to `POST /publish/{channel}`.
+#[derive(Debug, serde::Serialize)]
+struct PublishReply {
+    channel: String,
+    receivers: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+}
+
 /// `POST /publish/{channel}`: the body is the payload.
 async fn publish(
     State(st): State<Arc<AppState>>,
     grant: Grant,
     Path(channel): Path<String>,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, HttpError> {
+) -> Result<Json<PublishReply>, HttpError> {
     if !grant.may_publish(&channel) {
         return Err(HttpError::forbidden("publish on", &channel));
     }
     let r = st.channels.publish(&channel, body).await?;
-    let mut reply = serde_json::json!({ "channel": channel, "receivers": r.receivers });
-    if let Some(offset) = r.offset {
-        reply["offset"] = offset.into();
-    }
-    Ok(Json(reply))
+    Ok(Json(PublishReply {
+        channel,
+        receivers: r.receivers,
+        offset: r.offset,
+    }))
 }
 
 /// `GET /healthz`: the process is up.
