@@ -183,3 +183,32 @@ async fn shutdown_signal(mut stop: watch::Receiver<bool>) {
 fn text(payload: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(payload)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readyz_says_503_once_shutdown_begins() {
+        let dir = tempfile::tempdir().unwrap();
+        let quipu = Quipu::open(dir.path()).unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let st = Arc::new(AppState {
+            channels: Channels::new(quipu.log().clone(), quipu.pubsub().clone(), &[]),
+            log: quipu.log().clone(),
+            cache: quipu.cache().clone(),
+            tokens: Vec::new(),
+            metrics: Arc::new(Metrics::new(Box::new(RespCounters::default))),
+            frames: ws::LastFrame::default(),
+            stop: stopped,
+        });
+        let status = |st: &Arc<AppState>| {
+            let st = Arc::clone(st);
+            async move { readyz(State(st)).await.into_response().status() }
+        };
+        assert_eq!(status(&st).await, StatusCode::OK);
+        stop.send(true).unwrap();
+        assert_eq!(status(&st).await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(healthz().await.into_response().status(), StatusCode::OK);
+    }
+}
