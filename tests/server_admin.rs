@@ -345,6 +345,7 @@ fn bad_server_settings_are_refused_at_start() {
         let mut c = ServerConfig {
             data_dir: dir.path().to_owned(),
             port: 0,
+            http_port: 0,
             ..ServerConfig::default()
         };
         f(&mut c);

@@ -22,6 +22,8 @@ fn the_readme_example_parses_and_validates() {
     assert_eq!(config.namespaces[0].ttl_secs, Some(1800));
     assert_eq!(config.users[0].keys, vec!["delivery:42:*"]);
     assert_eq!(config.tls.as_ref().unwrap().port, 7390);
+    assert_eq!(config.durable_channels, vec!["delivery.*"]);
+    assert_eq!(config.tokens[0].subscribe, vec!["delivery.42.*"]);
     assert!(config.stream_durability().is_ok());
 }
 

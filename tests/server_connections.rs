@@ -26,7 +26,14 @@ impl Drop for Served {
 fn serve() -> Served {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_quipu"))
-        .args(["serve", "--port", "0", "--max-clients", "10100"])
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--no-http",
+            "--max-clients",
+            "10100",
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .stderr(Stdio::piped())

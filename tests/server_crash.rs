@@ -55,7 +55,7 @@ fn start_server(dir: &Path) -> (Child, u16) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_quipu"))
             .args(["serve", "--data-dir"])
             .arg(dir)
-            .args(["--port", &port.to_string()])
+            .args(["--port", &port.to_string(), "--no-http"])
             .env_remove("QUIPU_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -29,6 +29,7 @@ impl Running {
         let config = ServerConfig {
             data_dir: dir.path().to_owned(),
             port: 0,
+            http_port: 0,
             password: password.map(str::to_owned),
             max_bulk: 1024 * 1024,
             ..ServerConfig::default()

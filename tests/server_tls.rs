@@ -22,6 +22,7 @@ async fn commands_run_over_tls_and_plain_alike() {
     let server = Server::start(ServerConfig {
         data_dir: dir.path().join("data"),
         port: 0,
+        http_enabled: false,
         tls: Some(TlsConfig {
             port: 0,
             cert: cert_path,
@@ -93,6 +94,7 @@ async fn a_missing_or_bad_certificate_is_refused_at_start() {
         let e = Server::start(ServerConfig {
             data_dir: dir.path().join("data"),
             port: 0,
+            http_enabled: false,
             tls: Some(TlsConfig {
                 port: 0,
                 cert: cert.clone(),

@@ -19,7 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serves the Redis protocol (redis-cli, redis-benchmark and Redis clients work unchanged).
+    /// Serves the Redis protocol (redis-cli, redis-benchmark and Redis clients work unchanged)
+    /// and HTTP (WebSocket, SSE, long polling, /metrics, /healthz, /readyz).
     Serve(ServeArgs),
 }
 
@@ -64,6 +65,12 @@ struct ServeArgs {
     /// Threads that run commands (default: one per core).
     #[arg(long, env = "QUIPU_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// HTTP port (WebSocket, SSE, long polling, /metrics); 0 picks a free one.
+    #[arg(long, env = "QUIPU_HTTP_PORT")]
+    http_port: Option<u16>,
+    /// Serve no HTTP.
+    #[arg(long)]
+    no_http: bool,
 }
 
 fn load(args: ServeArgs) -> Result<ServerConfig, String> {
@@ -101,6 +108,12 @@ fn load(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let (Some(port), Some(cert), Some(key)) = (args.tls_port, args.tls_cert, args.tls_key) {
         config.tls = Some(TlsConfig { port, cert, key });
+    }
+    if let Some(v) = args.http_port {
+        config.http_port = v;
+    }
+    if args.no_http {
+        config.http_enabled = false;
     }
     Ok(config)
 }
@@ -161,11 +174,17 @@ fn main() -> std::process::ExitCode {
         );
         let started = std::time::Instant::now();
         let server = Server::start_reporting(config, move |p| report(started, p)).await?;
-        eprintln!(
-            "quipu: ready in {:.1} s, RESP on {}",
-            started.elapsed().as_secs_f64(),
-            server.local_addr()
-        );
+        let ready = started.elapsed().as_secs_f64();
+        match server.http_addr() {
+            Some(http) => eprintln!(
+                "quipu: ready in {ready:.1} s, RESP on {}, HTTP on http://{http}",
+                server.local_addr()
+            ),
+            None => eprintln!(
+                "quipu: ready in {ready:.1} s, RESP on {}",
+                server.local_addr()
+            ),
+        }
         if let Some(tls) = server.tls_addr() {
             eprintln!("quipu: RESP over TLS on {tls}");
         }

@@ -64,6 +64,9 @@ pub struct Message {
     pub priority: Priority,
     /// When it was published (for latency measurements).
     pub published_at: Instant,
+    /// Where the message is stored in the log, when its publisher appended it there first
+    /// (the durable channels of `quipu serve`): the event id of SSE and WebSocket clients.
+    pub offset: Option<u64>,
 }
 
 /// One message as one subscriber receives it.
@@ -138,6 +141,9 @@ pub struct PublishOptions {
     pub priority: Priority,
     /// A message id: a second publish of the same id within the dedup window is dropped.
     pub message_id: Option<String>,
+    /// The log offset the publisher stored the message at (default none), passed on in
+    /// [`Message::offset`].
+    pub offset: Option<u64>,
 }
 
 impl PublishOptions {
@@ -152,6 +158,13 @@ impl PublishOptions {
     #[must_use]
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.message_id = Some(id.into());
+        self
+    }
+
+    /// Records where the message is stored in the log (default none).
+    #[must_use]
+    pub fn at_offset(mut self, offset: u64) -> Self {
+        self.offset = Some(offset);
         self
     }
 }
@@ -357,6 +370,7 @@ impl PubSub {
             payload,
             priority: options.priority,
             published_at: Instant::now(),
+            offset: options.offset,
         });
         Some(
             targets

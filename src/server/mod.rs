@@ -1,12 +1,16 @@
 //! `quipu serve`: the Redis-protocol server (feature `server`). Existing Redis clients,
 //! `redis-cli` and `redis-benchmark` talk to it unchanged. Commands run on tokio's
 //! multi-threaded runtime against the sharded cache: no global lock, no single command thread.
+//! Beside it, the HTTP edge (module `http`, docs/HTTP.md): WebSocket, SSE, long polling,
+//! `/metrics`, `/healthz`, `/readyz`.
 
 pub mod acl;
+mod channels;
 mod clients;
 mod cmd;
 pub(crate) mod db;
 pub mod frame;
+mod http;
 mod notify;
 mod reply;
 mod streams;
@@ -33,6 +37,7 @@ use self::clients::Clients;
 use self::cmd::{Conn, Flow, Stats};
 use self::db::{Db, PrefixRule};
 use self::frame::{Limits, ParseError};
+pub use self::http::TokenRule;
 use self::notify::Notifier;
 use self::reply::Out;
 use crate::config::{CacheConfig, Durability, NamespaceConfig};
@@ -85,6 +90,15 @@ pub struct ServerConfig {
     pub users: Vec<UserRule>,
     /// TLS on a second port (default none).
     pub tls: Option<TlsConfig>,
+    /// HTTP port (default 7380; 0 picks a free one).
+    pub http_port: u16,
+    /// Whether to serve HTTP (default true).
+    pub http_enabled: bool,
+    /// HTTP bearer tokens and the channels each may use (default none: HTTP is open).
+    pub tokens: Vec<TokenRule>,
+    /// Globs of the channels whose messages are appended to a log topic before they are
+    /// published (default none), so SSE and long-polling clients can resume.
+    pub durable_channels: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +116,10 @@ impl Default for ServerConfig {
             appendfsync: "always".to_owned(),
             users: Vec::new(),
             tls: None,
+            http_port: 7380,
+            http_enabled: true,
+            tokens: Vec::new(),
+            durable_channels: Vec::new(),
         }
     }
 }
@@ -149,6 +167,7 @@ pub(crate) struct Shared {
     pub streams: streams::Streams,
     pub config: ServerConfig,
     pub stats: Stats,
+    pub channels: channels::Channels,
     pub started: Instant,
     /// Connected clients (`CLIENT LIST`, `CLIENT KILL`).
     pub clients: Clients,
@@ -167,6 +186,7 @@ pub(crate) struct Shared {
 pub struct Server {
     local: SocketAddr,
     tls_local: Option<SocketAddr>,
+    http: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<Result<(), Error>>,
 }
@@ -253,6 +273,11 @@ impl Server {
             db,
             log: quipu.log().clone(),
             streams: streams::Streams::default(),
+            channels: channels::Channels::new(
+                quipu.log().clone(),
+                quipu.pubsub().clone(),
+                &config.durable_channels,
+            ),
             limits: Limits {
                 max_bulk: config.max_bulk,
                 ..Limits::default()
@@ -267,16 +292,34 @@ impl Server {
             next_id: AtomicU64::new(1),
         });
         let (stop, stopped) = watch::channel(false);
-        let done = tokio::spawn(accept_loop(listener, tls_listener, shared, stopped, quipu));
+        let probe = resp_probe(&shared);
+        let web = http::start(
+            &shared.config,
+            &quipu,
+            shared.channels.clone(),
+            probe,
+            stopped.clone(),
+        );
+        let web = web.await?;
+        let http = web.as_ref().map(|w| w.addr);
+        let done = tokio::spawn(accept_loop(
+            listener,
+            tls_listener,
+            shared,
+            stopped,
+            quipu,
+            web.map(|w| w.task),
+        ));
         Ok(Self {
             local,
             tls_local,
+            http,
             stop,
             done,
         })
     }
 
-    /// The address it listens on.
+    /// The address it listens on (RESP).
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.local
@@ -286,6 +329,12 @@ impl Server {
     #[must_use]
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_local
+    }
+
+    /// The HTTP address, unless HTTP is disabled.
+    #[must_use]
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
     }
 
     /// Stops accepting, lets connections finish their current commands, then closes the data
@@ -345,6 +394,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
     quipu: Quipu,
+    http: Option<tokio::task::JoinHandle<()>>,
 ) -> Result<(), Error> {
     let slots = Arc::new(Semaphore::new(shared.config.max_clients));
     let mut tasks = tokio::task::JoinSet::new();
@@ -410,6 +460,9 @@ async fn accept_loop(
         }
     }
     tasks.abort_all();
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     tokio::task::spawn_blocking(move || {
         // Stream groups commit their latest progress, so a restart redelivers less.
         shared.streams.commit_all();
@@ -603,6 +656,19 @@ async fn until_closed<R: AsyncRead + Unpin>(rd: &mut R, input: &mut BytesMut) {
         }
     }
     std::future::pending::<()>().await;
+}
+
+/// The RESP counters for `/metrics`; weak, so the HTTP edge does not keep `Shared` alive.
+fn resp_probe(shared: &Arc<Shared>) -> http::RespProbe {
+    let weak = Arc::downgrade(shared);
+    Box::new(move || {
+        weak.upgrade()
+            .map_or_else(http::RespCounters::default, |s| http::RespCounters {
+                clients: s.stats.clients.load(Relaxed),
+                connections: s.stats.connections.load(Relaxed),
+                commands: s.stats.commands.load(Relaxed),
+            })
+    })
 }
 
 type PendingAdd = Result<

@@ -28,6 +28,7 @@ impl Running {
         let config = ServerConfig {
             data_dir: dir.path().to_owned(),
             port: 0,
+            http_port: 0,
             ..config
         };
         let server = rt.block_on(Server::start(config)).unwrap();

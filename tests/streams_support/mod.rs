@@ -25,6 +25,7 @@ impl Running {
         let config = ServerConfig {
             data_dir: dir.to_owned(),
             port: 0,
+            http_port: 0,
             ..ServerConfig::default()
         };
         let server = rt.block_on(Server::start(config)).unwrap();

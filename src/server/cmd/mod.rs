@@ -192,7 +192,7 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         "hdel" => hashes::hdel(db, args, out),
         "hincrby" => hashes::hincrby(db, args, out),
         // pub/sub
-        "publish" => pubsub::publish(db, args, out),
+        "publish" => pubsub::publish(shared, args, out),
         "subscribe" | "psubscribe" => pubsub::subscribe(db, conn, cmd, args, out),
         "unsubscribe" | "punsubscribe" => pubsub::unsubscribe(conn, cmd, args, out),
         "pubsub" => pubsub::introspect(db, args, out),

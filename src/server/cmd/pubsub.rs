@@ -6,6 +6,7 @@ use bytes::Bytes;
 use super::{Conn, wrong_args};
 use crate::glob::glob_match;
 use crate::pubsub::{SlowConsumer, SubscriptionConfig};
+use crate::server::Shared;
 use crate::server::db::Db;
 use crate::server::reply::Out;
 
@@ -13,12 +14,16 @@ use crate::server::reply::Out;
 /// output-buffer limit plays this role).
 const SUBSCRIBER_QUEUE: usize = 16 * 1024;
 
-pub(crate) fn publish(db: &Db, args: &[Bytes], out: &mut Out) {
+/// `PUBLISH`: on a durable channel the message is logged (fsynced) before it is published.
+pub(crate) fn publish(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if args.len() != 3 {
         return wrong_args(out, &args[0]);
     }
     let channel = String::from_utf8_lossy(&args[1]);
-    out.int(db.pubsub.publish(&channel, args[2].clone()) as i64);
+    match shared.channels.publish_blocking(&channel, args[2].clone()) {
+        Ok(r) => out.int(r.receivers as i64),
+        Err(e) => out.error(&format!("ERR {e}")),
+    }
 }
 
 pub(crate) fn subscribe(db: &Db, conn: &mut Conn, cmd: &str, args: &[Bytes], out: &mut Out) {
