@@ -37,7 +37,7 @@ fn acl_users_are_held_to_their_commands_keys_and_channels() {
         users: vec![courier()],
         ..ServerConfig::default()
     });
-    let mut c = srv.con_unauthenticated();
+    let mut c = srv.con();
     assert!(err_of(c.get::<_, String>("x")).contains("NOAUTH"));
     let bad: RedisResult<()> = redis::cmd("AUTH").arg("courier").arg("wrong").query(&mut c);
     assert!(err_of(bad).contains("WRONGPASS"));
@@ -107,13 +107,13 @@ fn acl_users_are_held_to_their_commands_keys_and_channels() {
     assert_eq!(lines[7], "+PONG");
 
     // The default user with the server password may do everything.
-    let mut admin = srv.con_unauthenticated();
+    let mut admin = srv.con();
     let _: () = redis::cmd("AUTH").arg("secret").query(&mut admin).unwrap();
     let _: () = admin.set("orders:1", "paid").unwrap();
     let users: Vec<String> = redis::cmd("ACL").arg("USERS").query(&mut admin).unwrap();
     assert_eq!(users, vec!["default", "courier"]);
     // HELLO AUTH logs in as a configured user too.
-    let mut h = srv.con_unauthenticated();
+    let mut h = srv.con();
     let _: redis::Value = redis::cmd("HELLO")
         .arg(2)
         .arg("AUTH")

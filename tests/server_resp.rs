@@ -4,81 +4,24 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use quipu::server::{Server, ServerConfig};
+use common::server::Running;
+use quipu::server::ServerConfig;
 use redis::{Commands, RedisResult, Value};
 
-struct Running {
-    rt: tokio::runtime::Runtime,
-    server: Option<Server>,
-    _dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Running {
-    fn start(password: Option<&str>) -> Self {
-        let dir = common::tempdir();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = ServerConfig {
-            data_dir: dir.path().to_owned(),
-            port: 0,
-            http_port: 0,
-            password: password.map(str::to_owned),
-            max_bulk: 1024 * 1024,
-            ..ServerConfig::default()
-        };
-        let server = rt.block_on(Server::start(config)).unwrap();
-        let port = server.local_addr().port();
-        Self {
-            rt,
-            server: Some(server),
-            _dir: dir,
-            port,
-        }
-    }
-
-    fn con(&self) -> redis::Connection {
-        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
-            .unwrap()
-            .get_connection()
-            .unwrap()
-    }
-
-    fn raw(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        s.write_all(bytes).unwrap();
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        out
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            let _ = self.rt.block_on(s.shutdown());
-        }
-    }
+/// A server on a fresh directory, with a password when given and a 1 MiB bulk limit.
+fn start(password: Option<&str>) -> Running {
+    Running::start(ServerConfig {
+        password: password.map(str::to_owned),
+        max_bulk: 1024 * 1024,
+        ..ServerConfig::default()
+    })
 }
 
 #[test]
 fn strings() {
-    let srv = Running::start(None);
+    let srv = start(None);
     let mut c = srv.con();
     let _: () = c.set("k", "v").unwrap();
     assert_eq!(c.get::<_, String>("k").unwrap(), "v");
@@ -149,7 +92,7 @@ fn strings() {
 
 #[test]
 fn keys_and_expiry() {
-    let srv = Running::start(None);
+    let srv = start(None);
     let mut c = srv.con();
     for k in ["user:1", "user:2", "cart:1"] {
         let _: () = c.set(k, "x").unwrap();
@@ -201,7 +144,7 @@ fn keys_and_expiry() {
 
 #[test]
 fn hashes_and_wrongtype() {
-    let srv = Running::start(None);
+    let srv = start(None);
     let mut c = srv.con();
     assert_eq!(
         c.hset_multiple::<_, _, _, String>("sess:1", &[("user", "ana"), ("cart", "2")])
@@ -231,7 +174,7 @@ fn hashes_and_wrongtype() {
 
 #[test]
 fn pipelining_and_errors() {
-    let srv = Running::start(None);
+    let srv = start(None);
     let mut c = srv.con();
     let mut pipe = redis::pipe();
     for i in 0..1000 {
@@ -271,7 +214,7 @@ fn pipelining_and_errors() {
 
 #[test]
 fn resp3_hello_and_auth() {
-    let srv = Running::start(Some("s3cret"));
+    let srv = start(Some("s3cret"));
     let reply = srv.raw(b"GET k\r\n");
     assert!(reply.starts_with(b"-NOAUTH"));
     let reply = srv.raw(b"AUTH wrong\r\n");
@@ -289,7 +232,7 @@ fn resp3_hello_and_auth() {
 
 #[test]
 fn pub_sub() {
-    let srv = Running::start(None);
+    let srv = start(None);
     let mut sub_con = srv.con();
     let mut publisher = srv.con();
     let mut sub = sub_con.as_pubsub();
@@ -337,7 +280,7 @@ fn redis_cli_talks_to_it() {
         eprintln!("redis-cli not installed: skipped");
         return;
     }
-    let srv = Running::start(None);
+    let srv = start(None);
     let port = srv.port.to_string();
     let run = |args: &[&str]| {
         let out = std::process::Command::new("redis-cli")
@@ -356,7 +299,7 @@ fn redis_cli_talks_to_it() {
 
 #[test]
 fn scan_returns_every_key_present_throughout_while_others_come_and_go() {
-    let srv = Running::start(None);
+    let srv = start(None);
     let mut c = srv.con();
     for i in 0..200 {
         let _: () = c.set(format!("keep:{i}"), i).unwrap();

@@ -13,7 +13,7 @@ use streams_support::*;
 #[test]
 fn xreadgroup_delivers_each_entry_to_exactly_one_consumer() {
     let dir = common::tempdir();
-    let srv = Running::start(dir.path());
+    let srv = serve_in(dir.path());
     let mut c = srv.con();
     let _: () = query(
         &mut c,
@@ -86,7 +86,7 @@ fn xreadgroup_delivers_each_entry_to_exactly_one_consumer() {
 #[test]
 fn xack_and_xpending() {
     let dir = common::tempdir();
-    let srv = Running::start(dir.path());
+    let srv = serve_in(dir.path());
     let mut c = srv.con();
     let ids: Vec<String> = (0..10)
         .map(|i| xadd(&mut c, "s", "i", &i.to_string()))
@@ -185,7 +185,7 @@ fn xack_and_xpending() {
 #[test]
 fn xclaim_and_xautoclaim_move_idle_entries() {
     let dir = common::tempdir();
-    let srv = Running::start(dir.path());
+    let srv = serve_in(dir.path());
     let mut c = srv.con();
     let ids: Vec<String> = (0..6)
         .map(|i| xadd(&mut c, "s", "i", &i.to_string()))
@@ -285,7 +285,7 @@ fn xclaim_and_xautoclaim_move_idle_entries() {
 #[test]
 fn xinfo_reports_streams_groups_and_consumers() {
     let dir = common::tempdir();
-    let srv = Running::start(dir.path());
+    let srv = serve_in(dir.path());
     let mut c = srv.con();
     let ids: Vec<String> = (0..5)
         .map(|i| xadd(&mut c, "s", "i", &i.to_string()))
@@ -357,7 +357,7 @@ fn a_group_survives_a_restart_and_unacked_entries_come_back() {
     let dir = common::tempdir();
     let ids: Vec<String>;
     {
-        let srv = Running::start(dir.path());
+        let srv = serve_in(dir.path());
         let mut c = srv.con();
         ids = (0..10)
             .map(|i| xadd(&mut c, "orders", "n", &i.to_string()))
@@ -390,7 +390,7 @@ fn a_group_survives_a_restart_and_unacked_entries_come_back() {
         assert_eq!(acked, 4);
         srv.stop();
     }
-    let srv = Running::start(dir.path());
+    let srv = serve_in(dir.path());
     let mut c = srv.con();
     let groups: Vec<Value> = query(&mut c, &["XINFO", "GROUPS", "orders"]);
     assert_eq!(groups.len(), 1, "the destroyed group must stay destroyed");

@@ -15,7 +15,7 @@ use streams_support::*;
 #[test]
 fn xread_block_is_woken_by_an_xadd_from_another_connection() {
     let dir = common::tempdir();
-    let srv = Running::start(dir.path());
+    let srv = serve_in(dir.path());
     // Blocked readers occupy no runtime thread (the server has two): all of these wait while
     // other commands are served.
     let mut sleepers = Vec::new();
@@ -64,7 +64,7 @@ fn xread_block_is_woken_by_an_xadd_from_another_connection() {
 #[test]
 fn xread_block_times_out_with_a_null_reply() {
     let dir = common::tempdir();
-    let srv = Running::start(dir.path());
+    let srv = serve_in(dir.path());
     let mut c = srv.con();
     xadd(&mut c, "s", "a", "1");
     let started = Instant::now();
@@ -105,7 +105,7 @@ fn xread_block_times_out_with_a_null_reply() {
 #[test]
 fn error_replies() {
     let dir = common::tempdir();
-    let srv = Running::start(dir.path());
+    let srv = serve_in(dir.path());
     let mut c = srv.con();
     let id = xadd(&mut c, "s", "f", "v");
     let e = err(
@@ -198,7 +198,7 @@ fn error_replies() {
 #[test]
 fn type_exists_and_del_see_stream_keys() {
     let dir = common::tempdir();
-    let srv = Running::start(dir.path());
+    let srv = serve_in(dir.path());
     let mut c = srv.con();
     xadd(&mut c, "s", "f", "v");
     let _: () = query(&mut c, &["XGROUP", "CREATE", "s", "g", "0"]);
@@ -261,7 +261,7 @@ fn type_exists_and_del_see_stream_keys() {
 #[test]
 fn a_disconnect_or_a_shutdown_ends_a_blocked_read() {
     let dir = common::tempdir();
-    let srv = Running::start(dir.path());
+    let srv = serve_in(dir.path());
     let mut c = srv.con();
     let _: () = query(&mut c, &["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]);
     let alone = connected_clients(&mut c);
@@ -292,7 +292,7 @@ fn a_disconnect_or_a_shutdown_ends_a_blocked_read() {
 #[test]
 fn xrange_and_xrevrange_bounds() {
     let dir = common::tempdir();
-    let srv = Running::start(dir.path());
+    let srv = serve_in(dir.path());
     let mut c = srv.con();
     let ids: Vec<String> = (0..8)
         .map(|i| xadd(&mut c, "s", "i", &i.to_string()))

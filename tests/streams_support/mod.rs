@@ -6,55 +6,14 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use quipu::server::{Server, ServerConfig};
+use quipu::server::ServerConfig;
 use redis::{RedisResult, Value};
 
-pub struct Running {
-    rt: tokio::runtime::Runtime,
-    server: Option<Server>,
-    pub port: u16,
-}
+pub use crate::common::server::Running;
 
-impl Running {
-    pub fn start(dir: &Path) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = ServerConfig {
-            data_dir: dir.to_owned(),
-            port: 0,
-            http_port: 0,
-            ..ServerConfig::default()
-        };
-        let server = rt.block_on(Server::start(config)).unwrap();
-        let port = server.local_addr().port();
-        Self {
-            rt,
-            server: Some(server),
-            port,
-        }
-    }
-
-    pub fn con(&self) -> redis::Connection {
-        let c = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap();
-        c.get_connection().unwrap()
-    }
-
-    pub fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            self.rt.block_on(s.shutdown()).unwrap();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            let _ = self.rt.block_on(s.shutdown());
-        }
-    }
+/// A server on `dir` (restart tests reopen the same one).
+pub fn serve_in(dir: &Path) -> Running {
+    Running::start_in(dir, ServerConfig::default())
 }
 
 pub type Entry = (String, Vec<String>);
