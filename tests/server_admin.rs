@@ -411,3 +411,34 @@ fn a_subscriber_that_stops_reading_is_disconnected_and_the_server_stays_up() {
     let _: () = publisher.set("still", "serving").unwrap();
     assert_eq!(publisher.get::<_, String>("still").unwrap(), "serving");
 }
+
+fn commands_processed(c: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").query(c).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn info_counts_every_command_of_every_connection() {
+    let srv = Running::start(ServerConfig::default());
+    let mut observer = srv.con();
+    let mut worker = srv.con();
+    let before = commands_processed(&mut observer);
+    let mut pipe = redis::pipe();
+    for i in 0..10 {
+        pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    pipe.cmd("XADD")
+        .arg("s")
+        .arg("*")
+        .arg("f")
+        .arg("v")
+        .ignore();
+    let _: () = pipe.query(&mut worker).unwrap();
+    // 11 from the worker, and the observer's first INFO.
+    assert_eq!(commands_processed(&mut observer) - before, 12);
+}

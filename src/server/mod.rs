@@ -504,6 +504,9 @@ async fn serve<R, W>(
     let client = Arc::clone(&registration.client);
     let mut conn = Conn::new(id, shared.config.password.is_none(), Arc::clone(&client));
     let mut pending: Vec<PendingAdd> = Vec::new();
+    // Counted here and added to the server's total once per batch: a shared counter written
+    // by every command on every core would bounce its cache line between them.
+    let mut commands = 0u64;
     loop {
         let mut close = false;
         loop {
@@ -511,13 +514,13 @@ async fn serve<R, W>(
                 Ok((ranges, used)) => {
                     let frame = input.split_to(used).freeze();
                     let args: Vec<Bytes> = ranges.into_iter().map(|r| frame.slice(r)).collect();
+                    commands += 1;
                     if args
                         .first()
                         .is_some_and(|a| a.eq_ignore_ascii_case(b"xadd"))
                         && conn.authed
                         && cmd::allows(&conn, "xadd", &args)
                     {
-                        shared.stats.commands.fetch_add(1, Relaxed);
                         // Appended now, in order; acknowledged together once durable, so the
                         // XADDs of one pipeline share fsyncs.
                         match streams::prepare_xadd(shared, &args) {
@@ -537,7 +540,6 @@ async fn serve<R, W>(
                             &args,
                         )
                     {
-                        shared.stats.commands.fetch_add(1, Relaxed);
                         // XREAD/XREADGROUP BLOCK: earlier replies go out, then the wait.
                         if let Some(wait) = streams::start_read(shared, &args, &mut out, true) {
                             if wr.write_all(&out.buf).await.is_err() {
@@ -571,6 +573,12 @@ async fn serve<R, W>(
                     break;
                 }
             }
+        }
+        if commands > 0 {
+            shared
+                .stats
+                .commands
+                .fetch_add(std::mem::take(&mut commands), Relaxed);
         }
         flush_pending(&mut pending, &mut out).await;
         if !out.buf.is_empty() {

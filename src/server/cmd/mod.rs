@@ -136,7 +136,6 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
     let Some(first) = args.first() else {
         return Flow::Continue;
     };
-    shared.stats.commands.fetch_add(1, Relaxed);
     let mut name_buf = [0u8; 24];
     let cmd = if first.len() <= name_buf.len() {
         for (d, s) in name_buf.iter_mut().zip(first.iter()) {

@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -334,9 +333,6 @@ pub(crate) fn start_read(
     out: &mut Out,
     allow_block: bool,
 ) -> Option<Wait> {
-    if allow_block {
-        shared.stats.commands.fetch_add(1, Relaxed);
-    }
     let req = match parse(shared, args) {
         Ok(r) => r,
         Err(e) => {
