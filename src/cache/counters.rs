@@ -51,26 +51,27 @@ impl Striped {
 pub(crate) struct Counters {
     pub hits: Striped,
     pub misses: Striped,
-    pub inserts: AtomicU64,
+    /// Striped too: every write inserts (and usually replaces), from every core.
+    pub inserts: Striped,
     pub loads: AtomicU64,
     pub load_failures: AtomicU64,
     pub load_nanos: AtomicU64,
-    pub removed: [AtomicU64; 5],
+    pub removed: [Striped; 5],
     pub invalidations: AtomicU64,
     pub store_failures: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn removed(&self, cause: RemovalCause, n: u64) {
-        self.removed[cause as usize].fetch_add(n, Relaxed);
+        self.removed[cause as usize].add(n);
     }
 
     pub(crate) fn snapshot(&self, entries: u64, bytes: u64, max_bytes: u64) -> CacheStats {
-        let r = |c: RemovalCause| self.removed[c as usize].load(Relaxed);
+        let r = |c: RemovalCause| self.removed[c as usize].sum();
         CacheStats {
             hits: self.hits.sum(),
             misses: self.misses.sum(),
-            inserts: self.inserts.load(Relaxed),
+            inserts: self.inserts.sum(),
             loads: self.loads.load(Relaxed),
             load_failures: self.load_failures.load(Relaxed),
             load_time: std::time::Duration::from_nanos(self.load_nanos.load(Relaxed)),

@@ -596,7 +596,7 @@ impl NsInner {
                 &mut removed,
             );
         }
-        self.counters.inserts.fetch_add(1, Relaxed);
+        self.counters.inserts.add(1);
         if self.used.load(Relaxed) > self.config.max_bytes {
             self.evict_elsewhere(self.shard_index(hash), now, &mut removed);
         }
@@ -746,7 +746,7 @@ impl NsInner {
                         now,
                         &mut removed,
                     );
-                    self.counters.inserts.fetch_add(1, Relaxed);
+                    self.counters.inserts.add(1);
                 }
                 Modify::Remove => {
                     self.backing.before_delete(self, key)?;
