@@ -353,3 +353,62 @@ fn xrange_and_xrevrange_bounds() {
     assert!(err(&mut c, &["XTRIM", "s", "MAXLEN", "-1"]).contains("MAXLEN argument must be >= 0"));
     assert!(err(&mut c, &["XTRIM", "s", "SIZE", "1"]).contains("syntax error"));
 }
+
+#[test]
+fn pipelined_xadds_keep_their_order_and_ids_across_streams_and_errors() {
+    let dir = common::tempdir();
+    let srv = serve_in(dir.path());
+    let mut c = srv.con();
+    let mut raw = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(
+        b"XADD a * n 1\r\nXADD a * n 2\r\nXADD b * n 3\r\nXADD a * n 4\r\nXADD a *\r\n\
+          XADD missing NOMKSTREAM * n 5\r\nXADD a * n 6\r\nXADD a * n 7\r\nPING\r\n",
+    )
+    .unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.ends_with("+PONG\r\n") {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    // Bulk replies are a `$len` line then the id.
+    let ids: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i > 0 && lines[i - 1].starts_with('$') && lines[i - 1] != "$-1")
+        .map(|(_, l)| *l)
+        .collect();
+    assert_eq!(ids.len(), 6, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("-ERR wrong number")),
+        "{lines:?}"
+    );
+    let nil = lines
+        .iter()
+        .position(|l| *l == "$-1")
+        .expect("NOMKSTREAM nil");
+    let err = lines.iter().position(|l| l.starts_with("-ERR")).unwrap();
+    assert!(err < nil, "replies in pipeline order: {lines:?}");
+    let a_ids: Vec<String> = cmd(&mut c, &["XRANGE", "a", "-", "+"])
+        .map(|v| match v {
+            Value::Array(entries) => entries
+                .into_iter()
+                .map(|e| match e {
+                    Value::Array(mut parts) => match parts.remove(0) {
+                        Value::BulkString(id) => String::from_utf8(id).unwrap(),
+                        other => panic!("{other:?}"),
+                    },
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+            other => panic!("{other:?}"),
+        })
+        .unwrap();
+    let mut expected: Vec<&str> = ids.clone();
+    expected.remove(2); // the one on stream b
+    assert_eq!(a_ids, expected, "XADD replies are the ids XRANGE shows");
+    assert_eq!(cmd(&mut c, &["EXISTS", "missing"]).unwrap(), Value::Int(0));
+}

@@ -503,7 +503,7 @@ async fn serve<R, W>(
     let registration = shared.clients.register(id, addr.to_string());
     let client = Arc::clone(&registration.client);
     let mut conn = Conn::new(id, shared.config.password.is_none(), Arc::clone(&client));
-    let mut pending: Vec<PendingAdd> = Vec::new();
+    let mut pending = streams::PipelinedAdds::default();
     // Counted here and added to the server's total once per batch: a shared counter written
     // by every command on every core would bounce its cache line between them.
     let mut commands = 0u64;
@@ -521,15 +521,13 @@ async fn serve<R, W>(
                         && conn.authed
                         && cmd::allows(&conn, "xadd", &args)
                     {
-                        // Appended now, in order; acknowledged together once durable, so the
-                        // XADDs of one pipeline share fsyncs.
-                        match streams::prepare_xadd(shared, &args) {
-                            Ok((t, msg, maxlen)) => pending.push(Ok(streams::xadd(t, msg, maxlen))),
-                            Err(e) => pending.push(Err(e)),
-                        }
+                        // Parsed now; appended in order when the pipeline's run of XADDs ends
+                        // (consecutive ones to a stream as one batch), acknowledged once
+                        // durable: the XADDs of one pipeline share their fsyncs.
+                        pending.push(streams::prepare_xadd(shared, &args));
                         continue;
                     }
-                    flush_pending(&mut pending, &mut out).await;
+                    pending.flush(&mut out).await;
                     // A refused command falls through to `exec`, which writes its NOPERM in order.
                     if conn.authed
                         && conn.subscriptions() == 0
@@ -567,7 +565,7 @@ async fn serve<R, W>(
                 }
                 Err(ParseError::Incomplete) => break,
                 Err(ParseError::Invalid(msg)) => {
-                    flush_pending(&mut pending, &mut out).await;
+                    pending.flush(&mut out).await;
                     out.error(&format!("ERR {msg}"));
                     close = true;
                     break;
@@ -580,7 +578,7 @@ async fn serve<R, W>(
                 .commands
                 .fetch_add(std::mem::take(&mut commands), Relaxed);
         }
-        flush_pending(&mut pending, &mut out).await;
+        pending.flush(&mut out).await;
         if !out.buf.is_empty() {
             if !write_out(&mut wr, &out.buf, conn.sub.as_ref()).await {
                 return;
@@ -677,40 +675,6 @@ fn resp_probe(shared: &Arc<Shared>) -> http::RespProbe {
                 commands: s.stats.commands.load(Relaxed),
             })
     })
-}
-
-type PendingAdd = Result<
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<String>, String>> + Send>>,
-    String,
->;
-
-/// Waits for the pipelined XADDs (their appends run concurrently and share fsyncs) and writes
-/// their replies in order.
-async fn flush_pending(pending: &mut Vec<PendingAdd>, out: &mut Out) {
-    if pending.is_empty() {
-        return;
-    }
-    let mut futures = Vec::new();
-    let mut slots = Vec::new();
-    for p in pending.drain(..) {
-        match p {
-            Ok(f) => {
-                slots.push(None);
-                futures.push(f);
-            }
-            Err(e) => slots.push(Some(Err(e))),
-        }
-    }
-    let mut results = futures_util::future::join_all(futures).await.into_iter();
-    for slot in slots {
-        match slot.or_else(|| results.next()) {
-            Some(Ok(Some(id))) => out.bulk(id.as_bytes()),
-            // NOMKSTREAM on a missing stream.
-            Some(Ok(None)) => out.null(),
-            Some(Err(e)) => out.error(&e),
-            None => {}
-        }
-    }
 }
 
 fn write_message(out: &mut Out, d: Result<crate::pubsub::Delivery, crate::pubsub::RecvError>) {

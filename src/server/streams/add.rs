@@ -65,27 +65,114 @@ pub(crate) fn prepare_xadd(shared: &Shared, args: &[Bytes]) -> Result<Planned, S
     Ok((topic, Message::new(value), maxlen))
 }
 
-/// Appends (durably) and returns the new ID; `None` without a topic (NOMKSTREAM).
-pub(crate) fn xadd(
-    topic: Option<Arc<Topic>>,
-    msg: Message,
+/// The XADDs of one pipeline, parsed and waiting to be appended. Consecutive ones to the same
+/// stream (with the same MAXLEN) are appended as one batch: one lock, one header, one wait for
+/// the fsync they share; every reply keeps its place.
+#[derive(Debug, Default)]
+pub(crate) struct PipelinedAdds {
+    planned: Vec<Result<Planned, String>>,
+}
+
+/// Consecutive XADDs appended together, and where their replies go.
+struct Run {
+    topic: Arc<Topic>,
+    msgs: Vec<Message>,
     maxlen: Option<u64>,
-) -> Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send>> {
-    Box::pin(async move {
-        let Some(topic) = topic else {
-            return Ok(None);
-        };
-        let r = topic
-            .append_async(msg)
-            .await
-            .map_err(|e| format!("ERR {e}"))?;
-        if let Some(max) = maxlen
-            && let Ok(p) = topic.partition(0)
-        {
-            // Whole segments only: `MAXLEN ~` semantics.
-            let _ = topic.delete_records_before(0, p.end_offset().saturating_sub(max));
+    /// Index of the first reply.
+    first: usize,
+}
+
+impl PipelinedAdds {
+    /// Queues one parsed XADD (or its error reply).
+    pub(crate) fn push(&mut self, planned: Result<Planned, String>) {
+        self.planned.push(planned);
+    }
+
+    /// Appends everything queued, in order, waits until it is durable, and writes the replies.
+    pub(crate) async fn flush(&mut self, out: &mut Out) {
+        if self.planned.is_empty() {
+            return;
         }
-        Ok(Some(format!("{}-{}", r.timestamp, r.offset)))
+        let mut replies: Vec<Option<Result<Option<String>, String>>> = Vec::new();
+        let mut runs: Vec<Run> = Vec::new();
+        for (i, p) in self.planned.drain(..).enumerate() {
+            match p {
+                Err(e) => replies.push(Some(Err(e))),
+                // NOMKSTREAM on a missing stream.
+                Ok((None, _, _)) => replies.push(Some(Ok(None))),
+                Ok((Some(topic), msg, maxlen)) => {
+                    replies.push(None);
+                    match runs.last_mut() {
+                        Some(run)
+                            if Arc::ptr_eq(&run.topic, &topic)
+                                && run.maxlen == maxlen
+                                && run.first + run.msgs.len() == i =>
+                        {
+                            run.msgs.push(msg);
+                        }
+                        _ => runs.push(Run {
+                            topic,
+                            msgs: vec![msg],
+                            maxlen,
+                            first: i,
+                        }),
+                    }
+                }
+            }
+        }
+        // Polled in order, so the runs are appended in pipeline order; their fsyncs overlap.
+        let done = futures_util::future::join_all(runs.into_iter().map(append_run)).await;
+        for (first, result) in done {
+            match result {
+                Ok(ids) => {
+                    for (j, id) in ids.into_iter().enumerate() {
+                        replies[first + j] = Some(Ok(Some(id)));
+                    }
+                }
+                Err((n, e)) => {
+                    for slot in &mut replies[first..first + n] {
+                        *slot = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        for reply in replies.into_iter().flatten() {
+            match reply {
+                Ok(Some(id)) => out.bulk(id.as_bytes()),
+                Ok(None) => out.null(),
+                Err(e) => out.error(&e),
+            }
+        }
+    }
+}
+
+/// Appends one run as a batch; the ids, or the error for all of its XADDs.
+#[allow(clippy::type_complexity, reason = "the run's place and outcome")]
+fn append_run(
+    run: Run,
+) -> Pin<Box<dyn Future<Output = (usize, Result<Vec<String>, (usize, String)>)> + Send>> {
+    Box::pin(async move {
+        let n = run.msgs.len();
+        let result = async {
+            let partition = Arc::clone(run.topic.partition(0).map_err(|e| format!("ERR {e}"))?);
+            let r = partition
+                .append_async(&run.msgs)
+                .await
+                .map_err(|e| format!("ERR {e}"))?;
+            if let Some(max) = run.maxlen {
+                // Whole segments only: `MAXLEN ~` semantics.
+                let _ = run
+                    .topic
+                    .delete_records_before(0, partition.end_offset().saturating_sub(max));
+            }
+            // One batch: every record carries the batch's timestamp.
+            Ok((0..n as u64)
+                .map(|k| format!("{}-{}", r.timestamp, r.offset + k))
+                .collect())
+        }
+        .await
+        .map_err(|e: String| (n, e));
+        (run.first, result)
     })
 }
 
