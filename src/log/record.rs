@@ -442,29 +442,44 @@ struct RecordFields<'a> {
 }
 
 impl RecordFields<'_> {
-    fn body_len(&self) -> usize {
-        let opt = |b: Option<&[u8]>| b.map_or(1, |b| varint_len(b.len() as u64 + 1) + b.len());
-        let mut n = 1 + varint_len(self.ts_delta) + varint_len(self.offset_delta);
-        n += opt(self.key) + opt(self.value) + varint_len(self.headers.len() as u64);
-        for (k, v) in self.headers {
-            n += varint_len(k.len() as u64) + k.len() + varint_len(v.len() as u64) + v.len();
-        }
-        n
-    }
-
+    /// Writes the record. Its small fields are assembled on the stack and copied with the key
+    /// and value in as few copies as possible: a push per varint byte (a capacity check each)
+    /// and a `memcpy` call per field were most of the cost of appending a small record.
     fn put(&self, buf: &mut Vec<u8>) {
-        let len = self.body_len();
-        buf.reserve(len + 10);
-        put_varint(buf, len as u64);
-        buf.push(if self.value.is_none() {
+        let mut head = Scratch::new();
+        head.byte(if self.value.is_none() {
             ATTR_TOMBSTONE
         } else {
             0
         });
-        put_varint(buf, self.ts_delta);
-        put_varint(buf, self.offset_delta);
-        put_opt_bytes(buf, self.key);
-        put_opt_bytes(buf, self.value);
+        head.varint(self.ts_delta);
+        head.varint(self.offset_delta);
+        put_opt_len(&mut head, self.key);
+        let mut mid = Scratch::new();
+        // The value's length goes into `head` too when there is no key between them.
+        put_opt_len(
+            if self.key.is_some() {
+                &mut mid
+            } else {
+                &mut head
+            },
+            self.value,
+        );
+        let key = self.key.unwrap_or_default();
+        let value = self.value.unwrap_or_default();
+        let mut len = head.len() + key.len() + mid.len() + value.len();
+        len += varint_len(self.headers.len() as u64);
+        for (k, v) in self.headers {
+            len += varint_len(k.len() as u64) + k.len() + varint_len(v.len() as u64) + v.len();
+        }
+        head.prefix_varint(len as u64);
+        buf.reserve(head.len() + len);
+        buf.extend_from_slice(head.bytes());
+        if self.key.is_some() {
+            buf.extend_from_slice(key);
+            buf.extend_from_slice(mid.bytes());
+        }
+        buf.extend_from_slice(value);
         put_varint(buf, self.headers.len() as u64);
         for (k, v) in self.headers {
             put_varint(buf, k.len() as u64);
@@ -475,18 +490,68 @@ impl RecordFields<'_> {
     }
 }
 
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+/// `0` for an absent field, its length + 1 otherwise.
+fn put_opt_len(s: &mut Scratch, b: Option<&[u8]>) {
+    s.varint(b.map_or(0, |b| b.len() as u64 + 1));
 }
 
-fn put_opt_bytes(buf: &mut Vec<u8>, b: Option<&[u8]>) {
-    match b {
-        None => buf.push(0),
-        Some(b) => {
-            put_varint(buf, b.len() as u64 + 1);
-            buf.extend_from_slice(b);
+/// Varints assembled on the stack, with room before them for one more (the record length,
+/// known last but written first).
+struct Scratch {
+    bytes: [u8; 64],
+    start: usize,
+    end: usize,
+}
+
+/// Room for the longest varint.
+const PREFIX_ROOM: usize = 10;
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            bytes: [0; 64],
+            start: PREFIX_ROOM,
+            end: PREFIX_ROOM,
         }
     }
+
+    fn byte(&mut self, b: u8) {
+        self.bytes[self.end] = b;
+        self.end += 1;
+    }
+
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    /// Writes `v` as a varint just before the bytes already there (once).
+    fn prefix_varint(&mut self, v: u64) {
+        let n = varint_len(v);
+        let at = self.start - n;
+        let mut v = v;
+        for b in &mut self.bytes[at..self.start] {
+            *b = (v as u8) | 0x80;
+            v >>= 7;
+        }
+        self.bytes[self.start - 1] &= 0x7f;
+        self.start = at;
+    }
+
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[self.start..self.end]
+    }
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn get_opt_bytes(buf: &Bytes, pos: &mut usize, end: usize) -> Result<Option<Bytes>, DecodeError> {
