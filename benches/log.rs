@@ -263,6 +263,9 @@ fn sequential_read(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("quipu_records", size), |b| {
             b.iter_custom(|iters| cold_passes(&dir, iters, records, read_records));
         });
+        g.bench_function(BenchmarkId::new("quipu_record_views", size), |b| {
+            b.iter_custom(|iters| cold_passes(&dir, iters, records, visit_records));
+        });
         g.bench_function(BenchmarkId::new("quipu_visit_batches", size), |b| {
             b.iter_custom(|iters| cold_passes(&dir, iters, records, visit_batches));
         });
@@ -316,6 +319,22 @@ fn visit_batches(p: &Partition) -> u64 {
         std::ops::ControlFlow::Continue(())
     })
     .expect("visit");
+    n
+}
+
+/// Every record, borrowed: offset, timestamp and value looked at, nothing copied.
+fn visit_records(p: &Partition) -> u64 {
+    let (mut n, mut check) = (0, 0u64);
+    p.visit_batches(0, |b| {
+        for r in b.record_views() {
+            let r = r.expect("record");
+            check ^= r.offset() ^ r.timestamp() ^ r.value().map_or(0, |v| v.len() as u64);
+            n += 1;
+        }
+        std::ops::ControlFlow::Continue(())
+    })
+    .expect("visit");
+    std::hint::black_box(check);
     n
 }
 
