@@ -59,34 +59,35 @@ pub(crate) fn read_upto(
         let wanted = (max - out.len())
             .saturating_mul(seg.bytes_per_offset())
             .saturating_add(record::HEADER_LEN);
-        let scanned = seg.read_scan(pos, end, wanted, |at, h, lent| {
-            if h.next_offset() <= offset {
-                return ControlFlow::Continue(());
-            }
-            if h.base_offset >= visible {
-                return ControlFlow::Break(());
-            }
-            // Records slice the batch: a slice of the mapped file, or one copy of the batch.
-            let batch = lent.to_bytes();
-            let first = out.len();
-            if let Err(e) = record::decode_records(&batch, h, &mut out) {
-                out.truncate(first);
-                failure = Some(corrupt(seg, at, &e));
-                return ControlFlow::Break(());
-            }
-            // Offsets grow within a batch: cut what lies before `offset` (first batch only)
-            // and past the visible end or `max`.
-            let before = out[first..].partition_point(|r| r.offset < offset);
-            out.drain(first..first + before);
-            let visible_len = first + out[first..].partition_point(|r| r.offset < visible);
-            out.truncate(visible_len.min(max));
-            if out.len() >= max {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
-        .map_err(|e| LogError::io(&seg.log_path, e))?;
+        let scanned = seg
+            .read_scan(pos, end, wanted, |at, h, lent| {
+                if h.next_offset() <= offset {
+                    return ControlFlow::Continue(());
+                }
+                if h.base_offset >= visible {
+                    return ControlFlow::Break(());
+                }
+                // Records slice the batch: a slice of the mapped file, or one copy of the batch.
+                let batch = lent.to_bytes();
+                let first = out.len();
+                if let Err(e) = record::decode_records(&batch, h, &mut out) {
+                    out.truncate(first);
+                    failure = Some(corrupt(seg, at, &e));
+                    return ControlFlow::Break(());
+                }
+                // Offsets grow within a batch: cut what lies before `offset` (first batch only)
+                // and past the visible end or `max`.
+                let before = out[first..].partition_point(|r| r.offset < offset);
+                out.drain(first..first + before);
+                let visible_len = first + out[first..].partition_point(|r| r.offset < visible);
+                out.truncate(visible_len.min(max));
+                if out.len() >= max {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .map_err(|e| LogError::io(&seg.log_path, e))?;
         if let Some(e) = failure.take() {
             return Err(e);
         }
@@ -276,17 +277,18 @@ fn visit(
             break;
         }
         let pos = index::position_for_offset(&seg.index.read(), offset);
-        let scanned = seg.read_scan(pos, seg.written(), wanted, |at, h, batch| {
-            if h.next_offset() <= offset {
-                return ControlFlow::Continue(());
-            }
-            if h.next_offset() > visible || f(seg, at, h, batch).is_break() {
-                stopped = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        })
-        .map_err(|e| LogError::io(&seg.log_path, e))?;
+        let scanned = seg
+            .read_scan(pos, seg.written(), wanted, |at, h, batch| {
+                if h.next_offset() <= offset {
+                    return ControlFlow::Continue(());
+                }
+                if h.next_offset() > visible || f(seg, at, h, batch).is_break() {
+                    stopped = true;
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            })
+            .map_err(|e| LogError::io(&seg.log_path, e))?;
         if let Some((at, e)) = scanned.bad {
             return Err(corrupt(seg, at, &e));
         }
@@ -312,30 +314,30 @@ pub(crate) fn offset_for_timestamp(core: &Core, ts: u64) -> Result<Option<u64>, 
         let mut found = None;
         let mut failure = None;
         let mut decoded = Vec::new();
-        let scanned = seg.read_scan(pos, seg.written(), 0, |at, h, batch| {
-            if h.base_offset >= visible {
-                return ControlFlow::Break(());
-            }
-            if h.max_timestamp < ts {
-                return ControlFlow::Continue(());
-            }
-            decoded.clear();
-            if let Err(e) = record::decode_records(&batch.to_bytes(), h, &mut decoded)
-            {
-                failure = Some(corrupt(seg, at, &e));
-                return ControlFlow::Break(());
-            }
-            found = decoded
-                .iter()
-                .find(|r| r.timestamp >= ts && r.offset < visible)
-                .map(|r| r.offset);
-            if found.is_some() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
-        .map_err(|e| LogError::io(&seg.log_path, e))?;
+        let scanned = seg
+            .read_scan(pos, seg.written(), 0, |at, h, batch| {
+                if h.base_offset >= visible {
+                    return ControlFlow::Break(());
+                }
+                if h.max_timestamp < ts {
+                    return ControlFlow::Continue(());
+                }
+                decoded.clear();
+                if let Err(e) = record::decode_records(&batch.to_bytes(), h, &mut decoded) {
+                    failure = Some(corrupt(seg, at, &e));
+                    return ControlFlow::Break(());
+                }
+                found = decoded
+                    .iter()
+                    .find(|r| r.timestamp >= ts && r.offset < visible)
+                    .map(|r| r.offset);
+                if found.is_some() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .map_err(|e| LogError::io(&seg.log_path, e))?;
         if let Some(e) = failure {
             return Err(e);
         }

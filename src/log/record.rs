@@ -454,7 +454,9 @@ impl<'a> RawRecords<'a> {
             .checked_add(rec_len)
             .filter(|&e| e <= end)
             .ok_or(DecodeError::Invalid("record overruns batch"))?;
-        let attrs = *batch.get(*pos).ok_or(DecodeError::Invalid("empty record"))?;
+        let attrs = *batch
+            .get(*pos)
+            .ok_or(DecodeError::Invalid("empty record"))?;
         *pos += 1;
         let ts_delta = unzigzag(get_varint(batch, pos, rec_end)?);
         let offset_delta = get_varint(batch, pos, rec_end)?;
@@ -499,8 +501,9 @@ impl<'a> Iterator for RawRecords<'a> {
         }
         if self.left == 0 {
             self.done = true;
-            return (self.pos != self.batch.len())
-                .then_some(Err(DecodeError::Invalid("batch length disagrees with records")));
+            return (self.pos != self.batch.len()).then_some(Err(DecodeError::Invalid(
+                "batch length disagrees with records",
+            )));
         }
         self.left -= 1;
         let item = self.next_record();

@@ -243,7 +243,9 @@ pub(crate) fn scan(
     end: u64,
     mut visit: impl FnMut(u64, &BatchHeader, &[u8]) -> ControlFlow<()>,
 ) -> io::Result<ScanEnd> {
-    scan_chunks(file, pos, end, FIRST_CHUNK, |at, h, lent| visit(at, h, lent.bytes))
+    scan_chunks(file, pos, end, FIRST_CHUNK, |at, h, lent| {
+        visit(at, h, lent.bytes)
+    })
 }
 
 /// [`scan`], lending each batch together with the read buffer it lies in.
@@ -276,7 +278,8 @@ fn scan_chunks(
             }
             Ok(_) | Err(DecodeError::Incomplete) => {
                 // Refill from `pos`, large enough for the whole batch if its length is known.
-                let need = record::decode_header(avail).map_or(want, |h| (h.len as usize).max(want));
+                let need =
+                    record::decode_header(avail).map_or(want, |h| (h.len as usize).max(want));
                 want = (want * 2).min(CHUNK);
                 let len = usize::try_from((end - pos).min(need as u64)).unwrap_or(need);
                 give_back(std::mem::take(&mut chunk));
@@ -320,7 +323,7 @@ pub(crate) struct Lent<'a> {
 impl Lent<'_> {
     /// The batch as [`Bytes`] that outlive the scan: a slice of the read buffer, not a copy
     /// (the buffer, up to 1 MiB, lives as long as any slice of it).
-    pub fn to_bytes(&self) -> Bytes {
+    pub fn to_bytes(self) -> Bytes {
         self.chunk.slice_ref(self.bytes)
     }
 }
