@@ -445,6 +445,7 @@ impl<'a> RawRecords<'a> {
         }
     }
 
+    #[inline]
     fn next_record(&mut self) -> Result<RawRecord<'a>, DecodeError> {
         let batch = self.batch;
         let end = batch.len();
@@ -495,6 +496,7 @@ impl<'a> RawRecords<'a> {
 impl<'a> Iterator for RawRecords<'a> {
     type Item = Result<RawRecord<'a>, DecodeError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;
@@ -658,6 +660,7 @@ fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
+#[inline]
 fn get_opt_slice<'a>(
     buf: &'a [u8],
     pos: &mut usize,

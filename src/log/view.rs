@@ -116,11 +116,20 @@ impl<'a> RecordViews<'a> {
 impl<'a> Iterator for RecordViews<'a> {
     type Item = Result<RecordView<'a>, LogError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let item = self.raw.next()?;
-        Some(
-            item.map(|raw| RecordView { raw })
-                .map_err(|e| segment::decode_failure(&self.segment.log_path, self.position, &e)),
-        )
+        match self.raw.next()? {
+            Ok(raw) => Some(Ok(RecordView { raw })),
+            Err(e) => Some(Err(self.failure(&e))),
+        }
+    }
+}
+
+impl RecordViews<'_> {
+    /// Out of line: building the error is rare and would bloat the loop around `next`.
+    #[cold]
+    #[inline(never)]
+    fn failure(&self, e: &super::record::DecodeError) -> LogError {
+        segment::decode_failure(&self.segment.log_path, self.position, e)
     }
 }
