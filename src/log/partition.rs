@@ -209,6 +209,10 @@ impl Partition {
     /// Reads up to `max_records` records starting at `offset` (the first record at or after it:
     /// compaction leaves gaps). Reading at the end offset returns an empty vector.
     ///
+    /// Keys and values are slices of the read buffer (up to 1 MiB), not copies: a record held
+    /// keeps that buffer alive, so copy what you keep for long. To process records on the spot
+    /// without even that, see [`BatchView::record_views`](super::BatchView::record_views).
+    ///
     /// # Errors
     /// [`LogError::OffsetOutOfRange`] below the start or past the end; [`LogError::Corrupt`] if
     /// a batch on the way fails its CRC; [`LogError::Io`].

@@ -204,8 +204,9 @@ thread_local! {
     static POOL: RefCell<Vec<Bytes>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Buffers kept per thread (each at least `CHUNK`, at most `4 * CHUNK`).
+/// Buffers kept per thread (each at least `CHUNK`), and their most bytes together.
 const POOL_BUFFERS: usize = 4;
+const POOL_BYTES: usize = 4 * CHUNK;
 
 /// A buffer of at least `len` bytes (contents unspecified).
 fn take_buffer(len: usize) -> BytesMut {
@@ -220,12 +221,16 @@ fn take_buffer(len: usize) -> BytesMut {
 /// Returns a buffer to the pool; one still sliced by records or batches a caller holds comes
 /// back into use when they are dropped.
 fn give_back(buf: Bytes) {
-    if buf.len() < CHUNK || buf.len() > 4 * CHUNK {
+    if buf.len() < CHUNK || buf.len() > POOL_BYTES {
         return;
     }
     POOL.with(|pool| {
         if let Ok(mut pool) = pool.try_borrow_mut() {
-            if pool.len() >= POOL_BUFFERS {
+            // Make room, dropping buffers still sliced elsewhere first (they free themselves
+            // when their slices go).
+            while pool.len() >= POOL_BUFFERS
+                || pool.iter().map(Bytes::len).sum::<usize>() + buf.len() > POOL_BYTES
+            {
                 let i = pool.iter().position(|b| !b.is_unique()).unwrap_or(0);
                 pool.swap_remove(i);
             }
