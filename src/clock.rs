@@ -13,7 +13,7 @@ pub trait Clock: Send + Sync + Debug {
 
     /// Like [`now_millis`](Self::now_millis), but may lag it by up to a kernel tick (1–10 ms)
     /// in exchange for being much cheaper to read. The log stamps records with it: on Linux a
-    /// precise read costs ~25–35 ns, a coarse one ~3 ns, against ~70 ns for a whole append.
+    /// precise read costs ~25–35 ns, a coarse one ~3 ns, against ~100 ns for a whole append.
     /// The default is the precise clock.
     fn now_millis_coarse(&self) -> u64 {
         self.now_millis()
