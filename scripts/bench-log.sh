@@ -34,6 +34,7 @@ for n, target in ((16, None), (256, ">= 50")):
 print("\nsequential read of a cold-started partition: quipu time / raw file read time")
 for size in (100, 1024):
     row(f"  {size} B records, read() into records", f"read_sequential/quipu_records/{size}", f"read_sequential/file_read_raw/{size}", target="<= 2")
+    row(f"  {size} B records, visit_batches() + record_views()", f"read_sequential/quipu_record_views/{size}", f"read_sequential/file_read_raw/{size}", target="<= 2")
     row(f"  {size} B records, read_batches()", f"read_sequential/quipu_batches/{size}", f"read_sequential/file_read_raw/{size}", target="<= 2")
     row(f"  {size} B records, visit_batches()", f"read_sequential/quipu_visit_batches/{size}", f"read_sequential/file_read_raw/{size}", target="<= 2")
 PY

@@ -10,6 +10,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + Debug {
     /// Milliseconds since 1970-01-01T00:00:00Z.
     fn now_millis(&self) -> u64;
+
+    /// Like [`now_millis`](Self::now_millis), but may lag it by up to a kernel tick (1–10 ms)
+    /// in exchange for being much cheaper to read. The log stamps records with it: on Linux a
+    /// precise read costs ~25–35 ns, a coarse one ~3 ns, against ~100 ns for a whole append.
+    /// The default is the precise clock.
+    fn now_millis_coarse(&self) -> u64 {
+        self.now_millis()
+    }
 }
 
 /// The operating system's clock.
@@ -21,6 +29,16 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() * 1000 + u64::from(d.subsec_millis()))
+    }
+
+    #[cfg(target_os = "linux")]
+    fn now_millis_coarse(&self) -> u64 {
+        // CLOCK_REALTIME_COARSE: the time at the last tick, read from the vDSO without the
+        // TSC. A negative time (before 1970) reads as 0, as in `now_millis`.
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+        u64::try_from(t.tv_sec).map_or(0, |s| {
+            s * 1000 + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000_000
+        })
     }
 }
 

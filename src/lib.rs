@@ -57,7 +57,8 @@ pub use events::{
 pub use glob::glob_match;
 pub use log::{
     AppendReceipt, BatchView, ConsumerGroup, Follower, FsStorage, Log, Message, Partition,
-    PartitionLag, Record, RecordBatch, RecoveryProgress, Storage, StorageFile, Topic,
+    PartitionLag, Record, RecordBatch, RecordView, RecordViews, RecoveryProgress, Storage,
+    StorageFile, Topic,
 };
 pub use metrics::{CacheStats, DurableStats, LogMetrics, LogStats, PubSubStats};
 pub use pubsub::{

@@ -14,6 +14,7 @@ mod segment;
 mod storage;
 mod sync;
 mod topic;
+mod view;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -32,6 +33,7 @@ pub use read::{BatchView, Follower, RecordBatch};
 pub use record::{Message, Record};
 pub use storage::{FsStorage, Storage, StorageFile};
 pub use topic::Topic;
+pub use view::{RecordView, RecordViews};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{LogConfig, TopicConfig};

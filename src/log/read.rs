@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::index;
 use super::partition::{self, Core, Partition};
 use super::record::{self, Record};
-use super::segment::{self, Segment};
+use super::segment::{self, Lent, Segment};
 use crate::config::Durability;
 use crate::error::LogError;
 
@@ -55,34 +55,39 @@ pub(crate) fn read_upto(
         }
         let pos = index::position_for_offset(&seg.index.read(), offset);
         let end = seg.written();
-        let scanned = segment::scan(seg.file.as_ref(), pos, end, |at, h, batch| {
-            if h.next_offset() <= offset {
-                return ControlFlow::Continue(());
-            }
-            if h.base_offset >= visible {
-                return ControlFlow::Break(());
-            }
-            // One copy per batch out of the scan buffer; records slice it without copying.
-            let batch = Bytes::copy_from_slice(batch);
-            let first = out.len();
-            if let Err(e) = record::decode_records(&batch, h, &mut out) {
-                out.truncate(first);
-                failure = Some(corrupt(seg, at, &e));
-                return ControlFlow::Break(());
-            }
-            // Offsets grow within a batch: cut what lies before `offset` (first batch only)
-            // and past the visible end or `max`.
-            let before = out[first..].partition_point(|r| r.offset < offset);
-            out.drain(first..first + before);
-            let visible_len = first + out[first..].partition_point(|r| r.offset < visible);
-            out.truncate(visible_len.min(max));
-            if out.len() >= max {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
-        .map_err(|e| LogError::io(&seg.log_path, e))?;
+        // Enough for the records asked for, plus a batch header.
+        let wanted = (max - out.len())
+            .saturating_mul(seg.bytes_per_offset())
+            .saturating_add(record::HEADER_LEN);
+        let scanned = seg
+            .read_scan(pos, end, wanted, |at, h, lent| {
+                if h.next_offset() <= offset {
+                    return ControlFlow::Continue(());
+                }
+                if h.base_offset >= visible {
+                    return ControlFlow::Break(());
+                }
+                // Records slice the batch: a slice of the mapped file, or one copy of the batch.
+                let batch = lent.to_bytes();
+                let first = out.len();
+                if let Err(e) = record::decode_records(&batch, h, &mut out) {
+                    out.truncate(first);
+                    failure = Some(corrupt(seg, at, &e));
+                    return ControlFlow::Break(());
+                }
+                // Offsets grow within a batch: cut what lies before `offset` (first batch only)
+                // and past the visible end or `max`.
+                let before = out[first..].partition_point(|r| r.offset < offset);
+                out.drain(first..first + before);
+                let visible_len = first + out[first..].partition_point(|r| r.offset < visible);
+                out.truncate(visible_len.min(max));
+                if out.len() >= max {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .map_err(|e| LogError::io(&seg.log_path, e))?;
         if let Some(e) = failure.take() {
             return Err(e);
         }
@@ -156,11 +161,11 @@ pub(crate) fn read_batches(
 ) -> Result<Vec<RecordBatch>, LogError> {
     let mut out = Vec::new();
     let mut total = 0usize;
-    visit(core, offset, |seg, at, h, batch| {
-        total += batch.len();
+    visit(core, offset, max_bytes, |seg, at, h, batch| {
+        total += batch.bytes.len();
         out.push(RecordBatch {
             header: *h,
-            bytes: Bytes::copy_from_slice(batch),
+            bytes: batch.to_bytes(),
             segment: Arc::clone(seg),
             position: at,
         });
@@ -183,7 +188,7 @@ pub struct BatchView<'a> {
     position: u64,
 }
 
-impl BatchView<'_> {
+impl<'a> BatchView<'a> {
     /// Offset of the batch's first record slot.
     #[must_use]
     pub fn base_offset(&self) -> u64 {
@@ -214,6 +219,17 @@ impl BatchView<'_> {
         self.bytes
     }
 
+    /// The batch's records, borrowed from it: no copy, no allocation, no reference count per
+    /// record. Each is checked as it is decoded (the batch's CRC already matched).
+    #[must_use]
+    pub fn record_views(&self) -> super::RecordViews<'a> {
+        super::RecordViews::new(self)
+    }
+
+    pub(crate) fn parts(&self) -> (&'a [u8], &record::BatchHeader, &'a Segment, u64) {
+        (self.bytes, &self.header, self.segment, self.position)
+    }
+
     /// Decodes the records (copying the batch once).
     ///
     /// # Errors
@@ -235,11 +251,11 @@ pub(crate) fn visit_batches(
     mut f: impl FnMut(BatchView<'_>) -> ControlFlow<()>,
 ) -> Result<u64, LogError> {
     let mut next = offset;
-    visit(core, offset, |seg, at, h, batch| {
+    visit(core, offset, usize::MAX, |seg, at, h, batch| {
         next = h.next_offset();
         f(BatchView {
             header: *h,
-            bytes: batch,
+            bytes: batch.bytes,
             segment: seg,
             position: at,
         })
@@ -251,7 +267,8 @@ pub(crate) fn visit_batches(
 fn visit(
     core: &Core,
     offset: u64,
-    mut f: impl FnMut(&Arc<Segment>, u64, &record::BatchHeader, &[u8]) -> ControlFlow<()>,
+    wanted: usize,
+    mut f: impl FnMut(&Arc<Segment>, u64, &record::BatchHeader, Lent<'_>) -> ControlFlow<()>,
 ) -> Result<(), LogError> {
     let (segments, visible) = snapshot(core, offset)?;
     let mut stopped = false;
@@ -260,17 +277,18 @@ fn visit(
             break;
         }
         let pos = index::position_for_offset(&seg.index.read(), offset);
-        let scanned = segment::scan(seg.file.as_ref(), pos, seg.written(), |at, h, batch| {
-            if h.next_offset() <= offset {
-                return ControlFlow::Continue(());
-            }
-            if h.next_offset() > visible || f(seg, at, h, batch).is_break() {
-                stopped = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        })
-        .map_err(|e| LogError::io(&seg.log_path, e))?;
+        let scanned = seg
+            .read_scan(pos, seg.written(), wanted, |at, h, batch| {
+                if h.next_offset() <= offset {
+                    return ControlFlow::Continue(());
+                }
+                if h.next_offset() > visible || f(seg, at, h, batch).is_break() {
+                    stopped = true;
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            })
+            .map_err(|e| LogError::io(&seg.log_path, e))?;
         if let Some((at, e)) = scanned.bad {
             return Err(corrupt(seg, at, &e));
         }
@@ -296,30 +314,30 @@ pub(crate) fn offset_for_timestamp(core: &Core, ts: u64) -> Result<Option<u64>, 
         let mut found = None;
         let mut failure = None;
         let mut decoded = Vec::new();
-        let scanned = segment::scan(seg.file.as_ref(), pos, seg.written(), |at, h, batch| {
-            if h.base_offset >= visible {
-                return ControlFlow::Break(());
-            }
-            if h.max_timestamp < ts {
-                return ControlFlow::Continue(());
-            }
-            decoded.clear();
-            if let Err(e) = record::decode_records(&Bytes::copy_from_slice(batch), h, &mut decoded)
-            {
-                failure = Some(corrupt(seg, at, &e));
-                return ControlFlow::Break(());
-            }
-            found = decoded
-                .iter()
-                .find(|r| r.timestamp >= ts && r.offset < visible)
-                .map(|r| r.offset);
-            if found.is_some() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
-        .map_err(|e| LogError::io(&seg.log_path, e))?;
+        let scanned = seg
+            .read_scan(pos, seg.written(), 0, |at, h, batch| {
+                if h.base_offset >= visible {
+                    return ControlFlow::Break(());
+                }
+                if h.max_timestamp < ts {
+                    return ControlFlow::Continue(());
+                }
+                decoded.clear();
+                if let Err(e) = record::decode_records(&batch.to_bytes(), h, &mut decoded) {
+                    failure = Some(corrupt(seg, at, &e));
+                    return ControlFlow::Break(());
+                }
+                found = decoded
+                    .iter()
+                    .find(|r| r.timestamp >= ts && r.offset < visible)
+                    .map(|r| r.offset);
+                if found.is_some() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .map_err(|e| LogError::io(&seg.log_path, e))?;
         if let Some(e) = failure {
             return Err(e);
         }

@@ -367,69 +367,175 @@ pub(crate) fn decode_records(
     header: &BatchHeader,
     out: &mut Vec<Record>,
 ) -> Result<(), DecodeError> {
-    let mut pos = HEADER_LEN;
-    let end = header.len as usize;
     let start_len = out.len();
-    let mut last_delta: Option<u64> = None;
-    for _ in 0..header.count {
-        let rec_len = get_varint(batch, &mut pos, end)? as usize;
+    out.reserve(header.count as usize);
+    let slice = |b: &[u8]| batch.slice_ref(b);
+    for raw in RawRecords::new(batch, header) {
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(e) => {
+                out.truncate(start_len);
+                return Err(e);
+            }
+        };
+        let headers = raw
+            .headers()
+            .map(|(name, value)| (name.to_owned(), slice(value)))
+            .collect();
+        out.push(Record {
+            offset: raw.offset,
+            timestamp: raw.timestamp,
+            key: raw.key.map(slice),
+            value: raw.value.map(slice),
+            headers,
+        });
+    }
+    Ok(())
+}
+
+/// One record of a batch, borrowed from the batch's bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawRecord<'a> {
+    pub offset: u64,
+    pub timestamp: u64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// The encoded headers (already checked) and how many there are.
+    headers: &'a [u8],
+    header_count: u64,
+}
+
+impl<'a> RawRecord<'a> {
+    /// The record's headers: names and values.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + use<'a> {
+        let (bytes, mut pos) = (self.headers, 0);
+        (0..self.header_count).map_while(move |_| {
+            let (name, value) = read_header(bytes, &mut pos, bytes.len()).ok()?;
+            Some((name, value))
+        })
+    }
+}
+
+/// The records of a verified batch, one at a time, each checked as it is decoded; the last
+/// item is an error if the batch's length disagrees with its records.
+#[derive(Debug, Clone)]
+pub(crate) struct RawRecords<'a> {
+    batch: &'a [u8],
+    base_offset: u64,
+    first_timestamp: u64,
+    last_offset_delta: u64,
+    pos: usize,
+    left: u32,
+    last_delta: Option<u64>,
+    done: bool,
+}
+
+impl<'a> RawRecords<'a> {
+    pub fn new(batch: &'a [u8], header: &BatchHeader) -> Self {
+        let end = (header.len as usize).min(batch.len());
+        Self {
+            batch: &batch[..end],
+            base_offset: header.base_offset,
+            first_timestamp: header.first_timestamp,
+            last_offset_delta: u64::from(header.last_offset_delta),
+            pos: HEADER_LEN.min(end),
+            left: header.count,
+            last_delta: None,
+            done: false,
+        }
+    }
+
+    #[inline]
+    fn next_record(&mut self) -> Result<RawRecord<'a>, DecodeError> {
+        let batch = self.batch;
+        let end = batch.len();
+        let pos = &mut self.pos;
+        let rec_len = get_varint(batch, pos, end)? as usize;
         let rec_end = pos
             .checked_add(rec_len)
             .filter(|&e| e <= end)
             .ok_or(DecodeError::Invalid("record overruns batch"))?;
-        let attrs = *batch.get(pos).ok_or(DecodeError::Invalid("empty record"))?;
-        pos += 1;
-        let ts_delta = unzigzag(get_varint(batch, &mut pos, rec_end)?);
-        let offset_delta = get_varint(batch, &mut pos, rec_end)?;
-        if offset_delta > u64::from(header.last_offset_delta)
-            || last_delta.is_some_and(|d| d >= offset_delta)
+        let attrs = *batch
+            .get(*pos)
+            .ok_or(DecodeError::Invalid("empty record"))?;
+        *pos += 1;
+        let ts_delta = unzigzag(get_varint(batch, pos, rec_end)?);
+        let offset_delta = get_varint(batch, pos, rec_end)?;
+        if offset_delta > self.last_offset_delta
+            || self.last_delta.is_some_and(|d| d >= offset_delta)
         {
             return Err(DecodeError::Invalid("offset delta out of order"));
         }
-        last_delta = Some(offset_delta);
-        let key = get_opt_bytes(batch, &mut pos, rec_end)?;
-        let value = get_opt_bytes(batch, &mut pos, rec_end)?;
+        self.last_delta = Some(offset_delta);
+        let key = get_opt_slice(batch, pos, rec_end)?;
+        let value = get_opt_slice(batch, pos, rec_end)?;
         if (attrs & ATTR_TOMBSTONE != 0) != value.is_none() {
             return Err(DecodeError::Invalid("tombstone flag disagrees with value"));
         }
-        let n_headers = get_varint(batch, &mut pos, rec_end)?;
-        let mut headers = Vec::new();
-        for _ in 0..n_headers {
-            let klen = get_varint(batch, &mut pos, rec_end)? as usize;
-            let kend = pos
-                .checked_add(klen)
-                .filter(|&e| e <= rec_end)
-                .ok_or(DecodeError::Invalid("header overruns record"))?;
-            let name = std::str::from_utf8(&batch[pos..kend])
-                .map_err(|_| DecodeError::Invalid("header name is not utf-8"))?
-                .to_owned();
-            pos = kend;
-            let vlen = get_varint(batch, &mut pos, rec_end)? as usize;
-            let vend = pos
-                .checked_add(vlen)
-                .filter(|&e| e <= rec_end)
-                .ok_or(DecodeError::Invalid("header overruns record"))?;
-            headers.push((name, batch.slice(pos..vend)));
-            pos = vend;
+        let header_count = get_varint(batch, pos, rec_end)?;
+        let headers_start = *pos;
+        for _ in 0..header_count {
+            read_header(batch, pos, rec_end)?;
         }
-        if pos != rec_end {
+        if *pos != rec_end {
             return Err(DecodeError::Invalid(
                 "record length disagrees with contents",
             ));
         }
-        out.push(Record {
-            offset: header.base_offset + offset_delta,
-            timestamp: header.first_timestamp.wrapping_add(ts_delta as u64),
+        Ok(RawRecord {
+            offset: self.base_offset + offset_delta,
+            timestamp: self.first_timestamp.wrapping_add(ts_delta as u64),
             key,
             value,
-            headers,
-        });
+            headers: &batch[headers_start..rec_end],
+            header_count,
+        })
     }
-    if pos != end {
-        out.truncate(start_len);
-        return Err(DecodeError::Invalid("batch length disagrees with records"));
+}
+
+impl<'a> Iterator for RawRecords<'a> {
+    type Item = Result<RawRecord<'a>, DecodeError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.left == 0 {
+            self.done = true;
+            return (self.pos != self.batch.len()).then_some(Err(DecodeError::Invalid(
+                "batch length disagrees with records",
+            )));
+        }
+        self.left -= 1;
+        let item = self.next_record();
+        self.done = item.is_err();
+        Some(item)
     }
-    Ok(())
+}
+
+/// Reads one header (name, value) at `pos`, checking bounds and that the name is UTF-8.
+fn read_header<'a>(
+    buf: &'a [u8],
+    pos: &mut usize,
+    end: usize,
+) -> Result<(&'a str, &'a [u8]), DecodeError> {
+    let klen = get_varint(buf, pos, end)? as usize;
+    let kend = pos
+        .checked_add(klen)
+        .filter(|&e| e <= end)
+        .ok_or(DecodeError::Invalid("header overruns record"))?;
+    let name = std::str::from_utf8(&buf[*pos..kend])
+        .map_err(|_| DecodeError::Invalid("header name is not utf-8"))?;
+    *pos = kend;
+    let vlen = get_varint(buf, pos, end)? as usize;
+    let vend = pos
+        .checked_add(vlen)
+        .filter(|&e| e <= end)
+        .ok_or(DecodeError::Invalid("header overruns record"))?;
+    let value = &buf[*pos..vend];
+    *pos = vend;
+    Ok((name, value))
 }
 
 /// One record's fields, written length-first without an intermediate buffer.
@@ -442,29 +548,44 @@ struct RecordFields<'a> {
 }
 
 impl RecordFields<'_> {
-    fn body_len(&self) -> usize {
-        let opt = |b: Option<&[u8]>| b.map_or(1, |b| varint_len(b.len() as u64 + 1) + b.len());
-        let mut n = 1 + varint_len(self.ts_delta) + varint_len(self.offset_delta);
-        n += opt(self.key) + opt(self.value) + varint_len(self.headers.len() as u64);
-        for (k, v) in self.headers {
-            n += varint_len(k.len() as u64) + k.len() + varint_len(v.len() as u64) + v.len();
-        }
-        n
-    }
-
+    /// Writes the record. Its small fields are assembled on the stack and copied with the key
+    /// and value in as few copies as possible: a push per varint byte (a capacity check each)
+    /// and a `memcpy` call per field were most of the cost of appending a small record.
     fn put(&self, buf: &mut Vec<u8>) {
-        let len = self.body_len();
-        buf.reserve(len + 10);
-        put_varint(buf, len as u64);
-        buf.push(if self.value.is_none() {
+        let mut head = Scratch::new();
+        head.byte(if self.value.is_none() {
             ATTR_TOMBSTONE
         } else {
             0
         });
-        put_varint(buf, self.ts_delta);
-        put_varint(buf, self.offset_delta);
-        put_opt_bytes(buf, self.key);
-        put_opt_bytes(buf, self.value);
+        head.varint(self.ts_delta);
+        head.varint(self.offset_delta);
+        put_opt_len(&mut head, self.key);
+        let mut mid = Scratch::new();
+        // The value's length goes into `head` too when there is no key between them.
+        put_opt_len(
+            if self.key.is_some() {
+                &mut mid
+            } else {
+                &mut head
+            },
+            self.value,
+        );
+        let key = self.key.unwrap_or_default();
+        let value = self.value.unwrap_or_default();
+        let mut len = head.len() + key.len() + mid.len() + value.len();
+        len += varint_len(self.headers.len() as u64);
+        for (k, v) in self.headers {
+            len += varint_len(k.len() as u64) + k.len() + varint_len(v.len() as u64) + v.len();
+        }
+        head.prefix_varint(len as u64);
+        buf.reserve(head.len() + len);
+        buf.extend_from_slice(head.bytes());
+        if self.key.is_some() {
+            buf.extend_from_slice(key);
+            buf.extend_from_slice(mid.bytes());
+        }
+        buf.extend_from_slice(value);
         put_varint(buf, self.headers.len() as u64);
         for (k, v) in self.headers {
             put_varint(buf, k.len() as u64);
@@ -475,21 +596,76 @@ impl RecordFields<'_> {
     }
 }
 
+/// `0` for an absent field, its length + 1 otherwise.
+fn put_opt_len(s: &mut Scratch, b: Option<&[u8]>) {
+    s.varint(b.map_or(0, |b| b.len() as u64 + 1));
+}
+
+/// Varints assembled on the stack, with room before them for one more (the record length,
+/// known last but written first).
+struct Scratch {
+    bytes: [u8; 64],
+    start: usize,
+    end: usize,
+}
+
+/// Room for the longest varint.
+const PREFIX_ROOM: usize = 10;
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            bytes: [0; 64],
+            start: PREFIX_ROOM,
+            end: PREFIX_ROOM,
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.bytes[self.end] = b;
+        self.end += 1;
+    }
+
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    /// Writes `v` as a varint just before the bytes already there (once).
+    fn prefix_varint(&mut self, v: u64) {
+        let n = varint_len(v);
+        let at = self.start - n;
+        let mut v = v;
+        for b in &mut self.bytes[at..self.start] {
+            *b = (v as u8) | 0x80;
+            v >>= 7;
+        }
+        self.bytes[self.start - 1] &= 0x7f;
+        self.start = at;
+    }
+
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[self.start..self.end]
+    }
+}
+
 fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-fn put_opt_bytes(buf: &mut Vec<u8>, b: Option<&[u8]>) {
-    match b {
-        None => buf.push(0),
-        Some(b) => {
-            put_varint(buf, b.len() as u64 + 1);
-            buf.extend_from_slice(b);
-        }
-    }
-}
-
-fn get_opt_bytes(buf: &Bytes, pos: &mut usize, end: usize) -> Result<Option<Bytes>, DecodeError> {
+#[inline]
+fn get_opt_slice<'a>(
+    buf: &'a [u8],
+    pos: &mut usize,
+    end: usize,
+) -> Result<Option<&'a [u8]>, DecodeError> {
     let n = get_varint(buf, pos, end)?;
     if n == 0 {
         return Ok(None);
@@ -499,7 +675,7 @@ fn get_opt_bytes(buf: &Bytes, pos: &mut usize, end: usize) -> Result<Option<Byte
         .checked_add(len)
         .filter(|&e| e <= end)
         .ok_or(DecodeError::Invalid("field overruns record"))?;
-    let b = buf.slice(*pos..stop);
+    let b = &buf[*pos..stop];
     *pos = stop;
     Ok(Some(b))
 }
@@ -512,7 +688,20 @@ fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
+#[inline]
 fn get_varint(buf: &[u8], pos: &mut usize, end: usize) -> Result<u64, DecodeError> {
+    // Most varints of a record (attributes aside: deltas, lengths, counts) fit one byte.
+    if *pos < end
+        && let Some(&b) = buf.get(*pos)
+        && b < 0x80
+    {
+        *pos += 1;
+        return Ok(u64::from(b));
+    }
+    get_long_varint(buf, pos, end)
+}
+
+fn get_long_varint(buf: &[u8], pos: &mut usize, end: usize) -> Result<u64, DecodeError> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         if *pos >= end {

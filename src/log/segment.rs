@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 
 use super::index::{self, IndexEntry};
@@ -18,6 +19,8 @@ use crate::error::LogError;
 /// Bytes read from a segment at a time: the first read of a scan is small (a reader that wants
 /// a few records should not copy a megabyte), later ones double up to the maximum.
 const FIRST_CHUNK: usize = 32 * 1024;
+/// The smallest read, whatever the caller expects to need.
+const MIN_CHUNK: usize = 4 * 1024;
 const CHUNK: usize = 1024 * 1024;
 
 /// One segment file and what is known of it.
@@ -96,6 +99,25 @@ impl Segment {
         if ts > self.max_timestamp.load(Ordering::Acquire) {
             self.max_timestamp.fetch_max(ts, Ordering::AcqRel);
         }
+    }
+
+    /// [`scan`] for readers: the lent batches can become [`Bytes`] without a copy. The first
+    /// read is of about `wanted` bytes (what the caller expects to need), later ones double up
+    /// to 1 MiB.
+    pub fn read_scan(
+        &self,
+        pos: u64,
+        end: u64,
+        wanted: usize,
+        visit: impl FnMut(u64, &BatchHeader, Lent<'_>) -> ControlFlow<()>,
+    ) -> io::Result<ScanEnd> {
+        scan_chunks(self.file.as_ref(), pos, end, wanted, visit)
+    }
+
+    /// Average bytes per offset so far, to size reads of a number of records.
+    pub fn bytes_per_offset(&self) -> usize {
+        let offsets = self.next_offset().saturating_sub(self.base_offset).max(1);
+        usize::try_from(self.written() / offsets).unwrap_or(usize::MAX)
     }
 
     /// Replaces the `.idx` file with the in-memory index (not fsynced: the index is derived).
@@ -177,9 +199,44 @@ pub(crate) struct ScanEnd {
 }
 
 thread_local! {
-    /// Read buffer reused by every scan on this thread: a fresh buffer per chunk costs more in
-    /// page faults than the read itself.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Read buffers this thread reuses: a fresh buffer per chunk costs more in page faults than
+    /// the read itself. A buffer is reused once nothing slices it any more.
+    static POOL: RefCell<Vec<Bytes>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per thread (each at least `CHUNK`), and their most bytes together.
+const POOL_BUFFERS: usize = 4;
+const POOL_BYTES: usize = 4 * CHUNK;
+
+/// A buffer of at least `len` bytes (contents unspecified).
+fn take_buffer(len: usize) -> BytesMut {
+    let reused = POOL.with(|pool| {
+        let mut pool = pool.try_borrow_mut().ok()?;
+        let i = pool.iter().position(|b| b.len() >= len && b.is_unique())?;
+        pool.swap_remove(i).try_into_mut().ok()
+    });
+    reused.unwrap_or_else(|| BytesMut::zeroed(len.max(CHUNK)))
+}
+
+/// Returns a buffer to the pool; one still sliced by records or batches a caller holds comes
+/// back into use when they are dropped.
+fn give_back(buf: Bytes) {
+    if buf.len() < CHUNK || buf.len() > POOL_BYTES {
+        return;
+    }
+    POOL.with(|pool| {
+        if let Ok(mut pool) = pool.try_borrow_mut() {
+            // Make room, dropping buffers still sliced elsewhere first (they free themselves
+            // when their slices go).
+            while pool.len() >= POOL_BUFFERS
+                || pool.iter().map(Bytes::len).sum::<usize>() + buf.len() > POOL_BYTES
+            {
+                let i = pool.iter().position(|b| !b.is_unique()).unwrap_or(0);
+                pool.swap_remove(i);
+            }
+            pool.push(buf);
+        }
+    });
 }
 
 /// Walks the batches of `file` in `[pos, end)`, verifying each one's CRC, and hands each to
@@ -189,74 +246,91 @@ pub(crate) fn scan(
     file: &dyn StorageFile,
     pos: u64,
     end: u64,
-    visit: impl FnMut(u64, &BatchHeader, &[u8]) -> ControlFlow<()>,
+    mut visit: impl FnMut(u64, &BatchHeader, &[u8]) -> ControlFlow<()>,
 ) -> io::Result<ScanEnd> {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let result = scan_with(&mut buf, file, pos, end, visit);
-            if buf.capacity() > 4 * CHUNK {
-                *buf = Vec::new();
-            }
-            result
-        }
-        // A scan inside a visit: give it its own buffer.
-        Err(_) => scan_with(&mut Vec::new(), file, pos, end, visit),
+    scan_chunks(file, pos, end, FIRST_CHUNK, |at, h, lent| {
+        visit(at, h, lent.bytes)
     })
 }
 
-fn scan_with(
-    buf: &mut Vec<u8>,
+/// [`scan`], lending each batch together with the read buffer it lies in.
+fn scan_chunks(
     file: &dyn StorageFile,
     mut pos: u64,
     end: u64,
-    mut visit: impl FnMut(u64, &BatchHeader, &[u8]) -> ControlFlow<()>,
+    wanted: usize,
+    mut visit: impl FnMut(u64, &BatchHeader, Lent<'_>) -> ControlFlow<()>,
 ) -> io::Result<ScanEnd> {
-    // `buf[..filled]` holds the file's bytes from `chunk_pos`.
+    // `chunk[..filled]` holds the file's bytes from `chunk_pos`.
+    let mut chunk = Bytes::new();
     let mut chunk_pos = pos;
     let mut filled = 0usize;
-    let mut chunk = FIRST_CHUNK;
-    while pos < end {
+    let mut want = wanted.clamp(MIN_CHUNK, CHUNK);
+    let result = loop {
+        if pos >= end {
+            break ScanEnd {
+                valid_end: pos,
+                bad: None,
+            };
+        }
         let at = usize::try_from(pos - chunk_pos).unwrap_or(usize::MAX);
-        let avail = buf.get(at..filled).unwrap_or(&[]);
+        let avail = chunk.get(at..filled).unwrap_or(&[]);
         let header = match record::decode_header(avail) {
             Ok(h) if avail.len() >= h.len as usize => h,
-            Ok(h) if pos + u64::from(h.len) > end => return Ok(torn(pos, DecodeError::Incomplete)),
+            Ok(h) if pos + u64::from(h.len) > end => break torn(pos, DecodeError::Incomplete),
             Err(DecodeError::Incomplete) if pos + HEADER_LEN as u64 > end => {
-                return Ok(torn(pos, DecodeError::Incomplete));
+                break torn(pos, DecodeError::Incomplete);
             }
             Ok(_) | Err(DecodeError::Incomplete) => {
                 // Refill from `pos`, large enough for the whole batch if its length is known.
                 let need =
-                    record::decode_header(avail).map_or(chunk, |h| (h.len as usize).max(chunk));
-                chunk = (chunk * 2).min(CHUNK);
+                    record::decode_header(avail).map_or(want, |h| (h.len as usize).max(want));
+                want = (want * 2).min(CHUNK);
                 let len = usize::try_from((end - pos).min(need as u64)).unwrap_or(need);
-                if buf.len() < len {
-                    buf.resize(len, 0);
-                }
+                give_back(std::mem::take(&mut chunk));
+                let mut buf = take_buffer(len);
                 storage::read_exact_at(file, &mut buf[..len], pos)?;
+                chunk = buf.freeze();
                 chunk_pos = pos;
                 filled = len;
                 continue;
             }
-            Err(e) => return Ok(torn(pos, e)),
+            Err(e) => break torn(pos, e),
         };
-        let batch = &buf[at..at + header.len as usize];
-        if let Err(e) = record::verify(batch, &header) {
-            return Ok(torn(pos, e));
+        let bytes = &chunk[at..at + header.len as usize];
+        if let Err(e) = record::verify(bytes, &header) {
+            break torn(pos, e);
         }
         let next = pos + u64::from(header.len);
-        if visit(pos, &header, batch).is_break() {
-            return Ok(ScanEnd {
+        let lent = Lent {
+            bytes,
+            chunk: &chunk,
+        };
+        if visit(pos, &header, lent).is_break() {
+            break ScanEnd {
                 valid_end: next,
                 bad: None,
-            });
+            };
         }
         pos = next;
+    };
+    give_back(chunk);
+    Ok(result)
+}
+
+/// A verified batch lent by [`Segment::read_scan`], and the read buffer it lies in.
+#[derive(Clone, Copy)]
+pub(crate) struct Lent<'a> {
+    pub bytes: &'a [u8],
+    chunk: &'a Bytes,
+}
+
+impl Lent<'_> {
+    /// The batch as [`Bytes`] that outlive the scan: a slice of the read buffer, not a copy
+    /// (the buffer, up to 1 MiB, lives as long as any slice of it).
+    pub fn to_bytes(self) -> Bytes {
+        self.chunk.slice_ref(self.bytes)
     }
-    Ok(ScanEnd {
-        valid_end: pos,
-        bad: None,
-    })
 }
 
 fn torn(pos: u64, e: DecodeError) -> ScanEnd {
