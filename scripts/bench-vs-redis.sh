@@ -55,7 +55,7 @@ start_quipu() {
 }
 stop_quipu() { kill "$QUIPU_PID" 2>/dev/null || true; wait "$QUIPU_PID" 2>/dev/null || true; }
 
-redis-server --port $RP --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --maxclients 10200 \
+redis-server --port $RP --bind 127.0.0.1 --protected-mode no --save "" --appendonly no --dir "$work" --maxclients 10200 \
   --daemonize no --logfile "$work/redis.log" &
 pids+=($!)
 mkdir -p "$bench_data/redis-aof"
@@ -114,14 +114,15 @@ echo "GET 64 B with $IDLE idle connections held open (-c 50, -P 1):"
 echo
 echo "| server | req/s | p50 / p99 ms |"
 echo "|---|---:|---:|"
-for target in "quipu $QP" "Redis $RP"; do
-  read -r name port <<<"$target"
+for target in "quipu $QP 127.0.0.2" "Redis $RP 127.0.0.3"; do
+  read -r name port source <<<"$target"
   holder_out="$work/idle-$port"
-  python3 scripts/idle-connections.py "$port" "$IDLE" >"$holder_out" 2>&1 &
+  python3 scripts/idle-connections.py "$port" "$IDLE" "$source" >"$holder_out" 2>&1 &
   holder=$!
   for _ in $(seq 1 600); do grep -q ready "$holder_out" && break; sleep 0.1; done
   if grep -q ready "$holder_out"; then
     read -r rr p50 p99 <<<"$(run "$port" -d 64 -r 100000 -t get)"
+    [ -n "$rr" ] || { echo "| $name | redis-benchmark failed | |"; kill "$holder"; continue; }
     printf '| %s | %.0f | %s / %s |\n' "$name" "$rr" "$p50" "$p99"
   else
     echo "| $name | could not hold $IDLE connections: $(tail -1 "$holder_out") | |"
