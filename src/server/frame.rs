@@ -37,10 +37,16 @@ impl Default for Limits {
 }
 
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    buf.get(from..)?
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map(|i| from + i)
+    let mut at = from;
+    loop {
+        // A byte scan for '\r' (vectorised by the compiler), then a check of the next byte.
+        let cr = at + buf.get(at..)?.iter().position(|&b| b == b'\r')?;
+        match buf.get(cr + 1) {
+            Some(b'\n') => return Some(cr),
+            Some(_) => at = cr + 1,
+            None => return None,
+        }
+    }
 }
 
 fn parse_len(line: &[u8], what: &str) -> Result<i64, ParseError> {
@@ -56,14 +62,34 @@ fn parse_len(line: &[u8], what: &str) -> Result<i64, ParseError> {
 /// # Errors
 /// [`ParseError::Incomplete`] or [`ParseError::Invalid`].
 pub fn parse(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize), ParseError> {
+    let mut args = Vec::new();
+    let used = parse_into(buf, limits, &mut args)?;
+    Ok((args, used))
+}
+
+/// [`parse`] into `args` (cleared first), so a connection reuses one vector for every
+/// command instead of allocating one each.
+///
+/// # Errors
+/// As [`parse`]; `args` is then unspecified.
+pub fn parse_into(
+    buf: &[u8],
+    limits: &Limits,
+    args: &mut Vec<Range<usize>>,
+) -> Result<usize, ParseError> {
+    args.clear();
     match buf.first() {
         None => Err(ParseError::Incomplete),
-        Some(b'*') => parse_array(buf, limits),
-        Some(_) => parse_inline(buf, limits),
+        Some(b'*') => parse_array(buf, limits, args),
+        Some(_) => parse_inline(buf, limits, args),
     }
 }
 
-fn parse_array(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize), ParseError> {
+fn parse_array(
+    buf: &[u8],
+    limits: &Limits,
+    args: &mut Vec<Range<usize>>,
+) -> Result<usize, ParseError> {
     let Some(end) = find_crlf(buf, 1) else {
         if buf.len() > 64 {
             return Err(ParseError::Invalid(
@@ -80,9 +106,8 @@ fn parse_array(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize)
     }
     let mut pos = end + 2;
     if n <= 0 {
-        return Ok((Vec::new(), pos));
+        return Ok(pos);
     }
-    let mut args = Vec::with_capacity(n as usize);
     for _ in 0..n {
         match buf.get(pos) {
             None => return Err(ParseError::Incomplete),
@@ -121,10 +146,14 @@ fn parse_array(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize)
         args.push(start..stop);
         pos = stop + 2;
     }
-    Ok((args, pos))
+    Ok(pos)
 }
 
-fn parse_inline(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize), ParseError> {
+fn parse_inline(
+    buf: &[u8],
+    limits: &Limits,
+    args: &mut Vec<Range<usize>>,
+) -> Result<usize, ParseError> {
     let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
         if buf.len() > limits.max_inline {
             return Err(ParseError::Invalid(
@@ -139,7 +168,6 @@ fn parse_inline(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize
         nl
     };
     let line = &buf[..line_end];
-    let mut args = Vec::new();
     let mut i = 0;
     while i < line.len() {
         while i < line.len() && line[i].is_ascii_whitespace() {
@@ -166,7 +194,7 @@ fn parse_inline(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize
             args.push(start..i);
         }
     }
-    Ok((args, nl + 1))
+    Ok(nl + 1)
 }
 
 #[cfg(test)]
@@ -198,6 +226,26 @@ mod tests {
             vec![&b"set"[..], b"k", b"a b"]
         );
         assert_eq!(args(b"\r\n").unwrap(), (vec![], 2));
+    }
+
+    #[test]
+    fn a_lone_cr_is_not_a_line_end() {
+        let l = Limits::default();
+        // The length line "1\r" is not a number: the first CR without LF is skipped over.
+        assert!(matches!(
+            parse(b"*1\r\r\n$1\r\na\r\n", &l),
+            Err(ParseError::Invalid(_))
+        ));
+        // Data may hold CR: bulk strings are read by length.
+        let (args, used) = parse(b"*1\r\n$3\r\na\rb\r\n", &l).unwrap();
+        assert_eq!((args, used), (vec![8..11], 13));
+        let mut reused = vec![0..1, 2..3];
+        assert_eq!(
+            parse_into(b"*1\r\n$1\r\nx\r\n", &l, &mut reused).unwrap(),
+            11
+        );
+        assert_eq!(reused, vec![8..9], "cleared, then filled");
+        assert!(matches!(parse(b"*1\r", &l), Err(ParseError::Incomplete)));
     }
 
     #[test]

@@ -507,13 +507,18 @@ async fn serve<R, W>(
     // Counted here and added to the server's total once per batch: a shared counter written
     // by every command on every core would bounce its cache line between them.
     let mut commands = 0u64;
+    // Reused for every command: no allocation per command for its argument lists.
+    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut args: Vec<Bytes> = Vec::new();
     loop {
         let mut close = false;
         loop {
-            match frame::parse(&input, &shared.limits) {
-                Ok((ranges, used)) => {
+            match frame::parse_into(&input, &shared.limits, &mut ranges) {
+                Ok(used) => {
                     let frame = input.split_to(used).freeze();
-                    let args: Vec<Bytes> = ranges.into_iter().map(|r| frame.slice(r)).collect();
+                    args.clear();
+                    args.extend(ranges.iter().map(|r| frame.slice(r.clone())));
+                    drop(frame);
                     commands += 1;
                     if args
                         .first()
@@ -578,6 +583,9 @@ async fn serve<R, W>(
                 .commands
                 .fetch_add(std::mem::take(&mut commands), Relaxed);
         }
+        // Let go of the last command's arguments: the input buffer is then ours alone again
+        // and `reserve` reuses it instead of allocating a new one.
+        args.clear();
         pending.flush(&mut out).await;
         if !out.buf.is_empty() {
             if !write_out(&mut wr, &out.buf, conn.sub.as_ref()).await {
