@@ -120,3 +120,25 @@ fn budget_is_shared_across_shards() {
     }
     assert_eq!(ns.len(), 20);
 }
+
+#[test]
+fn an_overwrite_reports_the_old_value_and_its_key_to_the_listener() {
+    let ns = ns(EvictionPolicy::S3Fifo, 1 << 20);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    ns.set_removal_listener(move |k, v, cause| {
+        s.lock().unwrap().push((k.to_vec(), v.clone(), cause));
+    });
+    // Longer than a key kept inline in its slot, and a short one.
+    for key in ["session:7f3a9c2e-long-key", "k"] {
+        ns.insert(key, "v1").unwrap();
+        ns.insert(key, "v2").unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    for ((k, v, cause), want) in seen.iter().zip(["session:7f3a9c2e-long-key", "k"]) {
+        assert_eq!(k, want.as_bytes());
+        assert_eq!(&v[..], b"v1");
+        assert_eq!(*cause, RemovalCause::Replaced);
+    }
+}

@@ -11,6 +11,7 @@ use foldhash::fast::FixedState;
 use parking_lot::{Mutex, RwLock};
 
 use super::counters::Counters;
+use super::key::Key;
 use super::loader::Flights;
 use super::persist::Backing;
 use super::shard::{Expiry, LiveEntry, Lookup, NEVER, Removed, Shard, weight};
@@ -623,8 +624,11 @@ impl NsInner {
         // One read-modify-write of the shared counter per insert: it is the one write every
         // core makes.
         match replaced {
-            Some(r) => {
+            Some(mut r) => {
                 self.used.fetch_add(w.wrapping_sub(r.weight), Relaxed);
+                if self.has_listener.load(Relaxed) {
+                    r.key = Key::new(key);
+                }
                 removed.push((r, RemovalCause::Replaced));
             }
             None => {

@@ -377,8 +377,10 @@ impl Shard {
             let old = std::mem::replace(&mut slot.value, value);
             self.set_expiry(i, expiry, now);
             self.set_tags(i, tags);
+            // The key stays in the slot; the caller adds a copy to the removal only when a
+            // listener will read it (a long key's copy is an allocation per overwrite).
             let removed = Removed {
-                key: Key::new(key),
+                key: Key::new(b""),
                 value: old,
                 weight: old_weight,
                 expired: false,
