@@ -621,11 +621,15 @@ impl NsInner {
     ) {
         let w = weight(key.len(), value.len());
         let (slot, replaced) = g.insert_found(found, hash, key, value, expiry, tags, now);
-        // One read-modify-write of the shared counter per insert: it is the one write every
-        // core makes.
+        // At most one read-modify-write of the shared counter per insert: it is the one write
+        // every core makes.
         match replaced {
             Some(mut r) => {
-                self.used.fetch_add(w.wrapping_sub(r.weight), Relaxed);
+                // An overwrite of the same size (a counter, a fixed-size record) leaves the
+                // shared line alone: no write, so it is not pulled from the other cores.
+                if w != r.weight {
+                    self.used.fetch_add(w.wrapping_sub(r.weight), Relaxed);
+                }
                 if self.has_listener.load(Relaxed) {
                     r.key = Key::new(key);
                 }
