@@ -170,6 +170,33 @@ fn hashes_and_wrongtype() {
         !c.exists::<_, bool>("sess:1").unwrap(),
         "an emptied hash is gone"
     );
+    // SET replaces a value of any type, as in Redis; only SET … GET reads (and type-checks) it.
+    let _: usize = c.hset("h", "f", "v").unwrap();
+    let err = redis::cmd("SET")
+        .arg("h")
+        .arg("s")
+        .arg("GET")
+        .query::<Option<String>>(&mut c)
+        .unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert_eq!(
+        c.hget::<_, _, String>("h", "f").unwrap(),
+        "v",
+        "kept after the error"
+    );
+    let _: () = c.set("h", "s").unwrap();
+    assert_eq!(c.get::<_, String>("h").unwrap(), "s");
+    assert_eq!(
+        redis::cmd("TYPE").arg("h").query::<String>(&mut c).unwrap(),
+        "string"
+    );
+    let prev: Option<String> = redis::cmd("SET")
+        .arg("h")
+        .arg("t")
+        .arg("GET")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(prev.as_deref(), Some("s"));
 }
 
 #[test]

@@ -62,7 +62,8 @@ struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "QUIPU_TLS_KEY")]
     tls_key: Option<PathBuf>,
-    /// Threads that run commands (default: one per core).
+    /// Threads that serve RESP connections and run their commands, each with its own event
+    /// loop (default: one per core).
     #[arg(long, env = "QUIPU_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
     /// HTTP port (WebSocket, SSE, long polling, /metrics); 0 picks a free one.
@@ -115,6 +116,9 @@ fn load(args: ServeArgs) -> Result<ServerConfig, String> {
     if args.no_http {
         config.http_enabled = false;
     }
+    if let Some(v) = args.threads {
+        config.threads = usize::from(v);
+    }
     Ok(config)
 }
 
@@ -137,7 +141,6 @@ fn report(started: std::time::Instant, p: RecoveryProgress<'_>) {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let Command::Serve(args) = cli.command;
-    let threads = args.threads.map(usize::from);
     let config = match load(args) {
         Ok(c) => c,
         Err(e) => {
@@ -156,11 +159,11 @@ fn main() -> std::process::ExitCode {
         Ok(_) => {}
         Err(e) => eprintln!("quipu: cannot raise the open-files limit: {e}"),
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        builder.worker_threads(n);
-    }
-    let runtime = match builder.enable_all().build() {
+    // Runs HTTP, accepting and background work; RESP connections have their own threads.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("quipu: cannot start the runtime: {e}");

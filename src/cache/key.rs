@@ -1,25 +1,26 @@
-//! A cache key in 16 bytes: keys of up to 15 bytes live inside the slot itself, longer ones in
+//! A cache key in 17 bytes: keys of up to 16 bytes live inside the slot itself, longer ones in
 //! one heap allocation. A hit on a short key then reads no memory beyond the slot's cache line
 //! to compare keys (one cache miss fewer per lookup than a boxed key), and the key costs no
-//! allocation at all.
+//! allocation at all. Sixteen bytes hold the common `prefix:` + id keys (`session:4f9a2c1b`,
+//! `key:000000012345`, a UUID's 16 raw bytes).
 //!
-//! Layout (`repr(C)` union of 16 bytes): inline, bytes 0..len hold the key and byte 15 holds
-//! `0x80 | len`; on the heap, a pointer and the length as 8 little-endian bytes, whose last
-//! byte (byte 15 on 64-bit targets, where a pointer is 8 bytes) is 0 since a length is below
-//! 2^56. The union is zeroed before a variant is written, so byte 15 is initialised in both.
+//! Layout (`repr(C, packed)`, alignment 1, so the slot can place it in its last bytes): a
+//! 16-byte union, inline the key's bytes, on the heap a pointer and the length; then one tag
+//! byte, `0x80 | len` inline and 0 on the heap. The union is zeroed before a variant is written.
 
 use std::ptr::NonNull;
 
-const INLINE_MAX: usize = 15;
+const INLINE_MAX: usize = 16;
 const INLINE_TAG: u8 = 0x80;
 
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Heap {
     ptr: NonNull<u8>,
-    len: [u8; 8],
+    len: usize,
 }
 
+#[derive(Clone, Copy)]
 #[repr(C)]
 union Repr {
     inline: [u8; 16],
@@ -27,7 +28,11 @@ union Repr {
 }
 
 /// An owned key; see the module docs for its layout.
-pub(crate) struct Key(Repr);
+#[repr(C, packed)]
+pub(crate) struct Key {
+    repr: Repr,
+    tag: u8,
+}
 
 // SAFETY: a `Key` owns its bytes exactly as a `Box<[u8]>` does (the heap pointer is unique to
 // it and freed in `drop`), so it can move to and be shared between threads like one.
@@ -35,57 +40,62 @@ unsafe impl Send for Key {}
 // SAFETY: as above; `&Key` only gives out `&[u8]`.
 unsafe impl Sync for Key {}
 
-const _: () = assert!(std::mem::size_of::<Key>() == 16);
+const _: () = assert!(std::mem::size_of::<Key>() == 17);
+const _: () = assert!(std::mem::align_of::<Key>() == 1);
 
 impl Key {
     pub(crate) fn new(bytes: &[u8]) -> Self {
-        let mut repr = Repr { inline: [0; 16] };
         if bytes.len() <= INLINE_MAX {
             let mut inline = [0u8; 16];
             inline[..bytes.len()].copy_from_slice(bytes);
-            // In range: at most 15.
-            inline[15] = INLINE_TAG | bytes.len() as u8;
-            repr.inline = inline;
+            Self {
+                repr: Repr { inline },
+                // In range: at most 16.
+                tag: INLINE_TAG | bytes.len() as u8,
+            }
         } else {
             let boxed: Box<[u8]> = bytes.into();
-            let len = boxed.len() as u64;
+            let len = boxed.len();
             // `Box::into_raw` never returns null.
             let ptr =
                 NonNull::new(Box::into_raw(boxed).cast::<u8>()).unwrap_or(NonNull::dangling());
-            repr.heap = Heap {
-                ptr,
-                len: len.to_le_bytes(),
-            };
+            Self {
+                repr: Repr {
+                    heap: Heap { ptr, len },
+                },
+                tag: 0,
+            }
         }
-        Self(repr)
-    }
-
-    fn tag(&self) -> u8 {
-        // SAFETY: byte 15 is initialised whichever variant was written: the union is zeroed
-        // first, then either the inline array (all 16 bytes) or `Heap` (its `len` bytes cover
-        // byte 15 on 64-bit targets, and on smaller ones byte 15 keeps its zero) is written.
-        unsafe { self.0.inline[15] }
     }
 
     fn is_inline(&self) -> bool {
-        self.tag() & INLINE_TAG != 0
+        self.tag & INLINE_TAG != 0
+    }
+
+    /// The heap variant, read unaligned (the key is packed).
+    ///
+    /// # Safety
+    /// The heap variant must be the one written (`!self.is_inline()`).
+    unsafe fn heap(&self) -> Heap {
+        // SAFETY: `Heap` is `Copy` and fully initialised when it is the variant written (the
+        // caller's promise); the read is unaligned because the key has alignment 1.
+        unsafe { std::ptr::addr_of!(self.repr.heap).read_unaligned() }
     }
 
     #[inline]
     pub(crate) fn as_bytes(&self) -> &[u8] {
         if self.is_inline() {
-            let len = usize::from(self.tag() & !INLINE_TAG);
+            let len = usize::from(self.tag & !INLINE_TAG);
             // SAFETY: the inline variant is the one written (its tag bit is set, which a heap
-            // length's top byte never is); all 16 bytes are initialised.
-            let inline = unsafe { &self.0.inline };
-            &inline[..len]
+            // key's tag never is); all 16 bytes are initialised, `len` is at most 16, and a
+            // `u8` needs no alignment. The slice borrows `self`.
+            unsafe { std::slice::from_raw_parts(std::ptr::addr_of!(self.repr).cast::<u8>(), len) }
         } else {
             // SAFETY: the heap variant is the one written: `ptr` and `len` come from one live
             // `Box<[u8]>` that this key owns and has not freed.
             unsafe {
-                let heap = self.0.heap;
-                let len = u64::from_le_bytes(heap.len) as usize;
-                std::slice::from_raw_parts(heap.ptr.as_ptr(), len)
+                let heap = self.heap();
+                std::slice::from_raw_parts(heap.ptr.as_ptr(), heap.len)
             }
         }
     }
@@ -97,11 +107,10 @@ impl Drop for Key {
             // SAFETY: the heap variant is the one written; rebuilding the `Box<[u8]>` from the
             // pointer and length `Box::into_raw` gave frees it exactly once (drop runs once).
             unsafe {
-                let heap = self.0.heap;
-                let len = u64::from_le_bytes(heap.len) as usize;
+                let heap = self.heap();
                 drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
                     heap.ptr.as_ptr(),
-                    len,
+                    heap.len,
                 )));
             }
         }
@@ -132,7 +141,7 @@ mod tests {
 
     #[test]
     fn round_trips_at_every_length_around_the_boundary() {
-        for len in [0, 1, 7, 8, 14, 15, 16, 17, 64, 1000] {
+        for len in [0, 1, 7, 8, 14, 15, 16, 17, 18, 64, 1000] {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
             let k = Key::new(&bytes);
             assert_eq!(k.as_bytes(), &bytes[..], "len {len}");
@@ -145,7 +154,7 @@ mod tests {
 
     #[test]
     fn bytes_with_the_high_bit_set_stay_inline_and_intact() {
-        let bytes = [0xFFu8; 15];
+        let bytes = [0xFFu8; 16];
         let k = Key::new(&bytes);
         assert!(k.is_inline());
         assert_eq!(k.as_bytes(), &bytes);

@@ -22,6 +22,10 @@ use crate::error::{CacheError, Error};
 use crate::glob::glob_match;
 use crate::metrics::CacheStats;
 
+/// The entries one operation removed, handed to the listener after the lock is released:
+/// usually none or one (an overwrite), so no allocation.
+type Removals = smallvec::SmallVec<[(Removed, RemovalCause); 2]>;
+
 /// What [`Namespace::modify`] does with the entry it looked at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -191,6 +195,29 @@ impl Namespace {
     #[must_use]
     pub fn get(&self, key: impl AsRef<[u8]>) -> Option<Bytes> {
         self.inner.get(key.as_ref())
+    }
+
+    /// Reads a value in place: `read` sees it under the shard's read lock and its result is
+    /// returned (`None` on a miss). For copying a value out (into a reply buffer, say) without
+    /// taking a reference to it; keep `read` short, writers of that shard wait for it.
+    /// Counts a hit or a miss exactly as [`get`](Self::get) does.
+    ///
+    /// ```
+    /// let cache = quipu::Cache::new();
+    /// let ns = cache.default_namespace();
+    /// ns.insert("greeting", "hola")?;
+    /// let mut reply = Vec::new();
+    /// let len = ns.get_with("greeting", |v| {
+    ///     reply.extend_from_slice(v);
+    ///     v.len()
+    /// });
+    /// assert_eq!(len, Some(4));
+    /// assert_eq!(reply, b"hola");
+    /// assert_eq!(ns.get_with("missing", |v| v.len()), None);
+    /// # Ok::<(), quipu::Error>(())
+    /// ```
+    pub fn get_with<T>(&self, key: impl AsRef<[u8]>, read: impl FnOnce(&[u8]) -> T) -> Option<T> {
+        self.inner.get_with(key.as_ref(), |v| read(v))
     }
 
     /// Whether a live entry exists (counts neither a hit nor a miss).
@@ -507,16 +534,25 @@ impl NsInner {
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.get_with(key, Bytes::clone)
+    }
+
+    /// A read that hands the live value to `read` under the shard's lock instead of cloning
+    /// it out (a clone writes the value's reference count: one more cache line, shared by
+    /// every core reading that key).
+    pub(crate) fn get_with<T>(&self, key: &[u8], read: impl FnOnce(&Bytes) -> T) -> Option<T> {
         let (hash, shard) = self.locate(key);
         let found = if self.config.policy == EvictionPolicy::Lru {
             let mut g = shard.write();
-            let found = g.lookup(hash, key, || self.clock.now_millis());
+            let found = g.lookup(hash, key, || self.clock.now_millis(), read);
             if matches!(found, Lookup::Hit(_)) {
                 g.touch_lru(hash, key);
             }
             found
         } else {
-            shard.read().lookup(hash, key, || self.clock.now_millis())
+            shard
+                .read()
+                .lookup(hash, key, || self.clock.now_millis(), read)
         };
         match found {
             Lookup::Hit(v) => {
@@ -529,7 +565,7 @@ impl NsInner {
                 let removed = shard.write().remove_if_expired(hash, key, now);
                 if let Some(r) = removed {
                     self.used.fetch_sub(r.weight, Relaxed);
-                    self.notify(vec![(r, RemovalCause::Expired)]);
+                    self.notify(smallvec::smallvec![(r, RemovalCause::Expired)]);
                 }
                 None
             }
@@ -581,7 +617,7 @@ impl NsInner {
         now: u64,
     ) {
         let (hash, shard) = self.locate(key);
-        let mut removed = Vec::new();
+        let mut removed = Removals::new();
         {
             let mut g = shard.write();
             let found = g.find(hash, key);
@@ -617,7 +653,7 @@ impl NsInner {
         expiry: Expiry,
         tags: &[Arc<str>],
         now: u64,
-        removed: &mut Vec<(Removed, RemovalCause)>,
+        removed: &mut Removals,
     ) {
         let w = weight(key.len(), value.len());
         let (slot, replaced) = g.insert_found(found, hash, key, value, expiry, tags, now);
@@ -650,7 +686,7 @@ impl NsInner {
     }
 
     /// Evicts from the other shards, one at a time, until the budget holds.
-    fn evict_elsewhere(&self, from: usize, now: u64, removed: &mut Vec<(Removed, RemovalCause)>) {
+    fn evict_elsewhere(&self, from: usize, now: u64, removed: &mut Removals) {
         let n = self.shards.len();
         for step in 1..n {
             let mut g = self.shards[(from + step) % n].0.write();
@@ -680,7 +716,7 @@ impl NsInner {
         let live = !r.expired;
         let value = r.value.clone();
         let cause = if live { cause } else { RemovalCause::Expired };
-        self.notify(vec![(r, cause)]);
+        self.notify(smallvec::smallvec![(r, cause)]);
         live.then_some(value)
     }
 
@@ -714,14 +750,18 @@ impl NsInner {
     ) -> Result<Option<Bytes>, Error> {
         let (hash, shard) = self.locate(key);
         let now = self.clock.now_millis();
-        let mut removed = Vec::new();
+        let mut removed = Removals::new();
         let previous = {
             let mut g = shard.write();
             // One lookup serves the read, the TTL, the tags and the write.
             let found = g.find(hash, key);
-            let current = found.and_then(|i| g.live_value_at(i, now)).cloned();
-            match f(current.as_ref())? {
-                Modify::Keep => return Ok(current),
+            // Borrowed, not cloned: a clone is a reference-count write on the old value's
+            // buffer (often its first touch: a cache miss), and the old value is moved out
+            // below when it is replaced or removed.
+            let current = found.and_then(|i| g.live_value_at(i, now));
+            let live = current.is_some();
+            match f(current)? {
+                Modify::Keep => return Ok(current.cloned()),
                 Modify::Set(v, ttl) => {
                     self.check_weight(key, &v)?;
                     self.backing.before_put(self, key, &v)?;
@@ -764,7 +804,14 @@ impl NsInner {
                     }
                 }
             }
-            current
+            // The replaced or removed entry is the first one recorded; it is the previous value
+            // only if it was live. A listener reads it too, so it gets a clone; otherwise the
+            // value is moved out.
+            match removed.first_mut() {
+                Some((r, _)) if live && self.has_listener.load(Relaxed) => Some(r.value.clone()),
+                Some((r, _)) if live => Some(std::mem::take(&mut r.value)),
+                _ => None,
+            }
         };
         if self.used.load(Relaxed) > self.config.max_bytes {
             self.evict_elsewhere(self.shard_index(hash), now, &mut removed);
@@ -788,7 +835,7 @@ impl NsInner {
             return usize::from(self.remove_cached(k, RemovalCause::Invalidated).is_some());
         }
         let now = self.clock.now_millis();
-        let mut removed = Vec::new();
+        let mut removed = Removals::new();
         for s in &self.shards {
             let mut g = s.0.write();
             let keys = match target {
@@ -826,7 +873,7 @@ impl NsInner {
         });
     }
 
-    fn notify(&self, removed: Vec<(Removed, RemovalCause)>) {
+    fn notify(&self, removed: Removals) {
         if removed.is_empty() {
             return;
         }

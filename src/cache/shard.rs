@@ -48,13 +48,14 @@ const TTL_CAP: u8 = 2;
 #[derive(Debug)]
 #[repr(C, align(64))]
 struct Slot {
-    key: Key,
     value: Bytes,
     /// Effective deadline in clock milliseconds, or [`NEVER`]; moved forward by reads of a
     /// time-to-idle entry.
     expires_at: AtomicU64,
     /// Time to idle in milliseconds, 0 for none.
     tti_ms: u32,
+    /// 17 bytes of alignment 1, in what would otherwise be padding before the small fields.
+    key: Key,
     freq: AtomicU8,
     queue: Queue,
     flags: u8,
@@ -203,8 +204,8 @@ impl Expiry {
 }
 
 /// What a read under the read lock found.
-pub(crate) enum Lookup {
-    Hit(Bytes),
+pub(crate) enum Lookup<T = Bytes> {
+    Hit(T),
     Expired,
     Miss,
 }
@@ -275,7 +276,13 @@ impl Shard {
     }
 
     /// The read path: runs under the read lock and writes only per-entry atomics.
-    pub(crate) fn lookup(&self, hash: u64, key: &[u8], now: impl FnOnce() -> u64) -> Lookup {
+    pub(crate) fn lookup<T>(
+        &self,
+        hash: u64,
+        key: &[u8],
+        now: impl FnOnce() -> u64,
+        read: impl FnOnce(&Bytes) -> T,
+    ) -> Lookup<T> {
         let Some(i) = self.find(hash, key) else {
             return Lookup::Miss;
         };
@@ -297,7 +304,7 @@ impl Shard {
         if f < MAX_FREQ {
             slot.freq.store(f + 1, Relaxed);
         }
-        Lookup::Hit(slot.value.clone())
+        Lookup::Hit(read(&slot.value))
     }
 
     /// Looks without touching counters or deadlines.

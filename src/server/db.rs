@@ -79,6 +79,14 @@ pub fn decode(raw: &Bytes) -> Option<Value> {
     }
 }
 
+/// A stored value's string bytes, in place; `None` when it holds another type.
+pub fn str_bytes(raw: &[u8]) -> Option<&[u8]> {
+    match raw.split_first() {
+        Some((&STRING, v)) => Some(v),
+        _ => None,
+    }
+}
+
 /// The string inside a stored value, or `Err(())` for another type.
 pub fn as_str(raw: Option<&Bytes>) -> Result<Option<Bytes>, ()> {
     match raw {

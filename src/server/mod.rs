@@ -11,6 +11,7 @@ mod cmd;
 pub(crate) mod db;
 pub mod frame;
 mod http;
+mod io;
 mod notify;
 mod reply;
 mod streams;
@@ -99,6 +100,9 @@ pub struct ServerConfig {
     /// Globs of the channels whose messages are appended to a log topic before they are
     /// published (default none), so SSE and long-polling clients can resume.
     pub durable_channels: Vec<String>,
+    /// Threads that serve RESP connections, each with its own event loop (default 0: one per
+    /// core). Commands from every thread run against the same sharded engine.
+    pub threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -120,6 +124,7 @@ impl Default for ServerConfig {
             http_enabled: true,
             tokens: Vec::new(),
             durable_channels: Vec::new(),
+            threads: 0,
         }
     }
 }
@@ -302,9 +307,18 @@ impl Server {
         );
         let web = web.await?;
         let http = web.as_ref().map(|w| w.addr);
+        let threads = match shared.config.threads {
+            0 => io::default_threads(),
+            n => n,
+        };
+        let io = io::IoThreads::start(threads).map_err(|e| Error::Io {
+            path: PathBuf::new(),
+            source: e,
+        })?;
         let done = tokio::spawn(accept_loop(
             listener,
             tls_listener,
+            io,
             shared,
             stopped,
             quipu,
@@ -391,6 +405,7 @@ async fn accept_any(
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<(TcpListener, TlsAcceptor)>,
+    mut io: io::IoThreads,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
     quipu: Quipu,
@@ -413,30 +428,18 @@ async fn accept_loop(
                 let stop = stopped.clone();
                 let acceptor = acceptor.clone().filter(|_| is_tls);
                 match Arc::clone(&slots).try_acquire_owned() {
-                    Ok(permit) => {
-                        tasks.spawn(async move {
+                    // Handed to an I/O thread, whose event loop it then joins.
+                    Ok(permit) => match stream.into_std() {
+                        Ok(stream) => drop(tasks.spawn_on(async move {
                             shared.stats.clients.fetch_add(1, Relaxed);
-                            match acceptor {
-                                Some(acceptor) => {
-                                    // A handshake that stalls must not hold a client slot.
-                                    let hs = tokio::time::timeout(
-                                        Duration::from_secs(10),
-                                        acceptor.accept(stream),
-                                    );
-                                    if let Ok(Ok(s)) = hs.await {
-                                        let (rd, wr) = tokio::io::split(s);
-                                        serve(&shared, rd, wr, addr, stop).await;
-                                    }
-                                }
-                                None => {
-                                    let (rd, wr) = stream.into_split();
-                                    serve(&shared, rd, wr, addr, stop).await;
-                                }
+                            if let Ok(stream) = TcpStream::from_std(stream) {
+                                serve_stream(&shared, stream, addr, acceptor, stop).await;
                             }
                             shared.stats.clients.fetch_sub(1, Relaxed);
                             drop(permit);
-                        });
-                    }
+                        }, io.next())),
+                        Err(_) => drop(permit),
+                    },
                     Err(_) => {
                         tasks.spawn(async move {
                             let mut s = stream;
@@ -466,6 +469,7 @@ async fn accept_loop(
     tokio::task::spawn_blocking(move || {
         // Stream groups commit their latest progress, so a restart redelivers less.
         shared.streams.commit_all();
+        io.stop();
         drop(shared);
         quipu.close();
     })
@@ -474,6 +478,30 @@ async fn accept_loop(
         path: PathBuf::new(),
         source: std::io::Error::other(e),
     })
+}
+
+/// Serves one accepted connection, after the TLS handshake when it came in on the TLS port.
+async fn serve_stream(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+) {
+    match acceptor {
+        Some(acceptor) => {
+            // A handshake that stalls must not hold a client slot.
+            let hs = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+            if let Ok(Ok(s)) = hs.await {
+                let (rd, wr) = tokio::io::split(s);
+                serve(shared, rd, wr, addr, stop).await;
+            }
+        }
+        None => {
+            let (rd, wr) = stream.into_split();
+            serve(shared, rd, wr, addr, stop).await;
+        }
+    }
 }
 
 /// The idle timeout, or `None` for a client that may idle (no timeout set, or a subscriber).

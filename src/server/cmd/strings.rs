@@ -9,7 +9,7 @@ use super::{not_int, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::error::{CacheError, Error};
 use crate::server::Shared;
-use crate::server::db::{Db, WRONGTYPE, as_str, encode_str};
+use crate::server::db::{Db, WRONGTYPE, as_str, encode_str, str_bytes};
 use crate::server::notify::KeyEvent;
 use crate::server::reply::{Out, format_double};
 
@@ -47,9 +47,16 @@ pub(crate) fn get(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
         return wrong_args(out, &args[0]);
     }
     let key = &args[1];
-    match as_str(shared.db.ns(key).get(key).as_ref()) {
-        Ok(v) => out.opt_bulk(v.as_deref()),
-        Err(()) => out.error(WRONGTYPE),
+    // The reply is written from the stored bytes under the shard's read lock: no reference
+    // to the value is taken (a clone would write its shared count on every GET).
+    let found = shared
+        .db
+        .ns(key)
+        .get_with(key, |raw| str_bytes(raw).map(|v| out.bulk(v)).is_some());
+    match found {
+        None => out.null(),
+        Some(true) => {}
+        Some(false) => out.error(WRONGTYPE),
     }
 }
 
@@ -121,18 +128,27 @@ pub(crate) fn set(db: &Db, args: &[Bytes], out: &mut Out) {
     }
     let stored = encode_str(value);
     let mut written = false;
-    let r = modify_str(db, key, |cur| {
-        if (nx && cur.is_some()) || (xx && cur.is_none()) {
-            return Ok(Modify::Keep);
+    let decide = |exists: bool, written: &mut bool| {
+        if (nx && exists) || (xx && !exists) {
+            return Modify::Keep;
         }
-        written = true;
-        Ok(match ttl {
+        *written = true;
+        match ttl {
             Some(t) if t.is_zero() => Modify::Remove,
             Some(t) => Modify::Set(stored, TtlChange::Set(t)),
             None if keep => Modify::Set(stored, TtlChange::Keep),
             None => Modify::Set(stored, TtlChange::Clear),
-        })
-    });
+        }
+    };
+    let r = if get {
+        // Only `GET` reads the old value, and only then does its type matter (WRONGTYPE).
+        modify_str(db, key, |cur| Ok(decide(cur.is_some(), &mut written)))
+    } else {
+        // A plain SET replaces a value of any type, as in Redis, without reading it.
+        db.ns(key)
+            .modify(key, |cur| Ok(decide(cur.is_some(), &mut written)))
+            .map(|_| Ok(None))
+    };
     if written && matches!(r, Ok(Ok(_))) {
         db.notifier.notify(KeyEvent::Set, key);
     }
