@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::{not_int, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
@@ -17,20 +17,29 @@ use crate::server::reply::{Out, format_double};
 fn modify_str(
     db: &Db,
     key: &[u8],
-    f: impl FnOnce(Option<Bytes>) -> Result<Modify, CacheError>,
+    f: impl FnOnce(Option<&[u8]>) -> Result<Modify, CacheError>,
 ) -> Result<Result<Option<Bytes>, ()>, Error> {
     let mut wrong = false;
-    let prev = db.ns(key).modify(key, |cur| match as_str(cur) {
-        Ok(s) => f(s),
-        Err(()) => {
-            wrong = true;
-            Ok(Modify::Keep)
-        }
-    })?;
+    // `f` reads the string in place: no reference to the stored value is taken (a clone
+    // writes its shared count, and the first clone of a value allocates that count).
+    let prev = db
+        .ns(key)
+        .modify(key, |cur| match cur.map(|c| str_bytes(c)) {
+            None => f(None),
+            Some(Some(s)) => f(Some(s)),
+            Some(None) => {
+                wrong = true;
+                Ok(Modify::Keep)
+            }
+        })?;
     if wrong {
         return Ok(Err(()));
     }
-    Ok(as_str(prev.as_ref()))
+    // A string (checked above): its bytes after the type tag, without a clone.
+    Ok(Ok(prev.map(|mut b| {
+        b.advance(1);
+        b
+    })))
 }
 
 pub(crate) fn reply_err(out: &mut Out, e: &Error) {
