@@ -279,7 +279,7 @@ pub(crate) fn get_and(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
             ("getdel", Some(_)) => Modify::Remove,
             ("getex", Some(v)) => match change {
                 Some(TtlChange::Set(t)) if t.is_zero() => Modify::Remove,
-                Some(c) => Modify::Set(encode_str(&v), c),
+                Some(c) => Modify::Set(encode_str(v), c),
                 None => Modify::Keep,
             },
             _ => Modify::Keep,
@@ -317,7 +317,7 @@ pub(crate) fn incr(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     let r = modify_str(db, &args[1], |cur| {
         let n = match cur {
             None => 0,
-            Some(v) => match parse_i64(&v) {
+            Some(v) => match parse_i64(v) {
                 Some(n) => n,
                 None => return Ok(Modify::Keep),
             },
@@ -354,7 +354,7 @@ pub(crate) fn incr_float(db: &Db, args: &[Bytes], out: &mut Out) {
     let r = modify_str(db, &args[1], |cur| {
         let n = match cur {
             None => 0.0,
-            Some(v) => match std::str::from_utf8(&v)
+            Some(v) => match std::str::from_utf8(v)
                 .ok()
                 .and_then(|s| s.parse::<f64>().ok())
             {
