@@ -5,6 +5,7 @@
 #
 # Usage: scripts/bench-vs-redis.sh            (N=100000 requests per test, ROUNDS=2)
 #        N=20000 ROUNDS=1 scripts/bench-vs-redis.sh   (a quick look)
+#        THREADS=1 scripts/bench-vs-redis.sh           (quipu with --threads 1)
 # The tests alternate quipu and Redis, ROUNDS times each, and report the best round of each:
 # the machine is shared, and interleaving keeps drift from favouring either server.
 # Ports: quipu 7479, Redis 7480 (no persistence), Redis 7481 (appendonly, appendfsync always).
@@ -47,6 +48,7 @@ start_quipu() {
   rm -rf "$bench_data/quipu"
   local http=()
   target/release/quipu serve --help | grep -q -- --http-port && http=(--http-port 7482)
+  [ -n "${THREADS:-}" ] && http+=(--threads "$THREADS")
   target/release/quipu serve --data-dir "$bench_data/quipu" --port $QP "${http[@]}" \
     --max-bytes $((4 << 30)) --max-clients 10200 2>"$work/quipu.err" &
   QUIPU_PID=$!
@@ -79,7 +81,7 @@ run() {
 best() { sort -k1 -g -r | head -1; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u '+%F %H:%M UTC')"
-echo "redis: $(redis-server --version | awk '{print $3}'), quipu: $(target/release/quipu --version)"
+echo "redis: $(redis-server --version | awk '{print $3}'), quipu: $(target/release/quipu --version), I/O threads: ${THREADS:-default}"
 echo "each test: redis-benchmark -c 50 -n $N (-n $((N * 8)) with -P 16), best of $ROUNDS interleaved rounds; servers and client share the cores"
 echo
 echo "| test | quipu req/s | p50 / p99 ms | Redis req/s | p50 / p99 ms | quipu / Redis |"

@@ -76,19 +76,15 @@ impl Drop for IoThreads {
     }
 }
 
-/// The default number of I/O threads: half the cores, rounded up (one on a 2-core VPS).
+/// The default number of I/O threads: one per core, so commands run from every core.
 ///
-/// The rest is left to what shares the machine: on the small VPS quipu is for, the
-/// application itself (the server's clients), the log's fsync threads and HTTP. Measured on
-/// 2 cores with the client on the same machine (docs/BENCHMARKS.md): one thread matched or
-/// beat Redis unpipelined with a lower p99, where two gave 5–10% less throughput and up to
-/// twice the p99 (three busy threads on two cores: a preempted I/O thread stalls all its
-/// connections for a scheduler slice); with `-P 16`, two threads gave 1.3–1.5× Redis
-/// throughput at 2–3× its p99. Redis's own advice for `io-threads` also leaves cores free.
+/// Measured on 2 cores with the client on the same machine (docs/BENCHMARKS.md): two threads
+/// gave 1.3–1.5× Redis's throughput with `-P 16` but 5–10% less unpipelined and up to twice
+/// Redis's p99 (three busy threads on two cores: a preempted I/O thread stalls its
+/// connections for a scheduler slice); one thread matched Redis unpipelined with a lower p99.
+/// With the application on the same small VPS, `threads = 1` leaves it a core.
 pub(crate) fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .div_ceil(2)
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 #[cfg(test)]
