@@ -223,9 +223,10 @@ impl Partition {
         super::read::read(&self.core, offset, max_records)
     }
 
-    /// Reads whole, CRC-verified batches from the one holding `offset` on, stopping once
-    /// `max_bytes` are collected (at least one batch if any). The first batch may start before
-    /// `offset`. Cheaper than [`read`](Self::read) for bulk transfer: nothing is decoded.
+    /// Reads whole, CRC-verified batches from the one holding `offset` on, at most `max_bytes`
+    /// of them together, except that the first batch is returned whatever its size (as
+    /// Kafka's fetch sizes work). The first batch may start before `offset`. Cheaper than
+    /// [`read`](Self::read) for bulk transfer: nothing is decoded.
     ///
     /// # Errors
     /// As [`read`](Self::read).

@@ -159,22 +159,31 @@ pub(crate) fn read_batches(
     offset: u64,
     max_bytes: usize,
 ) -> Result<Vec<RecordBatch>, LogError> {
-    let mut out = Vec::new();
-    let mut total = 0usize;
-    visit(core, offset, max_bytes, |seg, at, h, batch| {
-        total += batch.bytes.len();
+    let mut out: Vec<RecordBatch> = Vec::new();
+    // Bytes of the batches returned so far; shared with `admit` below.
+    let total = std::cell::Cell::new(0usize);
+    // A batch is taken if it fits what is left of `max_bytes`, or if it is the first.
+    let fits = |len: u32| total.get() == 0 || total.get().saturating_add(len as usize) <= max_bytes;
+    let visitor = |seg: &Arc<Segment>, at: u64, h: &record::BatchHeader, batch: Lent<'_>| {
+        if !fits(h.len) {
+            return ControlFlow::Break(());
+        }
+        total.set(total.get() + batch.bytes.len());
         out.push(RecordBatch {
             header: *h,
             bytes: batch.to_bytes(),
             segment: Arc::clone(seg),
             position: at,
         });
-        if total >= max_bytes {
+        if total.get() >= max_bytes {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
         }
-    })?;
+    };
+    // The scan does not even read a batch that would not fit: reading it only to drop it cost
+    // a second read (and a second buffer) per call.
+    visit_admitting(core, offset, max_bytes, |h| fits(h.len), visitor)?;
     Ok(out)
 }
 
@@ -268,6 +277,18 @@ fn visit(
     core: &Core,
     offset: u64,
     wanted: usize,
+    f: impl FnMut(&Arc<Segment>, u64, &record::BatchHeader, Lent<'_>) -> ControlFlow<()>,
+) -> Result<(), LogError> {
+    visit_admitting(core, offset, wanted, |_| true, f)
+}
+
+/// [`visit`], ending before a batch `admit` refuses once its header is read, without reading
+/// the rest of it (see [`Segment::read_scan_admitting`]).
+fn visit_admitting(
+    core: &Core,
+    offset: u64,
+    wanted: usize,
+    mut admit: impl FnMut(&record::BatchHeader) -> bool,
     mut f: impl FnMut(&Arc<Segment>, u64, &record::BatchHeader, Lent<'_>) -> ControlFlow<()>,
 ) -> Result<(), LogError> {
     let (segments, visible) = snapshot(core, offset)?;
@@ -277,20 +298,34 @@ fn visit(
             break;
         }
         let pos = index::position_for_offset(&seg.index.read(), offset);
+        let mut admitted = true;
         let scanned = seg
-            .read_scan(pos, seg.written(), wanted, |at, h, batch| {
-                if h.next_offset() <= offset {
-                    return ControlFlow::Continue(());
-                }
-                if h.next_offset() > visible || f(seg, at, h, batch).is_break() {
-                    stopped = true;
-                    return ControlFlow::Break(());
-                }
-                ControlFlow::Continue(())
-            })
+            .read_scan_admitting(
+                pos,
+                seg.written(),
+                wanted,
+                |h| {
+                    // Batches before `offset` are skipped, not returned: always admitted.
+                    admitted = h.next_offset() <= offset || admit(h);
+                    admitted
+                },
+                |at, h, batch| {
+                    if h.next_offset() <= offset {
+                        return ControlFlow::Continue(());
+                    }
+                    if h.next_offset() > visible || f(seg, at, h, batch).is_break() {
+                        stopped = true;
+                        return ControlFlow::Break(());
+                    }
+                    ControlFlow::Continue(())
+                },
+            )
             .map_err(|e| LogError::io(&seg.log_path, e))?;
         if let Some((at, e)) = scanned.bad {
             return Err(corrupt(seg, at, &e));
+        }
+        if !admitted {
+            break;
         }
     }
     Ok(())

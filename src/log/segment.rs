@@ -22,6 +22,8 @@ const FIRST_CHUNK: usize = 32 * 1024;
 /// The smallest read, whatever the caller expects to need.
 const MIN_CHUNK: usize = 4 * 1024;
 const CHUNK: usize = 1024 * 1024;
+/// Reads start at a multiple of this (the page size).
+const PAGE: u64 = 4096;
 
 /// One segment file and what is known of it.
 #[derive(Debug)]
@@ -111,7 +113,21 @@ impl Segment {
         wanted: usize,
         visit: impl FnMut(u64, &BatchHeader, Lent<'_>) -> ControlFlow<()>,
     ) -> io::Result<ScanEnd> {
-        scan_chunks(self.file.as_ref(), pos, end, wanted, visit)
+        scan_chunks(self.file.as_ref(), pos, end, wanted, |_| true, visit)
+    }
+
+    /// [`read_scan`](Self::read_scan) that asks `admit` before reading more of the file for a
+    /// batch whose header it has but whose bytes it does not: `false` ends the scan before
+    /// that batch (a reader with a byte budget then reads no batch it will not return).
+    pub fn read_scan_admitting(
+        &self,
+        pos: u64,
+        end: u64,
+        wanted: usize,
+        admit: impl FnMut(&BatchHeader) -> bool,
+        visit: impl FnMut(u64, &BatchHeader, Lent<'_>) -> ControlFlow<()>,
+    ) -> io::Result<ScanEnd> {
+        scan_chunks(self.file.as_ref(), pos, end, wanted, admit, visit)
     }
 
     /// Average bytes per offset so far, to size reads of a number of records.
@@ -212,8 +228,11 @@ const POOL_BYTES: usize = 4 * CHUNK;
 fn take_buffer(len: usize) -> BytesMut {
     let reused = POOL.with(|pool| {
         let mut pool = pool.try_borrow_mut().ok()?;
-        let i = pool.iter().position(|b| b.len() >= len && b.is_unique())?;
-        pool.swap_remove(i).try_into_mut().ok()
+        // The most recently returned buffer first: it is the one still in the CPU's cache.
+        // Taking the oldest made a scan rotate through every pooled buffer (4 MiB, twice the
+        // L2), so the kernel's copy into it missed the cache on every line.
+        let i = pool.iter().rposition(|b| b.len() >= len && b.is_unique())?;
+        pool.remove(i).try_into_mut().ok()
     });
     reused.unwrap_or_else(|| BytesMut::zeroed(len.max(CHUNK)))
 }
@@ -232,7 +251,7 @@ fn give_back(buf: Bytes) {
                 || pool.iter().map(Bytes::len).sum::<usize>() + buf.len() > POOL_BYTES
             {
                 let i = pool.iter().position(|b| !b.is_unique()).unwrap_or(0);
-                pool.swap_remove(i);
+                pool.remove(i);
             }
             pool.push(buf);
         }
@@ -248,9 +267,14 @@ pub(crate) fn scan(
     end: u64,
     mut visit: impl FnMut(u64, &BatchHeader, &[u8]) -> ControlFlow<()>,
 ) -> io::Result<ScanEnd> {
-    scan_chunks(file, pos, end, FIRST_CHUNK, |at, h, lent| {
-        visit(at, h, lent.bytes)
-    })
+    scan_chunks(
+        file,
+        pos,
+        end,
+        FIRST_CHUNK,
+        |_| true,
+        |at, h, lent| visit(at, h, lent.bytes),
+    )
 }
 
 /// [`scan`], lending each batch together with the read buffer it lies in.
@@ -259,6 +283,7 @@ fn scan_chunks(
     mut pos: u64,
     end: u64,
     wanted: usize,
+    mut admit: impl FnMut(&BatchHeader) -> bool,
     mut visit: impl FnMut(u64, &BatchHeader, Lent<'_>) -> ControlFlow<()>,
 ) -> io::Result<ScanEnd> {
     // `chunk[..filled]` holds the file's bytes from `chunk_pos`.
@@ -281,17 +306,29 @@ fn scan_chunks(
             Err(DecodeError::Incomplete) if pos + HEADER_LEN as u64 > end => {
                 break torn(pos, DecodeError::Incomplete);
             }
+            Ok(h) if !admit(&h) => {
+                break ScanEnd {
+                    valid_end: pos,
+                    bad: None,
+                };
+            }
             Ok(_) | Err(DecodeError::Incomplete) => {
                 // Refill from `pos`, large enough for the whole batch if its length is known.
-                let need =
-                    record::decode_header(avail).map_or(want, |h| (h.len as usize).max(want));
+                // The read starts at the page boundary below `pos`: the kernel then copies
+                // whole pages from the page cache to the same offsets in the buffer. Starting
+                // at a batch's own position made every page copy misaligned, and the copy is
+                // most of a sequential read (measured: see docs/BENCHMARKS.md).
+                let skew = (pos % PAGE) as usize;
+                let start = pos - skew as u64;
+                let need = record::decode_header(avail)
+                    .map_or(want, |h| (h.len as usize + skew).max(want));
                 want = (want * 2).min(CHUNK);
-                let len = usize::try_from((end - pos).min(need as u64)).unwrap_or(need);
+                let len = usize::try_from((end - start).min(need as u64)).unwrap_or(need);
                 give_back(std::mem::take(&mut chunk));
                 let mut buf = take_buffer(len);
-                storage::read_exact_at(file, &mut buf[..len], pos)?;
+                storage::read_exact_at(file, &mut buf[..len], start)?;
                 chunk = buf.freeze();
-                chunk_pos = pos;
+                chunk_pos = start;
                 filled = len;
                 continue;
             }
