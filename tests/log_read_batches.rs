@@ -46,7 +46,10 @@ fn batches_decode_to_the_same_records_as_read() {
             let next_len = p.read_batches(last.next_offset(), 1).expect("next")[0]
                 .as_bytes()
                 .len();
-            assert!(total + next_len > 1500, "stopped early: {total} + {next_len}");
+            assert!(
+                total + next_len > 1500,
+                "stopped early: {total} + {next_len}"
+            );
         }
         assert!(batches[0].base_offset() <= next && next < batches[0].next_offset());
         for b in &batches {

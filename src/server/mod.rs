@@ -561,6 +561,16 @@ async fn serve<R, W>(
                         continue;
                     }
                     pending.flush(&mut out).await;
+                    if let Some(channel) = durable_publish(shared, &conn, &args) {
+                        // Logged and fsynced before it is published: awaited here, so the
+                        // thread's other connections run meanwhile (a blocking fsync inside
+                        // `exec` would stall them all).
+                        match shared.channels.publish(&channel, args[2].clone()).await {
+                            Ok(r) => out.int(r.receivers as i64),
+                            Err(e) => out.error(&format!("ERR {e}")),
+                        }
+                        continue;
+                    }
                     // A refused command falls through to `exec`, which writes its NOPERM in order.
                     if conn.authed
                         && conn.subscriptions() == 0
@@ -662,6 +672,21 @@ async fn serve<R, W>(
             Ok(_) => client.touch(),
         }
     }
+}
+
+/// The channel of a `PUBLISH` to a durable channel that this connection may run now; `None`
+/// for anything `exec` should handle (other commands, errors, refusals, subscribed clients).
+fn durable_publish(shared: &Shared, conn: &Conn, args: &[Bytes]) -> Option<String> {
+    if args.len() != 3
+        || !args[0].eq_ignore_ascii_case(b"publish")
+        || !conn.authed
+        || conn.subscriptions() > 0
+        || !cmd::allows(conn, "publish", args)
+    {
+        return None;
+    }
+    let channel = String::from_utf8_lossy(&args[1]).into_owned();
+    shared.channels.is_durable(&channel).then_some(channel)
 }
 
 /// Writes `buf`; `false` when the connection is to close. A subscriber's socket that stops
