@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let mut model: HashMap<Vec<u8>, (Vec<u8>, Option<u64>, Option<u64>)> = HashMap::new();
     for (step, chunk) in ops.chunks(3).enumerate() {
         let [op, k, arg] = *chunk else { break };
-        // Lengths 2..=33 cross the 15-byte inline/heap boundary of keys.
+        // Lengths 2..=33 cross the 16-byte inline/heap boundary of keys.
         let key = vec![b'k' + (k % 16); 2 + usize::from(k / 16) % 32];
         let now = clock.now_millis();
         if model.get(&key).is_some_and(|e| e.1.is_some_and(|d| d <= now)) {
