@@ -63,7 +63,7 @@ struct ServeArgs {
     #[arg(long, env = "QUIPU_TLS_KEY")]
     tls_key: Option<PathBuf>,
     /// Threads that serve RESP connections and run their commands, each with its own event
-    /// loop (default: one per core).
+    /// loop (default: half the cores, rounded up, leaving the rest to the application).
     #[arg(long, env = "QUIPU_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
     /// HTTP port (WebSocket, SSE, long polling, /metrics); 0 picks a free one.

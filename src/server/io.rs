@@ -76,15 +76,19 @@ impl Drop for IoThreads {
     }
 }
 
-/// The default number of I/O threads: one per core, so commands run from every core.
+/// The default number of I/O threads: half the cores, rounded up (one on a 2-core VPS).
 ///
-/// Measured on 2 cores with the client on the same machine (docs/BENCHMARKS.md): two threads
-/// gave 1.3–1.5× Redis's throughput with `-P 16` but 5–10% less unpipelined and up to twice
-/// Redis's p99 (three busy threads on two cores: a preempted I/O thread stalls its
-/// connections for a scheduler slice); one thread matched Redis unpipelined with a lower p99.
-/// With the application on the same small VPS, `threads = 1` leaves it a core.
+/// Measured on 2 cores with the client on the same machine (docs/BENCHMARKS.md): one thread
+/// matched Redis unpipelined with a lower p99 (0.38–0.47 ms against 0.44–0.50); two gave
+/// 1.1–1.6× Redis's throughput with `-P 16` but 5–20% less unpipelined and a p99 of 0.9–3.6 ms
+/// (three busy threads on two cores: a preempted I/O thread stalls its connections for a
+/// scheduler slice). On the small VPS quipu is for, the application shares the machine, so
+/// half the cores are left to it, to the log's fsync threads and to HTTP, as Redis's advice for
+/// `io-threads` also leaves cores free. A machine of its own can set `threads` to its cores.
 pub(crate) fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .div_ceil(2)
 }
 
 #[cfg(test)]

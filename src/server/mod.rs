@@ -100,8 +100,8 @@ pub struct ServerConfig {
     /// Globs of the channels whose messages are appended to a log topic before they are
     /// published (default none), so SSE and long-polling clients can resume.
     pub durable_channels: Vec<String>,
-    /// Threads that serve RESP connections, each with its own event loop (default 0: one per
-    /// core). Commands from every thread run against the same sharded engine.
+    /// Threads that serve RESP connections, each with its own event loop (default 0: half
+    /// the cores, rounded up). Commands from every thread run against the same sharded engine.
     pub threads: usize,
 }
 
