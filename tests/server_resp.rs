@@ -360,3 +360,76 @@ fn scan_returns_every_key_present_throughout_while_others_come_and_go() {
     let bad: RedisResult<Value> = redis::cmd("SCAN").arg("-1").query(&mut c);
     assert!(bad.is_err());
 }
+
+/// With several I/O threads (connections are dealt to them in turn), every connection sees one
+/// keyspace, read-modify-writes from all of them are atomic, and a blocked read or a
+/// subscription on one thread is woken by a write from another.
+#[test]
+fn connections_on_several_io_threads_share_one_keyspace() {
+    let srv = Running::start(ServerConfig {
+        threads: 3,
+        ..ServerConfig::default()
+    });
+    // A subscriber and a blocked XREAD first: later connections land on the other threads.
+    let mut sub_con = srv.con();
+    let mut pubsub = sub_con.as_pubsub();
+    pubsub.subscribe("news").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = srv.port;
+    let reader = std::thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("XREAD")
+            .arg("BLOCK")
+            .arg(10_000)
+            .arg("STREAMS")
+            .arg("s")
+            .arg("$")
+            .query::<Value>(&mut c)
+            .unwrap()
+    });
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let mut c = srv.con();
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    let _: i64 = c.incr("shared", 1).unwrap();
+                    let _: () = c.set(format!("w{w}:{i}"), i).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mut c = srv.con();
+    assert_eq!(c.get::<_, i64>("shared").unwrap(), 6 * 300);
+    for w in 0..6 {
+        assert_eq!(c.get::<_, i64>(format!("w{w}:299")).unwrap(), 299);
+    }
+    assert_eq!(
+        redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(),
+        1 + 6 * 300
+    );
+    // Wake the blocked reader and the subscriber from this connection's thread.
+    std::thread::sleep(Duration::from_millis(200));
+    let _: String = redis::cmd("XADD")
+        .arg("s")
+        .arg("*")
+        .arg("f")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
+    let got = reader.join().unwrap();
+    assert!(
+        format!("{got:?}").contains('v'),
+        "the blocked XREAD got the entry: {got:?}"
+    );
+    assert_eq!(c.publish::<_, _, i64>("news", "hola").unwrap(), 1);
+    let msg = pubsub.get_message().unwrap();
+    assert_eq!(msg.get_payload::<String>().unwrap(), "hola");
+}
