@@ -1,5 +1,12 @@
 //! The `quipu` command line: `quipu serve` starts the Redis-protocol server.
 
+/// The server's allocator: jemalloc, as Redis's. Every SET frees the value it replaces, and
+/// glibc's `free` read the cold chunk header (12% of a pipelined SET's samples); with jemalloc
+/// SET with `-P 16` went from 0.88–0.94× to 1.07–1.14× Redis at the same RSS per key
+/// (docs/BENCHMARKS.md). The library leaves the allocator to the application.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
