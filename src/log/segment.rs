@@ -234,7 +234,16 @@ fn take_buffer(len: usize) -> BytesMut {
         let i = pool.iter().rposition(|b| b.len() >= len && b.is_unique())?;
         pool.remove(i).try_into_mut().ok()
     });
-    reused.unwrap_or_else(|| BytesMut::zeroed(len.max(CHUNK)))
+    // A small read gets a buffer of its own size: zeroing (and faulting in) a whole `CHUNK`
+    // for the last few KiB of a batch cost more than the read. Only `CHUNK`-sized buffers are
+    // pooled.
+    reused.unwrap_or_else(|| {
+        BytesMut::zeroed(if len <= CHUNK / 8 {
+            len
+        } else {
+            len.max(CHUNK)
+        })
+    })
 }
 
 /// Returns a buffer to the pool; one still sliced by records or batches a caller holds comes
@@ -291,6 +300,7 @@ fn scan_chunks(
     let mut chunk_pos = pos;
     let mut filled = 0usize;
     let mut want = wanted.clamp(MIN_CHUNK, CHUNK);
+    let scan_start = pos;
     let result = loop {
         if pos >= end {
             break ScanEnd {
@@ -320,8 +330,17 @@ fn scan_chunks(
                 // most of a sequential read (measured: see docs/BENCHMARKS.md).
                 let skew = (pos % PAGE) as usize;
                 let start = pos - skew as u64;
+                // What the caller said it needs and has not had yet, while that lasts (a read
+                // of N records then refills only the end of its last batch, instead of twice
+                // the first read); past it, reads double up to `CHUNK`.
+                let consumed = usize::try_from(pos - scan_start).unwrap_or(usize::MAX);
+                let size = if consumed < wanted {
+                    (wanted - consumed).max(MIN_CHUNK).min(want)
+                } else {
+                    want
+                };
                 let need = record::decode_header(avail)
-                    .map_or(want, |h| (h.len as usize + skew).max(want));
+                    .map_or(size, |h| (h.len as usize + skew).max(size));
                 want = (want * 2).min(CHUNK);
                 let len = usize::try_from((end - start).min(need as u64)).unwrap_or(need);
                 give_back(std::mem::take(&mut chunk));
