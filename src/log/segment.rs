@@ -339,8 +339,12 @@ fn scan_chunks(
                 } else {
                     want
                 };
+                // `size` and the batch length count from `pos`; the read also covers the
+                // `skew` bytes before it, so it always reaches past `pos` by at least
+                // `MIN_CHUNK` (more than a header) and every refill makes progress.
                 let need = record::decode_header(avail)
-                    .map_or(size, |h| (h.len as usize + skew).max(size));
+                    .map_or(size, |h| (h.len as usize).max(size))
+                    + skew;
                 want = (want * 2).min(CHUNK);
                 let len = usize::try_from((end - start).min(need as u64)).unwrap_or(need);
                 give_back(std::mem::take(&mut chunk));
@@ -420,4 +424,61 @@ pub(crate) fn valid_batch_after(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Message;
+    use crate::log::storage::{FsStorage, Storage};
+
+    /// One batch of a single record whose whole batch is exactly `len` bytes.
+    fn batch_of_len(len: usize, base: u64) -> Vec<u8> {
+        for v in (0..len).rev() {
+            let mut buf = Vec::new();
+            record::encode_batch(&mut buf, base, &[Message::new(vec![1u8; v])], 1, None);
+            if buf.len() == len {
+                return buf;
+            }
+        }
+        panic!("no batch of {len} bytes");
+    }
+
+    /// A scan whose first read ends a few bytes into a batch header, right where the caller's
+    /// estimate runs out, must still read that batch (it once refilled the same 4 KiB page
+    /// forever: a refill did not count the bytes before the batch on its page).
+    #[test]
+    fn a_header_split_at_the_end_of_the_first_read_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage;
+        for split in [1usize, 2, 30, 58, 59] {
+            let first = FIRST_CHUNK - split;
+            let mut bytes = batch_of_len(first, 0);
+            let mut n = 1;
+            while bytes.len() < 3 * FIRST_CHUNK {
+                let mut b = Vec::new();
+                record::encode_batch(&mut b, n, &[Message::new(vec![2u8; 300])], 1, None);
+                bytes.extend_from_slice(&b);
+                n += 1;
+            }
+            let path = dir.path().join(format!("{split}.log"));
+            let file = storage.open(&path, true).unwrap();
+            file.append(&bytes).unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let len = bytes.len() as u64;
+            std::thread::spawn(move || {
+                let mut seen = 0u64;
+                let end = scan(file.as_ref(), 0, len, |_, _, _| {
+                    seen += 1;
+                    ControlFlow::Continue(())
+                });
+                let _ = tx.send((seen, end.map(|e| (e.valid_end, e.bad.is_none()))));
+            });
+            let (seen, end) = rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("the scan finishes");
+            assert_eq!(seen, n, "split {split}");
+            assert_eq!(end.unwrap(), (len, true), "split {split}");
+        }
+    }
 }
