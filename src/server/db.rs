@@ -91,8 +91,7 @@ pub fn str_bytes(raw: &[u8]) -> Option<&[u8]> {
 pub fn as_str(raw: Option<&Bytes>) -> Result<Option<Bytes>, ()> {
     match raw {
         None => Ok(None),
-        Some(r) if r.first() == Some(&STRING) => Ok(Some(r.slice(1..))),
-        Some(_) => Err(()),
+        Some(r) => str_bytes(r).map(|v| Some(r.slice_ref(v))).ok_or(()),
     }
 }
 

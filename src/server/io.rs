@@ -57,11 +57,16 @@ impl IoThreads {
         &self.handles[i]
     }
 
-    /// Stops the threads and waits for them.
-    pub(crate) fn stop(mut self) {
+    /// Tells every thread to stop (once; later calls find nothing to send).
+    fn signal(&mut self) {
         for s in self.stop.drain(..) {
             let _ = s.send(());
         }
+    }
+
+    /// Stops the threads and waits for them.
+    pub(crate) fn stop(mut self) {
+        self.signal();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -70,9 +75,7 @@ impl IoThreads {
 
 impl Drop for IoThreads {
     fn drop(&mut self) {
-        for s in self.stop.drain(..) {
-            let _ = s.send(());
-        }
+        self.signal();
     }
 }
 
