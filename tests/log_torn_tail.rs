@@ -22,12 +22,18 @@ fn setup(n: u64) -> (tempfile::TempDir, Vec<u64>) {
     for i in 0..n {
         t.append(Message::new(format!("record-{i}")))
             .expect("append");
-        sizes.push(
-            std::fs::metadata(common::last_segment(dir.path(), "t", 0))
-                .expect("meta")
-                .len(),
-        );
+        // The data's length, not the file's: the file runs on with preallocated zeros.
+        sizes.push(t.partition(0).expect("partition").size_bytes());
     }
+    drop(t);
+    drop(db);
+    assert_eq!(
+        std::fs::metadata(common::last_segment(dir.path(), "t", 0))
+            .expect("meta")
+            .len(),
+        sizes[sizes.len() - 1],
+        "close cuts the preallocated zeros"
+    );
     (dir, sizes)
 }
 
@@ -192,4 +198,60 @@ fn lost_or_garbled_index_is_rebuilt_from_the_log() {
             .len()
             > 0
     );
+}
+
+/// A crash leaves the zeros preallocated past an `Always` segment's data: every recovery mode,
+/// even `Strict`, cuts them as unwritten space, loses nothing, and appends go on at the next
+/// offset.
+#[test]
+fn preallocated_zeros_left_by_a_crash_are_cut_in_every_mode() {
+    for mode in [
+        RecoveryMode::Strict,
+        RecoveryMode::TolerateCorruptTail,
+        RecoveryMode::TruncateAtFirstCorruption,
+    ] {
+        let (dir, sizes) = setup(5);
+        let seg = common::last_segment(dir.path(), "t", 0);
+        let data = sizes[4];
+        // What the file looks like after a crash: the zeros are still there.
+        let file = OpenOptions::new().write(true).open(&seg).expect("open");
+        file.set_len(data + 1024 * 1024).expect("zeros");
+        drop(file);
+        let db = reopen(dir.path(), mode).expect("reopen");
+        assert_eq!(values(&db).len(), 5, "{mode:?}");
+        assert_eq!(
+            std::fs::metadata(&seg).expect("meta").len(),
+            data,
+            "{mode:?}"
+        );
+        assert_eq!(db.log().stats().truncated_bytes, 0, "not damage: {mode:?}");
+        let t = db.log().topic("t").expect("topic");
+        assert_eq!(t.append(Message::new("after")).expect("append").offset, 5);
+        assert!(
+            std::fs::metadata(&seg).expect("meta").len() > data + 512 * 1024,
+            "the next append preallocates again"
+        );
+    }
+}
+
+/// Zeros followed by anything else are a torn write into preallocated space, not unwritten
+/// space: `Strict` refuses it, the default mode truncates it.
+#[test]
+fn a_torn_write_into_preallocated_space_is_a_torn_tail() {
+    let (dir, sizes) = setup(3);
+    let seg = common::last_segment(dir.path(), "t", 0);
+    let mut file = OpenOptions::new().write(true).open(&seg).expect("open");
+    file.set_len(sizes[2] + 64 * 1024).expect("zeros");
+    file.seek(SeekFrom::Start(sizes[2] + 8192)).expect("seek");
+    file.write_all(b"a page of a batch that reached the disk alone")
+        .expect("garbage");
+    drop(file);
+    assert!(matches!(
+        reopen(dir.path(), RecoveryMode::Strict),
+        Err(quipu::Error::Log(LogError::Corrupt { .. }))
+    ));
+    let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
+    assert_eq!(values(&db).len(), 3);
+    assert_eq!(std::fs::metadata(&seg).expect("meta").len(), sizes[2]);
+    assert_eq!(db.log().stats().truncated_bytes, 64 * 1024);
 }

@@ -145,7 +145,18 @@ fn open_sealed(
         ControlFlow::Continue(())
     })
     .map_err(|e| LogError::io(&log_path, e))?;
-    if let Some((pos, e)) = end.bad {
+    let bad = match end.bad {
+        Some((pos, _))
+            if segment::zero_tail(file.as_ref(), pos, len)
+                .map_err(|e| LogError::io(&log_path, e))? =>
+        {
+            // Preallocated zeros a crash left before the roll cut them.
+            cut(file.as_ref(), pos).map_err(|e| LogError::io(&log_path, e))?;
+            None
+        }
+        other => other,
+    };
+    if let Some((pos, e)) = bad {
         if mode != RecoveryMode::TruncateAtFirstCorruption
             || matches!(e, DecodeError::NewerVersion(_))
         {
@@ -226,6 +237,11 @@ fn recover_active(
             // The batch at `pos` is whole and valid but out of sequence: treat it as damage.
             Some((pos, DecodeError::Invalid("offset out of sequence")))
         }
+        (None, Some((pos, _))) if segment::zero_tail(file.as_ref(), pos, len).map_err(err)? => {
+            // The rest of the space preallocated for appends: not written, not damage.
+            cut(file.as_ref(), pos).map_err(err)?;
+            None
+        }
         (None, bad) => bad,
     };
     let mut valid_end = gap.unwrap_or(end.valid_end);
@@ -261,6 +277,12 @@ fn recover_active(
         builder,
         producers,
     })
+}
+
+/// Cuts a segment file to `len` bytes, durably.
+fn cut(file: &dyn storage::StorageFile, len: u64) -> std::io::Result<()> {
+    file.truncate(len)?;
+    file.sync_data()
 }
 
 /// Producer state from the batch headers of sealed segments, oldest first.

@@ -400,6 +400,23 @@ fn torn(pos: u64, e: DecodeError) -> ScanEnd {
     }
 }
 
+/// Whether `file` holds nothing but zero bytes in `[from, end)`: space preallocated past the
+/// last batch (docs/FORMAT.md §1), which a crash leaves behind. It is not damage: a batch
+/// never starts with a zero magic number, and the zeros run to the end of the file.
+pub(crate) fn zero_tail(file: &dyn StorageFile, from: u64, end: u64) -> io::Result<bool> {
+    let mut buf = vec![0; FIRST_CHUNK];
+    let mut pos = from;
+    while pos < end {
+        let n = usize::try_from(end - pos).map_or(buf.len(), |n| n.min(buf.len()));
+        storage::read_exact_at(file, &mut buf[..n], pos)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}
+
 /// Looks for a whole, valid batch starting anywhere in `(from, end)` whose base offset is at
 /// least `min_offset`: proof that damage at `from` is not a torn tail.
 pub(crate) fn valid_batch_after(

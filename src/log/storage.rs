@@ -3,15 +3,19 @@
 
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// One open file: appended at its end, read at any position.
+/// One open file: written at its end or at a position, read at any position.
 pub trait StorageFile: Send + Sync + Debug {
     /// Appends all of `data` at the end of the file. On error, part of it may be written.
     fn append(&self, data: &[u8]) -> io::Result<()>;
+    /// Writes all of `data` at `pos`, extending the file if it ends before `pos + data.len()`.
+    /// On error, part of it may be written. Segments are written this way: their file may
+    /// extend past the data with preallocated zeros.
+    fn write_at(&self, data: &[u8], pos: u64) -> io::Result<()>;
     /// Reads up to `buf.len()` bytes at `pos`; returns how many were read (0 at the end).
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;
     /// Flushes the file's data to stable storage.
@@ -28,7 +32,7 @@ pub trait StorageFile: Send + Sync + Debug {
 
 /// A file system: the operations the log needs on directories and files.
 pub trait Storage: Send + Sync + Debug {
-    /// Opens a file for append and read, creating it if `create` is set.
+    /// Opens a file for writing and reading, creating it if `create` is set.
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>>;
     /// Creates a directory and its parents.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
@@ -57,7 +61,15 @@ struct FsFile {
 
 impl StorageFile for FsFile {
     fn append(&self, data: &[u8]) -> io::Result<()> {
-        (&self.file).write_all(data)
+        // Not `O_APPEND`: Linux's `pwrite` on such a file ignores the position. Each file has
+        // one writer at a time (the partition's lock), so the end cannot move meanwhile.
+        let mut file = &self.file;
+        file.seek(io::SeekFrom::End(0))?;
+        file.write_all(data)
+    }
+
+    fn write_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        self.file.write_all_at(data, pos)
     }
 
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
@@ -81,7 +93,7 @@ impl Storage for FsStorage {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(create)
             .open(path)?;
         Ok(Arc::new(FsFile { file }))

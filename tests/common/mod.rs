@@ -74,22 +74,47 @@ struct FaultyFile {
     faults: Arc<Faults>,
 }
 
-impl StorageFile for FaultyFile {
-    fn append(&self, data: &[u8]) -> io::Result<()> {
+impl FaultyFile {
+    /// How much of `data` the disk takes: all of it, or (a torn write) the part that fits the
+    /// write budget, after which the disk is full.
+    fn admit<'d>(&self, data: &'d [u8]) -> Result<&'d [u8], &'d [u8]> {
         let budget = self.faults.write_budget.load(Ordering::SeqCst);
         if budget >= 0 {
             let allowed = usize::try_from(budget).unwrap_or(0);
             if data.len() > allowed {
-                // A torn write: part of the data lands, then the disk is full.
-                self.inner.append(&data[..allowed])?;
                 self.faults.write_budget.store(0, Ordering::SeqCst);
-                return Err(io::Error::from(io::ErrorKind::StorageFull));
+                return Err(&data[..allowed]);
             }
             self.faults
                 .write_budget
                 .fetch_sub(data.len() as i64, Ordering::SeqCst);
         }
-        self.inner.append(data)
+        Ok(data)
+    }
+}
+
+fn disk_full() -> io::Error {
+    io::Error::from(io::ErrorKind::StorageFull)
+}
+
+impl StorageFile for FaultyFile {
+    fn append(&self, data: &[u8]) -> io::Result<()> {
+        match self.admit(data) {
+            Ok(all) => self.inner.append(all),
+            Err(part) => {
+                self.inner.append(part)?;
+                Err(disk_full())
+            }
+        }
+    }
+    fn write_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        match self.admit(data) {
+            Ok(all) => self.inner.write_at(all, pos),
+            Err(part) => {
+                self.inner.write_at(part, pos)?;
+                Err(disk_full())
+            }
+        }
     }
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
         self.inner.read_at(buf, pos)
