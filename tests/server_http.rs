@@ -259,6 +259,35 @@ async fn websocket_receives_resp_ws_and_pattern_publishes() {
     srv.stop().await;
 }
 
+/// The server reads WebSocket frames through a small (4 KiB) buffer: a frame many times its
+/// size still arrives whole and intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_frames_larger_than_the_read_buffer_arrive_whole() {
+    let srv = Running::start(Vec::new()).await;
+    let mut sub = srv.ws("").await;
+    sub.send(json!({"op": "subscribe", "channel": "big"})).await;
+    assert_eq!(
+        sub.recv().await,
+        json!({"type": "subscribed", "channel": "big"})
+    );
+    let mut publisher = srv.ws("").await;
+    let data: String = (0..300_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    publisher
+        .send(json!({"op": "publish", "channel": "big", "data": data}))
+        .await;
+    assert_eq!(
+        publisher.recv().await,
+        json!({"type": "published", "channel": "big", "receivers": 1})
+    );
+    assert_eq!(
+        sub.recv().await,
+        json!({"type": "message", "channel": "big", "data": data})
+    );
+    srv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_bad_frames_get_errors_and_the_socket_keeps_working() {
     let srv = Running::start(Vec::new()).await;
