@@ -23,15 +23,19 @@ struct Running {
 
 impl Running {
     async fn start(tokens: Vec<TokenRule>) -> Self {
+        Self::start_with(|c| c.tokens = tokens).await
+    }
+
+    async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = common::tempdir();
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             data_dir: dir.path().to_owned(),
             port: 0,
             http_port: 0,
-            tokens,
             durable_channels: vec!["orders.*".to_owned(), "delivery.*".to_owned()],
             ..ServerConfig::default()
         };
+        tweak(&mut config);
         let server = Server::start(config).await.unwrap();
         let http = format!("127.0.0.1:{}", server.http_addr().unwrap().port());
         Self {
@@ -256,6 +260,52 @@ async fn websocket_receives_resp_ws_and_pattern_publishes() {
         json!({"type": "unsubscribed", "channel": "news"})
     );
     assert_eq!(srv.resp_publish("news", "nobody").await, 0);
+    srv.stop().await;
+}
+
+/// One `GET` on a fresh connection, without keep-alive; the whole response.
+async fn raw_get(http: &str, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: quipu\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `max_http_clients` caps open HTTP connections, WebSockets included: one more gets a 503 and
+/// is closed, the ones in place keep working, and a slot frees when a client leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connections_over_the_cap_get_503_until_one_leaves() {
+    let srv = Running::start_with(|c| c.max_http_clients = 2).await;
+    let mut a = srv.ws("").await;
+    let mut b = srv.ws("").await;
+    a.send(json!({"op": "subscribe", "channel": "c"})).await;
+    assert_eq!(
+        a.recv().await,
+        json!({"type": "subscribed", "channel": "c"})
+    );
+    let refused = raw_get(&srv.http, "/healthz").await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(
+        refused.ends_with("max number of clients reached\n"),
+        "{refused}"
+    );
+    drop(a);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = raw_get(&srv.http, "/healthz").await;
+        if r.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no slot freed: {r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.send(json!({"op": "subscribe", "channel": "c"})).await;
+    assert_eq!(
+        b.recv().await,
+        json!({"type": "subscribed", "channel": "c"})
+    );
     srv.stop().await;
 }
 

@@ -76,6 +76,9 @@ struct ServeArgs {
     /// HTTP port (WebSocket, SSE, long polling, /metrics); 0 picks a free one.
     #[arg(long, env = "QUIPU_HTTP_PORT")]
     http_port: Option<u16>,
+    /// Most simultaneous HTTP connections (WebSocket and SSE clients included).
+    #[arg(long, env = "QUIPU_MAX_HTTP_CLIENTS")]
+    max_http_clients: Option<usize>,
     /// Serve no HTTP.
     #[arg(long)]
     no_http: bool,
@@ -120,6 +123,9 @@ fn load(args: ServeArgs) -> Result<ServerConfig, String> {
     if let Some(v) = args.http_port {
         config.http_port = v;
     }
+    if let Some(v) = args.max_http_clients {
+        config.max_http_clients = v;
+    }
     if args.no_http {
         config.http_enabled = false;
     }
@@ -157,10 +163,16 @@ fn main() -> std::process::ExitCode {
     };
     // Each client is a file descriptor: take what the hard limit allows, as Redis does for
     // maxclients. A failure only means fewer clients can connect.
-    let want = config.max_clients as u64 + 64;
+    let http = if config.http_enabled {
+        config.max_http_clients
+    } else {
+        0
+    };
+    let want = (config.max_clients + http) as u64 + 64;
     match rlimit::increase_nofile_limit(want) {
         Ok(got) if got < want => eprintln!(
-            "quipu: the open-files limit is {got}: fewer than max_clients ({}) can connect",
+            "quipu: the open-files limit is {got}: fewer than max_clients ({}) plus \
+             max_http_clients ({http}) can connect",
             config.max_clients
         ),
         Ok(_) => {}

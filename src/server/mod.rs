@@ -93,6 +93,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// HTTP port (default 7380; 0 picks a free one).
     pub http_port: u16,
+    /// Most simultaneous HTTP connections (default 10,000), WebSocket and SSE clients
+    /// included; one more gets `503 Service Unavailable`.
+    pub max_http_clients: usize,
     /// Whether to serve HTTP (default true).
     pub http_enabled: bool,
     /// HTTP bearer tokens and the channels each may use (default none: HTTP is open).
@@ -121,6 +124,7 @@ impl Default for ServerConfig {
             users: Vec::new(),
             tls: None,
             http_port: 7380,
+            max_http_clients: 10_000,
             http_enabled: true,
             tokens: Vec::new(),
             durable_channels: Vec::new(),
@@ -421,7 +425,11 @@ async fn accept_loop(
         tokio::select! {
             _ = stopped.changed() => break,
             accepted = accept_any(&listener, tls_listener.as_ref()) => {
-                let Ok((stream, addr, is_tls)) = accepted else { continue };
+                let Ok((stream, addr, is_tls)) = accepted else {
+                    // Out of file descriptors, say: retrying at once would spin a core.
+                    tokio::time::sleep(http::ACCEPT_BACKOFF).await;
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 shared.stats.connections.fetch_add(1, Relaxed);
                 let shared = Arc::clone(&shared);

@@ -4,12 +4,14 @@
 
 mod auth;
 mod error;
+mod listener;
 mod metrics;
 mod poll;
 mod sse;
 mod ws;
 
 pub use self::auth::TokenRule;
+pub(crate) use self::listener::ACCEPT_BACKOFF;
 pub(crate) use self::metrics::{RespCounters, RespProbe};
 
 use std::net::SocketAddr;
@@ -101,7 +103,9 @@ pub(crate) async fn start(
         stop: stop.clone(),
     });
     let app = router(state, config.max_bulk);
+    let max_clients = config.max_http_clients;
     let task = tokio::spawn(async move {
+        let listener = listener::CappedListener::new(listener, max_clients);
         let serve =
             axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(stop.clone()));
         tokio::select! {
