@@ -370,6 +370,7 @@ async fn round_pair(a: &Args, floor_first: bool) -> (Figures, Figures) {
             port: 0,
             http_port: 0,
             max_clients: a.subscribers + 16,
+            max_http_clients: a.subscribers + 16,
             ..ServerConfig::default()
         };
         let server = Server::start(config).await.expect("start");
