@@ -634,22 +634,29 @@ pub(crate) fn flush_buffer(core: &Core, st: &mut State) -> Result<(), LogError> 
 /// How far ahead of an `Always` topic's data the active segment's file is filled with zeros.
 const PREALLOCATE_BYTES: u64 = 1024 * 1024;
 
+/// The smallest step of preallocation (one page).
+const MIN_PREALLOCATE: u64 = 4096;
+
 /// Zeros written once, for preallocation.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// Keeps zero-filled space ahead of the data of an `Always` topic's active segment, so that
 /// most of its fsyncs overwrite blocks the file already has: such an fsync writes data only,
 /// while one that grows the file also commits the file system's journal (on ext4 here, 200 µs
-/// against 90–120 µs per small write + fsync). The space is filled half a `PREALLOCATE_BYTES`
-/// before it is needed, never past the roll size; roll, close and recovery cut what is left
+/// against 90–120 µs per small write + fsync). The space is refilled when half of it is
+/// used, never past the roll size; roll, close and recovery cut what is left
 /// (docs/FORMAT.md §1). Preallocation is an optimisation: when it fails (a full disk), the
 /// partial zeros are cut and appends go on extending the file.
 fn preallocate(core: &Core, st: &mut State, active: &Segment, end: u64) {
     let limit = core.config.segment_bytes.max(end);
-    if st.allocated >= (end + PREALLOCATE_BYTES / 2).min(limit) {
+    // Ahead by as much as the segment already holds, up to `PREALLOCATE_BYTES`: a topic of a
+    // few records (one per Redis stream, say) carries a page of zeros, not a megabyte, and a
+    // busy one reaches the full window after a few doublings.
+    let window = PREALLOCATE_BYTES.min(end.max(MIN_PREALLOCATE));
+    if st.allocated >= (end + window / 2).min(limit) {
         return;
     }
-    let target = (end + PREALLOCATE_BYTES).min(limit);
+    let target = (end + window).min(limit);
     let mut at = st.allocated;
     while at < target {
         let n = usize::try_from(target - at).map_or(ZEROS.len(), |n| n.min(ZEROS.len()));
