@@ -466,6 +466,40 @@ async fn long_poll_waits_for_data_and_times_out_empty() {
     srv.stop().await;
 }
 
+/// Readers of a durable channel nothing was published to create nothing: no topic (a
+/// directory and a sync thread each) for any name a client cares to poll or stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_of_an_unpublished_durable_channel_create_no_topic() {
+    let srv = Running::start(Vec::new()).await;
+    let log = srv._dir.path().join("log");
+    let (status, body) = srv
+        .get("/poll/orders.nobody?offset=0&timeout_ms=100", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"next_offset": 0, "events": []})
+    );
+    assert_eq!(srv.get("/poll/orders.nobody?offset=1", None).await.0, 400);
+    let sse = Sse::open(&srv, "/sse/orders.nobody.sse", Some(7)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(sse);
+    let topics: Vec<String> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("channel."))
+        .collect();
+    assert!(topics.is_empty(), "readers created {topics:?}");
+    // The first publish creates it; a reader then sees it from offset 0.
+    srv.post("orders.nobody", "first", None).await;
+    let (_, body) = srv.get("/poll/orders.nobody?offset=0", None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["events"],
+        json!([{"offset": 0, "data": "first"}])
+    );
+    srv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_publish_reports_receivers_and_offsets() {
     let srv = Running::start(Vec::new()).await;

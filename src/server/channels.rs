@@ -34,6 +34,20 @@ pub(crate) struct Channels {
 /// The topic of channel `channel`: `channel.` then the name with bytes outside
 /// `[A-Za-z0-9.-]` written as `_xx` (hex), so every channel name maps to a valid, distinct
 /// topic name.
+/// What a reader finds for a channel.
+pub(crate) enum DurableTopic {
+    /// Not a durable channel: live messages only.
+    NotDurable,
+    /// Durable, but nothing was published to it yet.
+    NotYet,
+    /// Durable, with its topic.
+    Topic(Arc<Topic>),
+}
+
+/// How often a reader of a durable channel without a topic yet looks for it: the extra delay
+/// of the very first message on a channel, at most.
+const TOPIC_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub(crate) fn topic_name(channel: &str) -> String {
     let mut s = String::with_capacity(8 + channel.len());
     s.push_str("channel.");
@@ -91,6 +105,38 @@ impl Channels {
             // Created by another publisher in between.
             Err(Error::Log(LogError::TopicExists(_))) => Ok(Some(self.log.topic(&name)?)),
             Err(e) => Err(e),
+        }
+    }
+
+    /// For readers (SSE, long polling): the log topic of a durable channel if it exists.
+    /// Readers never create one: a topic is a directory and a sync thread, and a reader may
+    /// name any channel the durable patterns match. The first publish creates it.
+    pub(crate) fn existing_topic(&self, channel: &str) -> DurableTopic {
+        if !self.is_durable(channel) {
+            return DurableTopic::NotDurable;
+        }
+        match self.log.topic(&topic_name(channel)) {
+            Ok(t) => DurableTopic::Topic(t),
+            Err(_) => DurableTopic::NotYet,
+        }
+    }
+
+    /// Waits until the durable channel's topic exists (its first publish), checking every
+    /// `TOPIC_POLL`; `None` at `deadline`.
+    pub(crate) async fn wait_topic(
+        &self,
+        channel: &str,
+        deadline: tokio::time::Instant,
+    ) -> Option<Arc<Topic>> {
+        loop {
+            if let DurableTopic::Topic(t) = self.existing_topic(channel) {
+                return Some(t);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            tokio::time::sleep_until(deadline.min(now + TOPIC_POLL)).await;
         }
     }
 

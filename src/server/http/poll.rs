@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::Grant;
 use super::error::HttpError;
 use super::{AppState, shutdown_signal, text};
+use crate::server::channels::DurableTopic;
 
 /// Longest a poll waits, whatever the client asks.
 const MAX_TIMEOUT_MS: u64 = 60_000;
@@ -53,11 +54,44 @@ pub(crate) async fn poll(
     if !grant.may_subscribe(&channel) {
         return Err(HttpError::forbidden("subscribe to", &channel));
     }
-    let topic = st.channels.topic(&channel)?.ok_or_else(|| {
-        HttpError::NotFound(format!(
-            "'{channel}' is not a durable channel: nothing to poll"
-        ))
-    })?;
+    let timeout = Duration::from_millis(
+        q.timeout_ms
+            .unwrap_or(DEFAULT_TIMEOUT_MS)
+            .min(MAX_TIMEOUT_MS),
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    let topic = match st.channels.existing_topic(&channel) {
+        DurableTopic::NotDurable => {
+            return Err(HttpError::NotFound(format!(
+                "'{channel}' is not a durable channel: nothing to poll"
+            )));
+        }
+        DurableTopic::Topic(t) => t,
+        DurableTopic::NotYet => {
+            // Nothing published yet, so the end is 0. A reader does not create the topic: it
+            // waits for the first publish to.
+            let wanted = q.offset.unwrap_or(0);
+            if wanted > 0 {
+                return Err(HttpError::BadRequest(format!(
+                    "offset {wanted} is past the end of '{channel}' (0)"
+                )));
+            }
+            let stop = st.stop.clone();
+            let found = tokio::select! {
+                t = st.channels.wait_topic(&channel, deadline) => t,
+                () = shutdown_signal(stop) => None,
+            };
+            match found {
+                Some(t) => t,
+                None => {
+                    return Ok(Json(PollReply {
+                        next_offset: 0,
+                        events: Vec::new(),
+                    }));
+                }
+            }
+        }
+    };
     let partition = topic.partition(0)?;
     let (start, end) = (partition.start_offset(), partition.end_offset());
     let wanted = q.offset.unwrap_or(0);
@@ -70,17 +104,12 @@ pub(crate) async fn poll(
     // offsets in the reply show the jump).
     let from = wanted.max(start);
     let max = q.max.unwrap_or(MAX_EVENTS).clamp(1, MAX_EVENTS);
-    let timeout = Duration::from_millis(
-        q.timeout_ms
-            .unwrap_or(DEFAULT_TIMEOUT_MS)
-            .min(MAX_TIMEOUT_MS),
-    );
     let mut follower = topic.follow(0, from, max)?;
     let mut records = follower.poll()?;
     if records.is_empty() && !timeout.is_zero() {
         let stop = st.stop.clone();
         tokio::select! {
-            r = tokio::time::timeout(timeout, follower.next()) => {
+            r = tokio::time::timeout_at(deadline, follower.next()) => {
                 if let Ok(r) = r {
                     records = r?;
                 }

@@ -27,6 +27,7 @@ use super::metrics::StreamGuard;
 use super::{AppState, shutdown_signal, text};
 use crate::log::{Follower, Record};
 use crate::pubsub::{RecvError, SlowConsumer, Subscription, SubscriptionConfig};
+use crate::server::channels::{Channels, DurableTopic};
 
 const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Queue of a hub-fed stream; a client that falls this far behind misses the oldest messages
@@ -77,18 +78,25 @@ pub(crate) async fn stream(
     let last = last_event_id(&headers)?.or(q.last_event_id);
     let guard = st.metrics.stream_opened();
     let keep_alive = KeepAlive::new().interval(HEARTBEAT);
-    match st.channels.topic(&channel)? {
-        Some(topic) => {
+    match st.channels.existing_topic(&channel) {
+        DurableTopic::Topic(topic) => {
             let p = topic.partition(0)?;
             let (start, end) = (p.start_offset(), p.end_offset());
             // No id: only what comes from now on. An id past the end (a log recreated
             // since) also continues at the end; one before the start (retention) at the start.
             let from = last.map_or(end, |n| n.saturating_add(1).clamp(start, end));
             let follower = topic.follow(0, from, BATCH)?;
-            let events = from_log(follower, st.stop.clone(), guard);
+            let events = from_log(Source::Ready(follower), st.stop.clone(), guard);
             Ok(Sse::new(events).keep_alive(keep_alive).into_response())
         }
-        None => {
+        DurableTopic::NotYet => {
+            // Nothing published yet: the stream starts at the topic's first record once the
+            // first publish creates it (a reader does not create it).
+            let source = Source::Waiting(st.channels.clone(), channel);
+            let events = from_log(source, st.stop.clone(), guard);
+            Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+        }
+        DurableTopic::NotDurable => {
             let config = SubscriptionConfig::default()
                 .with_capacity(QUEUE)
                 .with_policy(SlowConsumer::DropOldest);
@@ -99,20 +107,27 @@ pub(crate) async fn stream(
     }
 }
 
+/// Where a durable channel's events come from.
+enum Source {
+    /// The channel's topic does not exist yet.
+    Waiting(Channels, String),
+    Ready(Follower),
+}
+
 struct LogFeed {
-    follower: Follower,
+    source: Source,
     ready: VecDeque<Record>,
     stop: watch::Receiver<bool>,
     _guard: StreamGuard,
 }
 
 fn from_log(
-    follower: Follower,
+    source: Source,
     stop: watch::Receiver<bool>,
     guard: StreamGuard,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let feed = LogFeed {
-        follower,
+        source,
         ready: VecDeque::new(),
         stop,
         _guard: guard,
@@ -125,8 +140,20 @@ fn from_log(
                 return Some((Ok(event), f));
             }
             let stop = &f.stop;
+            let follower = match &mut f.source {
+                Source::Ready(follower) => follower,
+                Source::Waiting(channels, channel) => {
+                    let never = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+                    let topic = tokio::select! {
+                        t = channels.wait_topic(channel, never) => t?,
+                        () = shutdown_signal(stop.clone()) => return None,
+                    };
+                    f.source = Source::Ready(topic.follow(0, 0, BATCH).ok()?);
+                    continue;
+                }
+            };
             tokio::select! {
-                next = f.follower.next() => match next {
+                next = follower.next() => match next {
                     Ok(records) => f.ready.extend(records),
                     // Closed or poisoned: end the stream; the client reconnects with its id.
                     Err(_) => return None,
