@@ -75,6 +75,23 @@ fn strings() {
     let _: () = c.mset(&[("a", "1"), ("b", "2")]).unwrap();
     let v: Vec<Option<String>> = c.mget(&["a", "nope", "b"]).unwrap();
     assert_eq!(v, vec![Some("1".into()), None, Some("2".into())]);
+    // A hash reads as nil in MGET and is WRONGTYPE for STRLEN and GETRANGE; a missing key
+    // has length 0 and an empty range, as in Redis.
+    let _: i64 = c.hset("h", "f", "v").unwrap();
+    let v: Vec<Option<String>> = c.mget(&["h", "b"]).unwrap();
+    assert_eq!(v, vec![None, Some("2".into())]);
+    let err: RedisResult<i64> = c.strlen("h");
+    assert!(err.unwrap_err().to_string().contains("WRONGTYPE"));
+    let err: RedisResult<String> = c.getrange("h", 0, -1);
+    assert!(err.unwrap_err().to_string().contains("WRONGTYPE"));
+    assert_eq!(c.strlen::<_, i64>("nope").unwrap(), 0);
+    assert_eq!(c.getrange::<_, String>("nope", 0, -1).unwrap(), "");
+    let err: RedisResult<String> = redis::cmd("GETRANGE")
+        .arg("s")
+        .arg("x")
+        .arg(1)
+        .query(&mut c);
+    assert!(err.unwrap_err().to_string().contains("not an integer"));
     assert!(!c.set_nx::<_, _, bool>("a", "9").unwrap());
     let old: String = c.getset("a", "3").unwrap();
     assert_eq!(old, "1");

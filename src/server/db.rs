@@ -87,14 +87,6 @@ pub fn str_bytes(raw: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// The string inside a stored value, or `Err(())` for another type.
-pub fn as_str(raw: Option<&Bytes>) -> Result<Option<Bytes>, ()> {
-    match raw {
-        None => Ok(None),
-        Some(r) => str_bytes(r).map(|v| Some(r.slice_ref(v))).ok_or(()),
-    }
-}
-
 /// The keyspace shared by every connection.
 #[derive(Debug, Clone)]
 pub struct Db {

@@ -9,7 +9,7 @@ use super::{not_int, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::error::{CacheError, Error};
 use crate::server::Shared;
-use crate::server::db::{Db, WRONGTYPE, as_str, encode_str, str_bytes};
+use crate::server::db::{Db, WRONGTYPE, encode_str, str_bytes};
 use crate::server::notify::KeyEvent;
 use crate::server::reply::{Out, format_double};
 
@@ -219,9 +219,15 @@ pub(crate) fn mget(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
     }
     out.array(args.len() - 1);
     for key in &args[1..] {
-        // A key of another type reads as nil, as in Redis.
-        let v = as_str(shared.db.ns(key).get(key).as_ref()).ok().flatten();
-        out.opt_bulk(v.as_deref());
+        // Written from the stored bytes under the read lock, as GET. A key of another type
+        // reads as nil, as in Redis.
+        let written = shared
+            .db
+            .ns(key)
+            .get_with(key, |raw| str_bytes(raw).map(|v| out.bulk(v)).is_some());
+        if written != Some(true) {
+            out.null();
+        }
     }
 }
 
@@ -425,21 +431,33 @@ pub(crate) fn read_part(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
         return wrong_args(out, &args[0]);
     }
     let key = &args[1];
-    let v = match as_str(db.ns(key).get(key).as_ref()) {
-        Ok(v) => v.unwrap_or_default(),
-        Err(()) => return out.error(WRONGTYPE),
+    let range = if cmd == "strlen" {
+        None
+    } else {
+        let (Some(start), Some(end)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
+            return not_int(out);
+        };
+        Some((start, end))
     };
-    if cmd == "strlen" {
-        return out.int(v.len() as i64);
-    }
-    let (Some(start), Some(end)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
-        return not_int(out);
+    // Answered from the stored bytes under the read lock: no copy or reference of the value.
+    let answer = |v: &[u8], out: &mut Out| {
+        let Some((start, end)) = range else {
+            return out.int(v.len() as i64);
+        };
+        let len = v.len() as i64;
+        let norm = |i: i64| if i < 0 { (len + i).max(0) } else { i };
+        let (s, e) = (norm(start), norm(end).min(len - 1));
+        if len == 0 || s > e || s >= len {
+            return out.bulk(b"");
+        }
+        out.bulk(&v[s as usize..=e as usize]);
     };
-    let len = v.len() as i64;
-    let norm = |i: i64| if i < 0 { (len + i).max(0) } else { i };
-    let (s, e) = (norm(start), norm(end).min(len - 1));
-    if len == 0 || s > e || s >= len {
-        return out.bulk(b"");
+    match db
+        .ns(key)
+        .get_with(key, |raw| str_bytes(raw).map(|v| answer(v, out)))
+    {
+        None => answer(b"", out),
+        Some(Some(())) => {}
+        Some(None) => out.error(WRONGTYPE),
     }
-    out.bulk(&v[s as usize..=e as usize]);
 }
