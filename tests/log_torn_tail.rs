@@ -293,3 +293,121 @@ fn preallocation_grows_with_the_segment() {
     drop(db);
     assert_eq!(file_len(), data, "close cuts the zeros");
 }
+
+/// An `Always` topic with `n` records of `len` bytes each, closed; the data length after each.
+fn setup_with(n: u64, len: usize, config: TopicConfig) -> (tempfile::TempDir, Vec<u64>) {
+    let dir = common::tempdir();
+    let db = common::open(dir.path());
+    let t = db.log().create_topic("t", config).expect("create");
+    let mut sizes = Vec::new();
+    for i in 0..n {
+        let mut v = vec![b'v'; len];
+        v[..8].copy_from_slice(&i.to_le_bytes());
+        t.append(Message::new(v)).expect("append");
+        sizes.push(t.partition(0).expect("partition").size_bytes());
+    }
+    drop(t);
+    drop(db);
+    (dir, sizes)
+}
+
+fn zero_range(path: &std::path::Path, from: u64, len: usize) {
+    let mut f = OpenOptions::new().write(true).open(path).expect("open");
+    f.seek(SeekFrom::Start(from)).expect("seek");
+    f.write_all(&vec![0u8; len]).expect("zeros");
+}
+
+/// A power loss before an fsync can leave a page of a write into preallocated space unwritten
+/// (zeros) while later pages reached the disk: whole, valid batches after a hole. Nothing from
+/// the hole on was acknowledged, so the default mode cuts it as a torn tail; `Strict` refuses.
+#[test]
+fn a_zeroed_page_before_later_batches_is_a_torn_write() {
+    let (dir, sizes) = setup_with(
+        10,
+        10_000,
+        TopicConfig::default().with_durability(Durability::Always),
+    );
+    let seg = common::last_segment(dir.path(), "t", 0);
+    // A page wholly inside batch 7, with batches 8 and 9 intact after it.
+    let page = sizes[6].div_ceil(4096) * 4096;
+    assert!(page + 4096 <= sizes[7]);
+    zero_range(&seg, page, 4096);
+    assert!(matches!(
+        reopen(dir.path(), RecoveryMode::Strict),
+        Err(quipu::Error::Log(LogError::Corrupt { .. }))
+    ));
+    let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
+    let t = db.log().topic("t").expect("topic");
+    assert_eq!(t.read(0, 0, 100).expect("read").len(), 7);
+    assert_eq!(std::fs::metadata(&seg).expect("meta").len(), sizes[6]);
+    assert_eq!(t.append(Message::new("after")).expect("append").offset, 7);
+}
+
+/// The same damage without a zeroed page (a flipped byte) is not a torn write: batches after
+/// it are acknowledged data, so the default mode reports it.
+#[test]
+fn damage_without_a_zeroed_page_before_later_batches_is_reported() {
+    let (dir, sizes) = setup_with(
+        10,
+        10_000,
+        TopicConfig::default().with_durability(Durability::Always),
+    );
+    let seg = common::last_segment(dir.path(), "t", 0);
+    let mut f = OpenOptions::new().write(true).open(&seg).expect("open");
+    f.seek(SeekFrom::Start(sizes[6] + 5000)).expect("seek");
+    f.write_all(b"X").expect("flip");
+    drop(f);
+    assert!(matches!(
+        reopen(dir.path(), RecoveryMode::TolerateCorruptTail),
+        Err(quipu::Error::Log(LogError::Corrupt { .. }))
+    ));
+}
+
+/// Only `Always` topics preallocate: on any other topic a zero tail is a torn tail like any
+/// other (`Strict` refuses it, the default mode cuts and counts it).
+#[test]
+fn a_zero_tail_on_a_topic_that_does_not_preallocate_is_a_torn_tail() {
+    let (dir, sizes) = setup_with(
+        3,
+        100,
+        TopicConfig::default().with_durability(Durability::Never),
+    );
+    let seg = common::last_segment(dir.path(), "t", 0);
+    let file = OpenOptions::new().write(true).open(&seg).expect("open");
+    file.set_len(sizes[2] + 4096).expect("zeros");
+    drop(file);
+    assert!(matches!(
+        reopen(dir.path(), RecoveryMode::Strict),
+        Err(quipu::Error::Log(LogError::Corrupt { .. }))
+    ));
+    let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
+    assert_eq!(values(&db).len(), 3);
+    assert_eq!(db.log().stats().truncated_bytes, 4096);
+}
+
+/// A sealed segment of an `Always` topic with zeros after its last record (a roll whose cut did
+/// not reach the disk) opens in every mode; zeros over its last records are damage.
+#[test]
+fn sealed_segments_accept_a_zero_tail_only_after_their_last_record() {
+    let config = TopicConfig::default()
+        .with_durability(Durability::Always)
+        .with_segment_bytes(4096);
+    let (dir, sizes) = setup_with(12, 1000, config);
+    // Every batch holds one record of the same size.
+    let batch = sizes[0];
+    let sealed = common::segments(dir.path(), "t", 0)[0].clone();
+    let len = std::fs::metadata(&sealed).expect("meta").len();
+    let file = OpenOptions::new().write(true).open(&sealed).expect("open");
+    file.set_len(len + 4096).expect("zeros");
+    drop(file);
+    let db = reopen(dir.path(), RecoveryMode::Strict).expect("strict reopen");
+    assert_eq!(values(&db).len(), 12);
+    assert_eq!(std::fs::metadata(&sealed).expect("meta").len(), len);
+    drop(db);
+    // Its whole last batch zeroed: zeros to the end, but a record short of the next segment.
+    zero_range(&sealed, len - batch, usize::try_from(batch).expect("small"));
+    assert!(matches!(
+        reopen(dir.path(), RecoveryMode::TolerateCorruptTail),
+        Err(quipu::Error::Log(LogError::Corrupt { .. }))
+    ));
+}

@@ -309,10 +309,9 @@ impl Partition {
         {
             let mut st = self.core.state.lock();
             if !st.closed {
-                if st.poisoned.is_none()
-                    && flush_buffer(&self.core, &mut st).is_ok()
-                    && trim_preallocated(&mut st).is_ok()
-                {
+                if st.poisoned.is_none() && flush_buffer(&self.core, &mut st).is_ok() {
+                    // Zeros that cannot be cut are harmless: recovery cuts them.
+                    let _ = trim_preallocated(&mut st);
                     let next = st.next_offset;
                     let file = Arc::clone(&st.active().file);
                     if fsync(&self.core, &file).is_ok() {
@@ -661,8 +660,13 @@ fn preallocate(core: &Core, st: &mut State, active: &Segment, end: u64) {
     while at < target {
         let n = usize::try_from(target - at).map_or(ZEROS.len(), |n| n.min(ZEROS.len()));
         if active.file.write_at(&ZEROS[..n], at).is_err() {
-            let _ = active.file.truncate(end);
-            st.allocated = end;
+            // What stays of the zeros if the cut fails too: roll and close try again.
+            let written = at + n as u64;
+            st.allocated = if active.file.truncate(end).is_ok() {
+                end
+            } else {
+                written.max(st.allocated)
+            };
             return;
         }
         at += n as u64;

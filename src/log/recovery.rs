@@ -13,7 +13,7 @@ use super::producer::ProducerTable;
 use super::record::{DecodeError, NO_PRODUCER, ProducerStamp};
 use super::segment::{self, IndexBuilder, Segment};
 use super::storage::{self, Storage};
-use crate::config::{RecoveryMode, TopicConfig};
+use crate::config::{Durability, RecoveryMode, TopicConfig};
 use crate::error::LogError;
 
 /// Opens (creating if needed) partition `id` of `topic` in `dir`.
@@ -135,8 +135,10 @@ fn open_sealed(
     };
     let had = entries.len();
     let mut max_ts = entries.last().map_or(0, |e| e.max_timestamp);
+    let mut last_next = None;
     let end = segment::scan(file.as_ref(), from, len, |pos, h, _| {
         max_ts = max_ts.max(h.max_timestamp);
+        last_next = Some(h.next_offset());
         if let Some(e) = builder.observe(pos, h)
             && entries.last().is_none_or(|l| l.position < e.position)
         {
@@ -145,12 +147,17 @@ fn open_sealed(
         ControlFlow::Continue(())
     })
     .map_err(|e| LogError::io(&log_path, e))?;
+    // Preallocated zeros a crash left before the roll cut them: only where they can be (an
+    // `Always` topic), and only after the segment's last record, so that zeroed acknowledged
+    // data is still reported.
+    let complete = last_next.unwrap_or(base) == next_base;
     let bad = match end.bad {
         Some((pos, _))
-            if segment::zero_tail(file.as_ref(), pos, len)
-                .map_err(|e| LogError::io(&log_path, e))? =>
+            if config.durability == Durability::Always
+                && complete
+                && segment::zero_tail(file.as_ref(), pos, len)
+                    .map_err(|e| LogError::io(&log_path, e))? =>
         {
-            // Preallocated zeros a crash left before the roll cut them.
             cut(file.as_ref(), pos).map_err(|e| LogError::io(&log_path, e))?;
             None
         }
@@ -211,6 +218,7 @@ fn recover_active(
     let mut first_timestamp = None;
     let mut max_ts = 0;
     let mut gap = None;
+    let preallocated = config.durability == Durability::Always;
     let end = segment::scan(file.as_ref(), 0, len, |pos, h, _| {
         if h.base_offset != next {
             gap = Some(pos);
@@ -237,7 +245,9 @@ fn recover_active(
             // The batch at `pos` is whole and valid but out of sequence: treat it as damage.
             Some((pos, DecodeError::Invalid("offset out of sequence")))
         }
-        (None, Some((pos, _))) if segment::zero_tail(file.as_ref(), pos, len).map_err(err)? => {
+        (None, Some((pos, _)))
+            if preallocated && segment::zero_tail(file.as_ref(), pos, len).map_err(err)? =>
+        {
             // The rest of the space preallocated for appends: not written, not damage.
             cut(file.as_ref(), pos).map_err(err)?;
             None
@@ -250,9 +260,17 @@ fn recover_active(
             (DecodeError::NewerVersion(_), _) | (_, RecoveryMode::Strict) => true,
             (_, RecoveryMode::TruncateAtFirstCorruption) => false,
             (_, RecoveryMode::TolerateCorruptTail) => {
-                segment::valid_batch_after(file.as_ref(), pos, len, next)
-                    .map_err(err)?
-                    .is_some()
+                match segment::valid_batch_after(file.as_ref(), pos, len, next).map_err(err)? {
+                    None => false,
+                    // A write into preallocated space whose pages reached the disk out of
+                    // order (a power loss before its fsync): a page of it is still all zeros.
+                    // Everything from the hole on was never acknowledged (the fsync that
+                    // would have covered it did not finish), so it is a torn tail.
+                    Some(later) => {
+                        !(preallocated
+                            && segment::zero_page(file.as_ref(), pos, later).map_err(err)?)
+                    }
+                }
             }
         };
         if damage {

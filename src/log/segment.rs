@@ -417,6 +417,21 @@ pub(crate) fn zero_tail(file: &dyn StorageFile, from: u64, end: u64) -> io::Resu
     Ok(true)
 }
 
+/// Whether a whole, page-aligned page in `[from, end)` holds only zero bytes: a page of a
+/// write into preallocated space that never reached the disk.
+pub(crate) fn zero_page(file: &dyn StorageFile, from: u64, end: u64) -> io::Result<bool> {
+    let mut at = from.div_ceil(PAGE) * PAGE;
+    let mut buf = [0u8; PAGE as usize];
+    while at + PAGE <= end {
+        storage::read_exact_at(file, &mut buf, at)?;
+        if buf.iter().all(|&b| b == 0) {
+            return Ok(true);
+        }
+        at += PAGE;
+    }
+    Ok(false)
+}
+
 /// Looks for a whole, valid batch starting anywhere in `(from, end)` whose base offset is at
 /// least `min_offset`: proof that damage at `from` is not a torn tail.
 pub(crate) fn valid_batch_after(
