@@ -39,6 +39,19 @@ fn a_bad_value_is_an_error_not_a_default() {
             .to_string()
             .contains("appendfsync")
     );
+    for bad in [
+        "max_http_clients = 0",
+        "max_clients = 0",
+        "max_http_clients = 100000000000",
+    ] {
+        let config: ServerConfig = toml::from_str(bad).unwrap();
+        let field = bad.split(' ').next().unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains(field), "{bad}: {err}");
+    }
+    let config: ServerConfig = toml::from_str("max_http_clients = 50").unwrap();
+    assert_eq!(config.max_http_clients, 50);
+    config.validate().unwrap();
     let defaults: ServerConfig = toml::from_str("").unwrap();
     assert_eq!(defaults, ServerConfig::default());
 }

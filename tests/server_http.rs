@@ -481,6 +481,9 @@ async fn readers_of_an_unpublished_durable_channel_create_no_topic() {
         json!({"next_offset": 0, "events": []})
     );
     assert_eq!(srv.get("/poll/orders.nobody?offset=1", None).await.0, 400);
+    // A channel no publish could create a topic for (its escaped name is over 200 characters).
+    let long = format!("/poll/orders.{}?timeout_ms=100", "%20".repeat(70));
+    assert_eq!(srv.get(&long, None).await.0, 400);
     let sse = Sse::open(&srv, "/sse/orders.nobody.sse", Some(7)).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(sse);

@@ -168,7 +168,7 @@ fn main() -> std::process::ExitCode {
     } else {
         0
     };
-    let want = (config.max_clients + http) as u64 + 64;
+    let want = (config.max_clients.saturating_add(http) as u64).saturating_add(64);
     match rlimit::increase_nofile_limit(want) {
         Ok(got) if got < want => eprintln!(
             "quipu: the open-files limit is {got}: fewer than max_clients ({}) plus \

@@ -435,7 +435,7 @@ impl Log {
 
 /// Topic and group names: 1 to 200 characters of `[A-Za-z0-9._-]`, not `.` or `..`, not
 /// starting with `__` (reserved).
-fn validate_name(name: &str) -> Result<(), LogError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), LogError> {
     let bad = |reason| {
         Err(LogError::InvalidTopicName {
             name: name.to_owned(),

@@ -29,11 +29,10 @@ pub(crate) struct Channels {
     log: Log,
     pubsub: PubSub,
     durable: Arc<[String]>,
+    /// Woken when a durable channel's topic is created, for the readers waiting for it.
+    created: Arc<tokio::sync::Notify>,
 }
 
-/// The topic of channel `channel`: `channel.` then the name with bytes outside
-/// `[A-Za-z0-9.-]` written as `_xx` (hex), so every channel name maps to a valid, distinct
-/// topic name.
 /// What a reader finds for a channel.
 pub(crate) enum DurableTopic {
     /// Not a durable channel: live messages only.
@@ -44,10 +43,13 @@ pub(crate) enum DurableTopic {
     Topic(Arc<Topic>),
 }
 
-/// How often a reader of a durable channel without a topic yet looks for it: the extra delay
-/// of the very first message on a channel, at most.
-const TOPIC_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+/// How often a reader of a durable channel without a topic yet looks for it besides being
+/// woken by the publish that creates it.
+const TOPIC_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The topic of channel `channel`: `channel.` then the name with bytes outside
+/// `[A-Za-z0-9.-]` written as `_xx` (hex), so every channel name maps to a valid, distinct
+/// topic name.
 pub(crate) fn topic_name(channel: &str) -> String {
     let mut s = String::with_capacity(8 + channel.len());
     s.push_str("channel.");
@@ -69,6 +71,7 @@ impl Channels {
             log,
             pubsub,
             durable: durable.into(),
+            created: Arc::default(),
         }
     }
 
@@ -101,7 +104,10 @@ impl Channels {
             .with_partitions(1)
             .with_durability(Durability::Always);
         match self.log.create_topic(&name, config) {
-            Ok(t) => Ok(Some(t)),
+            Ok(t) => {
+                self.created.notify_waiters();
+                Ok(Some(t))
+            }
             // Created by another publisher in between.
             Err(Error::Log(LogError::TopicExists(_))) => Ok(Some(self.log.topic(&name)?)),
             Err(e) => Err(e),
@@ -111,32 +117,47 @@ impl Channels {
     /// For readers (SSE, long polling): the log topic of a durable channel if it exists.
     /// Readers never create one: a topic is a directory and a sync thread, and a reader may
     /// name any channel the durable patterns match. The first publish creates it.
-    pub(crate) fn existing_topic(&self, channel: &str) -> DurableTopic {
+    ///
+    /// # Errors
+    /// A channel whose topic name would be invalid (too long): no publish can create it.
+    pub(crate) fn existing_topic(&self, channel: &str) -> Result<DurableTopic, Error> {
         if !self.is_durable(channel) {
-            return DurableTopic::NotDurable;
+            return Ok(DurableTopic::NotDurable);
         }
-        match self.log.topic(&topic_name(channel)) {
+        let name = topic_name(channel);
+        crate::log::validate_name(&name)?;
+        Ok(match self.log.topic(&name) {
             Ok(t) => DurableTopic::Topic(t),
             Err(_) => DurableTopic::NotYet,
-        }
+        })
     }
 
-    /// Waits until the durable channel's topic exists (its first publish), checking every
-    /// `TOPIC_POLL`; `None` at `deadline`.
+    /// Waits until the durable channel's topic exists: woken when a publish creates it, and
+    /// looking again every `TOPIC_RECHECK` (the application may create it through the log);
+    /// `None` at `deadline`.
     pub(crate) async fn wait_topic(
         &self,
         channel: &str,
         deadline: tokio::time::Instant,
     ) -> Option<Arc<Topic>> {
         loop {
-            if let DurableTopic::Topic(t) = self.existing_topic(channel) {
-                return Some(t);
+            let created = self.created.notified();
+            tokio::pin!(created);
+            // Registered before the check: a creation right after it still wakes us.
+            created.as_mut().enable();
+            match self.existing_topic(channel) {
+                Ok(DurableTopic::Topic(t)) => return Some(t),
+                Ok(DurableTopic::NotYet) => {}
+                Ok(DurableTopic::NotDurable) | Err(_) => return None,
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return None;
             }
-            tokio::time::sleep_until(deadline.min(now + TOPIC_POLL)).await;
+            tokio::select! {
+                () = created => {}
+                () = tokio::time::sleep_until(deadline.min(now + TOPIC_RECHECK)) => {}
+            }
         }
     }
 

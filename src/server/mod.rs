@@ -156,6 +156,17 @@ impl ServerConfig {
     /// A bad `appendfsync`, a duplicate or reserved user name.
     pub fn validate(&self) -> Result<(), Error> {
         self.stream_durability()?;
+        for (field, n) in [
+            ("max_clients", self.max_clients),
+            ("max_http_clients", self.max_http_clients),
+        ] {
+            if n == 0 || n > MAX_CLIENTS {
+                return Err(Error::Config(ConfigError::Invalid {
+                    field,
+                    reason: format!("must be 1 to {MAX_CLIENTS}, not {n}"),
+                }));
+            }
+        }
         for (i, u) in self.users.iter().enumerate() {
             if u.name == "default" || self.users[..i].iter().any(|o| o.name == u.name) {
                 return Err(Error::Config(ConfigError::Invalid {
@@ -167,6 +178,10 @@ impl ServerConfig {
         Ok(())
     }
 }
+
+/// The most clients `max_clients` and `max_http_clients` may each allow (each is a file
+/// descriptor).
+const MAX_CLIENTS: usize = 1 << 20;
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -425,10 +440,15 @@ async fn accept_loop(
         tokio::select! {
             _ = stopped.changed() => break,
             accepted = accept_any(&listener, tls_listener.as_ref()) => {
-                let Ok((stream, addr, is_tls)) = accepted else {
-                    // Out of file descriptors, say: retrying at once would spin a core.
-                    tokio::time::sleep(http::ACCEPT_BACKOFF).await;
-                    continue;
+                let (stream, addr, is_tls) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors, say: retrying at once would spin a core.
+                        if http::out_of_resources(&e) {
+                            tokio::time::sleep(http::ACCEPT_BACKOFF).await;
+                        }
+                        continue;
+                    }
                 };
                 let _ = stream.set_nodelay(true);
                 shared.stats.connections.fetch_add(1, Relaxed);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -19,9 +19,22 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
 content-length: 30\r\nconnection: close\r\n\r\nmax number of clients reached\n";
 
-/// Pause after a failed `accept` (out of file descriptors, say) before the next one: retrying
-/// at once would spin a core while the condition lasts.
+/// Pause after an `accept` that failed for want of resources (file descriptors, memory) before
+/// the next one: retrying at once would spin a core while the condition lasts.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Whether a failed `accept` is the process or the system running out of something, which
+/// lasts (then wait `ACCEPT_BACKOFF`), rather than one connection's error (then go on).
+pub(crate) fn out_of_resources(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+        .iter()
+        .any(|n| e.raw_os_error() == Some(n.raw_os_error()))
+}
+
+/// How long a refused connection is read (and its request discarded) after the 503, so that
+/// closing it does not reset the connection before the client has read the reply.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Accepts connections while fewer than its cap are open.
 pub(crate) struct CappedListener {
@@ -46,8 +59,10 @@ impl axum::serve::Listener for CappedListener {
         loop {
             let (stream, addr) = match self.inner.accept().await {
                 Ok(accepted) => accepted,
-                Err(_) => {
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                Err(e) => {
+                    if out_of_resources(&e) {
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
                     continue;
                 }
             };
@@ -67,6 +82,13 @@ impl axum::serve::Listener for CappedListener {
                         let mut stream = stream;
                         let _ = stream.write_all(FULL).await;
                         let _ = stream.shutdown().await;
+                        // Closing with the request unread would send a reset, which some
+                        // clients report instead of the 503.
+                        let mut sink = [0u8; 4096];
+                        let _ = tokio::time::timeout(LINGER, async {
+                            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                        })
+                        .await;
                     });
                 }
             }

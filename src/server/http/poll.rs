@@ -60,7 +60,7 @@ pub(crate) async fn poll(
             .min(MAX_TIMEOUT_MS),
     );
     let deadline = tokio::time::Instant::now() + timeout;
-    let topic = match st.channels.existing_topic(&channel) {
+    let topic = match st.channels.existing_topic(&channel)? {
         DurableTopic::NotDurable => {
             return Err(HttpError::NotFound(format!(
                 "'{channel}' is not a durable channel: nothing to poll"

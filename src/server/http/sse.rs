@@ -78,7 +78,7 @@ pub(crate) async fn stream(
     let last = last_event_id(&headers)?.or(q.last_event_id);
     let guard = st.metrics.stream_opened();
     let keep_alive = KeepAlive::new().interval(HEARTBEAT);
-    match st.channels.existing_topic(&channel) {
+    match st.channels.existing_topic(&channel)? {
         DurableTopic::Topic(topic) => {
             let p = topic.partition(0)?;
             let (start, end) = (p.start_offset(), p.end_offset());
