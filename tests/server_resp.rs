@@ -450,3 +450,74 @@ fn connections_on_several_io_threads_share_one_keyspace() {
     let msg = pubsub.get_message().unwrap();
     assert_eq!(msg.get_payload::<String>().unwrap(), "hola");
 }
+
+/// Reads from `raw` until the text read ends with `end`.
+fn read_until(raw: &mut std::net::TcpStream, end: &str) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !text.ends_with(end) {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text
+}
+
+/// GET and plain SET take a short path in the connection loop; it keeps the general path's
+/// rules: replies in pipeline order after XADDs, WRONGTYPE, keyspace notifications, a
+/// subscribed RESP2 connection refused, and a large output written out as it grows.
+#[test]
+fn get_and_set_short_path_keeps_order_and_rules() {
+    use std::io::Write;
+    let srv = start(None);
+    let mut c = srv.con();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg("KA")
+        .query(&mut c)
+        .unwrap();
+    let mut sub = srv.con();
+    let mut ps = sub.as_pubsub();
+    ps.subscribe("__keyspace@0__:fast").unwrap();
+    ps.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(
+        b"XADD s:fast * a 1\r\nSET fast v1\r\nGET fast\r\nXADD s:fast * a 2\r\nHSET h f v\r\n\
+          GET h\r\nSET h plain\r\nGET h\r\nPING\r\n",
+    )
+    .unwrap();
+    let text = read_until(&mut raw, "+PONG\r\n");
+    let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert!(lines[0].starts_with('$'), "an XADD id first: {lines:?}");
+    assert_eq!(lines[2], "+OK");
+    assert_eq!(&lines[3..5], ["$2", "v1"]);
+    assert!(lines[5].starts_with('$'), "the second XADD id: {lines:?}");
+    assert_eq!(lines[7], ":1");
+    assert!(lines[8].starts_with("-WRONGTYPE"), "{lines:?}");
+    assert_eq!(lines[9], "+OK", "a plain SET replaces a hash");
+    assert_eq!(&lines[10..12], ["$5", "plain"]);
+    let msg = ps.get_message().unwrap();
+    assert_eq!(msg.get_payload::<String>().unwrap(), "set");
+
+    // Subscribed (RESP2): GET and SET are refused like any other command.
+    raw.write_all(b"SUBSCRIBE ch\r\nGET fast\r\nSET fast x\r\nPING\r\n")
+        .unwrap();
+    let text = read_until(&mut raw, "pong\r\n$0\r\n\r\n");
+    assert_eq!(text.matches("-ERR Can't execute").count(), 2, "{text}");
+    drop(raw);
+
+    // 40 pipelined GETs of a 200 KB value: 8 MB of replies, written out as they grow.
+    let big = "x".repeat(200_000);
+    let _: () = c.set("big", &big).unwrap();
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(&b"GET big\r\n".repeat(40)).unwrap();
+    raw.write_all(b"PING\r\n").unwrap();
+    let text = read_until(&mut raw, "+PONG\r\n");
+    assert_eq!(text.matches(big.as_str()).count(), 40);
+    assert_eq!(c.get::<_, String>("fast").unwrap(), "v1");
+}

@@ -55,7 +55,27 @@ pub(crate) fn get(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
     if args.len() != 2 {
         return wrong_args(out, &args[0]);
     }
-    let key = &args[1];
+    get_key(shared, &args[1], out);
+}
+
+/// `SET key value` without options: replaces a value of any type, as in Redis, without
+/// reading it. Also the connection loop's fast path, with both borrowed from the input buffer.
+pub(crate) fn set_plain(db: &Db, key: &[u8], value: &[u8], out: &mut Out) {
+    let stored = encode_str(value);
+    match db
+        .ns(key)
+        .modify(key, |_| Ok(Modify::Set(stored, TtlChange::Clear)))
+    {
+        Ok(_) => {
+            db.notifier.notify(KeyEvent::Set, key);
+            out.ok();
+        }
+        Err(e) => reply_err(out, &e),
+    }
+}
+
+/// `GET key`, for a key borrowed from the input buffer (the connection loop's fast path).
+pub(crate) fn get_key(shared: &Arc<Shared>, key: &[u8], out: &mut Out) {
     // The reply is written from the stored bytes under the shard's read lock: no reference
     // to the value is taken (a clone would write its shared count on every GET).
     let found = shared
@@ -109,6 +129,9 @@ fn ttl_from(
 pub(crate) fn set(db: &Db, args: &[Bytes], out: &mut Out) {
     if args.len() < 3 {
         return wrong_args(out, &args[0]);
+    }
+    if args.len() == 3 {
+        return set_plain(db, &args[1], &args[2], out);
     }
     let (key, value) = (&args[1], &args[2]);
     let (mut nx, mut xx, mut get, mut keep) = (false, false, false, false);
