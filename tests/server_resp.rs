@@ -464,8 +464,8 @@ fn read_until(raw: &mut std::net::TcpStream, end: &str) -> String {
     text
 }
 
-/// GET and plain SET take a short path in the connection loop; it keeps the general path's
-/// rules: replies in pipeline order after XADDs, WRONGTYPE, keyspace notifications, a
+/// GET, plain SET, INCR and DECR take a short path in the connection loop; it keeps the
+/// general path's rules: replies in pipeline order after XADDs, WRONGTYPE, keyspace notifications, a
 /// subscribed RESP2 connection refused, and a large output written out as it grows.
 #[test]
 fn get_and_set_short_path_keeps_order_and_rules() {
@@ -487,7 +487,8 @@ fn get_and_set_short_path_keeps_order_and_rules() {
     raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     raw.write_all(
         b"XADD s:fast * a 1\r\nSET fast v1\r\nGET fast\r\nXADD s:fast * a 2\r\nHSET h f v\r\n\
-          GET h\r\nSET h plain\r\nGET h\r\nPING\r\n",
+          GET h\r\nSET h plain\r\nGET h\r\nINCR n\r\nDECR n\r\nDECR n\r\nINCR h\r\n\
+          HSET h2 f v\r\nINCR h2\r\nPING\r\n",
     )
     .unwrap();
     let text = read_until(&mut raw, "+PONG\r\n");
@@ -500,6 +501,13 @@ fn get_and_set_short_path_keeps_order_and_rules() {
     assert!(lines[8].starts_with("-WRONGTYPE"), "{lines:?}");
     assert_eq!(lines[9], "+OK", "a plain SET replaces a hash");
     assert_eq!(&lines[10..12], ["$5", "plain"]);
+    assert_eq!(&lines[12..15], [":1", ":0", ":-1"]);
+    assert!(lines[15].contains("not an integer"), "{lines:?}");
+    assert_eq!(lines[16], ":1");
+    assert!(
+        lines[17].starts_with("-WRONGTYPE"),
+        "INCR on a hash: {lines:?}"
+    );
     let msg = ps.get_message().unwrap();
     assert_eq!(msg.get_payload::<String>().unwrap(), "set");
 

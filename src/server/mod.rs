@@ -576,16 +576,21 @@ async fn serve<R, W>(
                         && conn.user.is_none()
                         && conn.subscriptions() == 0
                     {
-                        // The most frequent commands, run on the input buffer: no argument
-                        // list, so none of its reference-count writes (six atomic operations
-                        // per command, and an allocation when the buffer turned shared). What
-                        // `exec` checks first holds: the connection is authenticated,
-                        // unrestricted and not subscribed. GET -P 16: 1.10–1.28M/s →
-                        // 1.37–1.58M/s (docs/BENCHMARKS.md).
+                        // The most frequent commands (GET, SET key value, INCR, DECR), run on
+                        // the input buffer: no argument list, so none of its reference-count
+                        // writes (six atomic operations per command, and an allocation when the
+                        // buffer turned shared). What `exec` checks first holds: the connection
+                        // is authenticated, unrestricted and not subscribed. GET -P 16:
+                        // 1.10–1.28M/s → 1.37–1.58M/s (docs/BENCHMARKS.md).
                         let name = &input[ranges[0].clone()];
                         let get = ranges.len() == 2 && name.eq_ignore_ascii_case(b"get");
                         let set = ranges.len() == 3 && name.eq_ignore_ascii_case(b"set");
-                        if get || set {
+                        let step = match name.len() {
+                            4 if ranges.len() == 2 && name.eq_ignore_ascii_case(b"incr") => 1,
+                            4 if ranges.len() == 2 && name.eq_ignore_ascii_case(b"decr") => -1,
+                            _ => 0,
+                        };
+                        if get || set || step != 0 {
                             // Earlier pipelined XADDs answer first: replies stay in order.
                             pending.flush(&mut out).await;
                         }
@@ -595,6 +600,9 @@ async fn serve<R, W>(
                         } else if set {
                             let (key, value) = (ranges[1].clone(), ranges[2].clone());
                             cmd::set_plain(&shared.db, &input[key], &input[value], &mut out);
+                            true
+                        } else if step != 0 {
+                            cmd::incr_by(&shared.db, &input[ranges[1].clone()], step, &mut out);
                             true
                         } else {
                             false

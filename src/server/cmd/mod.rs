@@ -132,8 +132,8 @@ fn allowed_in_subscribe(cmd: &str) -> bool {
 }
 
 /// Runs one command.
-/// `GET key` and `SET key value` for the connection loop's fast path.
-pub(crate) use strings::{get_key, set_plain};
+/// `GET`, `SET key value`, `INCR` and `DECR` for the connection loop's fast path.
+pub(crate) use strings::{get_key, incr_by, set_plain};
 
 pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) -> Flow {
     let Some(first) = args.first() else {

@@ -342,8 +342,14 @@ pub(crate) fn incr(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
         },
         _ => return wrong_args(out, &args[0]),
     };
+    incr_by(db, &args[1], by, out);
+}
+
+/// Adds `by` to the integer at `key` (0 when absent) and replies with the sum. Also the
+/// connection loop's fast path for `INCR` and `DECR`, with the key borrowed from the input.
+pub(crate) fn incr_by(db: &Db, key: &[u8], by: i64, out: &mut Out) {
     let mut result = None;
-    let r = modify_str(db, &args[1], |cur| {
+    let r = modify_str(db, key, |cur| {
         let n = match cur {
             None => 0,
             Some(v) => match parse_i64(v) {
