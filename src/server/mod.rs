@@ -641,7 +641,8 @@ async fn serve<R, W>(
                         // Logged and fsynced before it is published: awaited here, so the
                         // thread's other connections run meanwhile (a blocking fsync inside
                         // `exec` would stall them all).
-                        match shared.channels.publish(&channel, args[2].clone()).await {
+                        let payload = cmd::detach_payload(&args[2]);
+                        match shared.channels.publish(&channel, payload).await {
                             Ok(r) => out.int(r.receivers as i64),
                             Err(e) => out.error(&format!("ERR {e}")),
                         }

@@ -131,6 +131,8 @@ fn allowed_in_subscribe(cmd: &str) -> bool {
     )
 }
 
+/// A published payload detached from the input buffer.
+pub(crate) use pubsub::detach as detach_payload;
 /// Runs one command.
 /// `GET`, `SET key value`, `INCR` and `DECR` for the connection loop's fast path.
 pub(crate) use strings::{get_key, incr_by, set_plain};
