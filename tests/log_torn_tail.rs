@@ -6,27 +6,42 @@ mod common;
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 
-use quipu::{Durability, LogError, Message, Quipu, RecoveryMode, TopicConfig};
+use std::sync::Arc;
 
-fn setup(n: u64) -> (tempfile::TempDir, Vec<u64>) {
+use quipu::{Durability, LogError, Message, Quipu, RecoveryMode, Topic, TopicConfig};
+
+/// A fresh directory with topic `t` created with `config`.
+fn open_topic(config: TopicConfig) -> (tempfile::TempDir, Quipu, Arc<Topic>) {
     let dir = common::tempdir();
     let db = common::open(dir.path());
-    let t = db
-        .log()
-        .create_topic(
-            "t",
-            TopicConfig::default().with_durability(Durability::Always),
-        )
-        .expect("create");
+    let t = db.log().create_topic("t", config).expect("create");
+    (dir, db, t)
+}
+
+fn always() -> TopicConfig {
+    TopicConfig::default().with_durability(Durability::Always)
+}
+
+/// Topic `t` with `n` records, `value(i)` each, closed; the data's length after each append
+/// (not the file's: the file runs on with preallocated zeros while it is open).
+fn write_topic(
+    n: u64,
+    config: TopicConfig,
+    value: impl Fn(u64) -> Vec<u8>,
+) -> (tempfile::TempDir, Vec<u64>) {
+    let (dir, db, t) = open_topic(config);
     let mut sizes = Vec::new();
     for i in 0..n {
-        t.append(Message::new(format!("record-{i}")))
-            .expect("append");
-        // The data's length, not the file's: the file runs on with preallocated zeros.
+        t.append(Message::new(value(i))).expect("append");
         sizes.push(t.partition(0).expect("partition").size_bytes());
     }
     drop(t);
     drop(db);
+    (dir, sizes)
+}
+
+fn setup(n: u64) -> (tempfile::TempDir, Vec<u64>) {
+    let (dir, sizes) = write_topic(n, always(), |i| format!("record-{i}").into_bytes());
     assert_eq!(
         std::fs::metadata(common::last_segment(dir.path(), "t", 0))
             .expect("meta")
@@ -260,15 +275,7 @@ fn a_torn_write_into_preallocated_space_is_a_torn_tail() {
 /// zeros, a busy one at least 512 KiB ahead; close cuts them either way.
 #[test]
 fn preallocation_grows_with_the_segment() {
-    let dir = common::tempdir();
-    let db = common::open(dir.path());
-    let t = db
-        .log()
-        .create_topic(
-            "t",
-            TopicConfig::default().with_durability(Durability::Always),
-        )
-        .expect("create");
+    let (dir, db, t) = open_topic(always());
     let seg = common::last_segment(dir.path(), "t", 0);
     let p = t.partition(0).expect("partition");
     let file_len = || std::fs::metadata(&seg).expect("meta").len();
@@ -294,21 +301,14 @@ fn preallocation_grows_with_the_segment() {
     assert_eq!(file_len(), data, "close cuts the zeros");
 }
 
-/// An `Always` topic with `n` records of `len` bytes each, closed; the data length after each.
+/// Topic `t` with `n` records of `len` bytes each (their index first), closed; the data
+/// length after each.
 fn setup_with(n: u64, len: usize, config: TopicConfig) -> (tempfile::TempDir, Vec<u64>) {
-    let dir = common::tempdir();
-    let db = common::open(dir.path());
-    let t = db.log().create_topic("t", config).expect("create");
-    let mut sizes = Vec::new();
-    for i in 0..n {
+    write_topic(n, config, |i| {
         let mut v = vec![b'v'; len];
         v[..8].copy_from_slice(&i.to_le_bytes());
-        t.append(Message::new(v)).expect("append");
-        sizes.push(t.partition(0).expect("partition").size_bytes());
-    }
-    drop(t);
-    drop(db);
-    (dir, sizes)
+        v
+    })
 }
 
 fn zero_range(path: &std::path::Path, from: u64, len: usize) {
@@ -322,11 +322,7 @@ fn zero_range(path: &std::path::Path, from: u64, len: usize) {
 /// the hole on was acknowledged, so the default mode cuts it as a torn tail; `Strict` refuses.
 #[test]
 fn a_zeroed_page_before_later_batches_is_a_torn_write() {
-    let (dir, sizes) = setup_with(
-        10,
-        10_000,
-        TopicConfig::default().with_durability(Durability::Always),
-    );
+    let (dir, sizes) = setup_with(10, 10_000, always());
     let seg = common::last_segment(dir.path(), "t", 0);
     // A page wholly inside batch 7, with batches 8 and 9 intact after it.
     let page = sizes[6].div_ceil(4096) * 4096;
@@ -347,11 +343,7 @@ fn a_zeroed_page_before_later_batches_is_a_torn_write() {
 /// it are acknowledged data, so the default mode reports it.
 #[test]
 fn damage_without_a_zeroed_page_before_later_batches_is_reported() {
-    let (dir, sizes) = setup_with(
-        10,
-        10_000,
-        TopicConfig::default().with_durability(Durability::Always),
-    );
+    let (dir, sizes) = setup_with(10, 10_000, always());
     let seg = common::last_segment(dir.path(), "t", 0);
     let mut f = OpenOptions::new().write(true).open(&seg).expect("open");
     f.seek(SeekFrom::Start(sizes[6] + 5000)).expect("seek");
@@ -389,9 +381,7 @@ fn a_zero_tail_on_a_topic_that_does_not_preallocate_is_a_torn_tail() {
 /// not reach the disk) opens in every mode; zeros over its last records are damage.
 #[test]
 fn sealed_segments_accept_a_zero_tail_only_after_their_last_record() {
-    let config = TopicConfig::default()
-        .with_durability(Durability::Always)
-        .with_segment_bytes(4096);
+    let config = always().with_segment_bytes(4096);
     let (dir, sizes) = setup_with(12, 1000, config);
     // Every batch holds one record of the same size.
     let batch = sizes[0];

@@ -59,6 +59,12 @@ impl Running {
         (resp.status().as_u16(), resp.text().await.unwrap())
     }
 
+    /// A `GET` without a token whose body is JSON: the status and the parsed body.
+    async fn get_json(&self, path: &str) -> (u16, Value) {
+        let (status, body) = self.get(path, None).await;
+        (status, serde_json::from_str(&body).unwrap())
+    }
+
     async fn post(&self, channel: &str, body: &str, token: Option<&str>) -> (u16, Value) {
         let mut req = self
             .client
@@ -443,19 +449,15 @@ async fn long_poll_waits_for_data_and_times_out_empty() {
 
     // Already there: returned at once, from the asked offset.
     srv.post("orders.lp", "second", None).await;
-    let (_, body) = srv.get("/poll/orders.lp?offset=1", None).await;
-    let v: Value = serde_json::from_str(&body).unwrap();
+    let (_, v) = srv.get_json("/poll/orders.lp?offset=1").await;
     assert_eq!(v["events"], json!([{"offset": 1, "data": "second"}]));
 
     // Nothing new: empty after the timeout.
-    let (status, body) = srv
-        .get("/poll/orders.lp?offset=2&timeout_ms=200", None)
+    let (status, v) = srv
+        .get_json("/poll/orders.lp?offset=2&timeout_ms=200")
         .await;
     assert_eq!(status, 200);
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap(),
-        json!({"next_offset": 2, "events": []})
-    );
+    assert_eq!(v, json!({"next_offset": 2, "events": []}));
 
     // Bad input: 400 or 404, and the server stays up.
     assert_eq!(srv.get("/poll/orders.lp?offset=abc", None).await.0, 400);
@@ -472,14 +474,11 @@ async fn long_poll_waits_for_data_and_times_out_empty() {
 async fn readers_of_an_unpublished_durable_channel_create_no_topic() {
     let srv = Running::start(Vec::new()).await;
     let log = srv._dir.path().join("log");
-    let (status, body) = srv
-        .get("/poll/orders.nobody?offset=0&timeout_ms=100", None)
+    let (status, v) = srv
+        .get_json("/poll/orders.nobody?offset=0&timeout_ms=100")
         .await;
     assert_eq!(status, 200);
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap(),
-        json!({"next_offset": 0, "events": []})
-    );
+    assert_eq!(v, json!({"next_offset": 0, "events": []}));
     assert_eq!(srv.get("/poll/orders.nobody?offset=1", None).await.0, 400);
     // A channel no publish could create a topic for (its escaped name is over 200 characters).
     let long = format!("/poll/orders.{}?timeout_ms=100", "%20".repeat(70));
@@ -495,11 +494,8 @@ async fn readers_of_an_unpublished_durable_channel_create_no_topic() {
     assert!(topics.is_empty(), "readers created {topics:?}");
     // The first publish creates it; a reader then sees it from offset 0.
     srv.post("orders.nobody", "first", None).await;
-    let (_, body) = srv.get("/poll/orders.nobody?offset=0", None).await;
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["events"],
-        json!([{"offset": 0, "data": "first"}])
-    );
+    let (_, v) = srv.get_json("/poll/orders.nobody?offset=0").await;
+    assert_eq!(v["events"], json!([{"offset": 0, "data": "first"}]));
     srv.stop().await;
 }
 

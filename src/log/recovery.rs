@@ -150,15 +150,15 @@ fn open_sealed(
     // Preallocated zeros a crash left before the roll cut them: only where they can be (an
     // `Always` topic), and only after the segment's last record, so that zeroed acknowledged
     // data is still reported.
+    let io = |e| LogError::io(&log_path, e);
     let complete = last_next.unwrap_or(base) == next_base;
     let bad = match end.bad {
         Some((pos, _))
             if config.durability == Durability::Always
                 && complete
-                && segment::zero_tail(file.as_ref(), pos, len)
-                    .map_err(|e| LogError::io(&log_path, e))? =>
+                && segment::zero_tail(file.as_ref(), pos, len).map_err(io)? =>
         {
-            cut(file.as_ref(), pos).map_err(|e| LogError::io(&log_path, e))?;
+            cut(file.as_ref(), pos).map_err(io)?;
             None
         }
         other => other,

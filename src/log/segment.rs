@@ -404,32 +404,34 @@ fn torn(pos: u64, e: DecodeError) -> ScanEnd {
 /// last batch (docs/FORMAT.md §1), which a crash leaves behind. It is not damage: a batch
 /// never starts with a zero magic number, and the zeros run to the end of the file.
 pub(crate) fn zero_tail(file: &dyn StorageFile, from: u64, end: u64) -> io::Result<bool> {
-    let mut buf = vec![0; FIRST_CHUNK];
-    let mut pos = from;
-    while pos < end {
-        let n = usize::try_from(end - pos).map_or(buf.len(), |n| n.min(buf.len()));
-        storage::read_exact_at(file, &mut buf[..n], pos)?;
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-        pos += n as u64;
-    }
-    Ok(true)
+    zeros(file, from, end, &mut vec![0; FIRST_CHUNK])
 }
 
 /// Whether a whole, page-aligned page in `[from, end)` holds only zero bytes: a page of a
 /// write into preallocated space that never reached the disk.
 pub(crate) fn zero_page(file: &dyn StorageFile, from: u64, end: u64) -> io::Result<bool> {
-    let mut at = from.div_ceil(PAGE) * PAGE;
     let mut buf = [0u8; PAGE as usize];
+    let mut at = from.div_ceil(PAGE) * PAGE;
     while at + PAGE <= end {
-        storage::read_exact_at(file, &mut buf, at)?;
-        if buf.iter().all(|&b| b == 0) {
+        if zeros(file, at, at + PAGE, &mut buf)? {
             return Ok(true);
         }
         at += PAGE;
     }
     Ok(false)
+}
+
+/// Whether `[from, end)` of `file` is all zero bytes, read through `buf`.
+fn zeros(file: &dyn StorageFile, mut from: u64, end: u64, buf: &mut [u8]) -> io::Result<bool> {
+    while from < end {
+        let n = usize::try_from(end - from).map_or(buf.len(), |n| n.min(buf.len()));
+        storage::read_exact_at(file, &mut buf[..n], from)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        from += n as u64;
+    }
+    Ok(true)
 }
 
 /// Looks for a whole, valid batch starting anywhere in `(from, end)` whose base offset is at

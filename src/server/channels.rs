@@ -134,11 +134,11 @@ impl Channels {
 
     /// Waits until the durable channel's topic exists: woken when a publish creates it, and
     /// looking again every `TOPIC_RECHECK` (the application may create it through the log);
-    /// `None` at `deadline`.
+    /// `None` at `deadline` (if any).
     pub(crate) async fn wait_topic(
         &self,
         channel: &str,
-        deadline: tokio::time::Instant,
+        deadline: Option<tokio::time::Instant>,
     ) -> Option<Arc<Topic>> {
         loop {
             let created = self.created.notified();
@@ -151,12 +151,13 @@ impl Channels {
                 Ok(DurableTopic::NotDurable) | Err(_) => return None,
             }
             let now = tokio::time::Instant::now();
-            if now >= deadline {
+            if deadline.is_some_and(|d| now >= d) {
                 return None;
             }
+            let recheck = now + TOPIC_RECHECK;
             tokio::select! {
                 () = created => {}
-                () = tokio::time::sleep_until(deadline.min(now + TOPIC_RECHECK)) => {}
+                () = tokio::time::sleep_until(deadline.map_or(recheck, |d| d.min(recheck))) => {}
             }
         }
     }

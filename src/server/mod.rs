@@ -443,10 +443,7 @@ async fn accept_loop(
                 let (stream, addr, is_tls) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        // Out of file descriptors, say: retrying at once would spin a core.
-                        if http::out_of_resources(&e) {
-                            tokio::time::sleep(http::ACCEPT_BACKOFF).await;
-                        }
+                        accept_failed(&e).await;
                         continue;
                     }
                 };
@@ -571,53 +568,25 @@ async fn serve<R, W>(
         loop {
             match frame::parse_into(&input, &shared.limits, &mut ranges) {
                 Ok(used) => {
-                    if (ranges.len() == 2 || ranges.len() == 3)
-                        && conn.authed
+                    if conn.authed
                         && conn.user.is_none()
                         && conn.subscriptions() == 0
+                        && let Some(short) = cmd::Short::of(&input, &ranges)
                     {
-                        // The most frequent commands (GET, SET key value, INCR, DECR), run on
-                        // the input buffer: no argument list, so none of its reference-count
-                        // writes (six atomic operations per command, and an allocation when the
-                        // buffer turned shared). What `exec` checks first holds: the connection
-                        // is authenticated, unrestricted and not subscribed. GET -P 16:
-                        // 1.10–1.28M/s → 1.37–1.58M/s (docs/BENCHMARKS.md).
-                        let name = &input[ranges[0].clone()];
-                        let get = ranges.len() == 2 && name.eq_ignore_ascii_case(b"get");
-                        let set = ranges.len() == 3 && name.eq_ignore_ascii_case(b"set");
-                        let step = match name.len() {
-                            4 if ranges.len() == 2 && name.eq_ignore_ascii_case(b"incr") => 1,
-                            4 if ranges.len() == 2 && name.eq_ignore_ascii_case(b"decr") => -1,
-                            _ => 0,
-                        };
-                        if get || set || step != 0 {
-                            // Earlier pipelined XADDs answer first: replies stay in order.
-                            pending.flush(&mut out).await;
+                        // GET, SET, INCR and DECR run on the input buffer: no argument list, so
+                        // none of its reference-count writes (six atomic operations per
+                        // command, and an allocation when the buffer turned shared). GET -P 16:
+                        // 1.10–1.28M/s → 1.37–1.58M/s (docs/BENCHMARKS.md). What `exec` checks
+                        // first holds (authenticated, unrestricted, not subscribed); earlier
+                        // pipelined XADDs answer first, so replies stay in order.
+                        pending.flush(&mut out).await;
+                        short.run(shared, &input, &ranges, &mut out);
+                        commands += 1;
+                        bytes::Buf::advance(&mut input, used);
+                        if !write_if_large(&mut wr, &mut out).await {
+                            return;
                         }
-                        let fast = if get {
-                            cmd::get_key(shared, &input[ranges[1].clone()], &mut out);
-                            true
-                        } else if set {
-                            let (key, value) = (ranges[1].clone(), ranges[2].clone());
-                            cmd::set_plain(&shared.db, &input[key], &input[value], &mut out);
-                            true
-                        } else if step != 0 {
-                            cmd::incr_by(&shared.db, &input[ranges[1].clone()], step, &mut out);
-                            true
-                        } else {
-                            false
-                        };
-                        if fast {
-                            commands += 1;
-                            bytes::Buf::advance(&mut input, used);
-                            if out.buf.len() > 64 * 1024 {
-                                if wr.write_all(&out.buf).await.is_err() {
-                                    return;
-                                }
-                                out.buf.clear();
-                            }
-                            continue;
-                        }
+                        continue;
                     }
                     let frame = input.split_to(used).freeze();
                     args.clear();
@@ -677,10 +646,8 @@ async fn serve<R, W>(
                         close = true;
                         break;
                     }
-                    if out.buf.len() > 64 * 1024 && wr.write_all(&out.buf).await.is_err() {
+                    if !write_if_large(&mut wr, &mut out).await {
                         return;
-                    } else if out.buf.len() > 64 * 1024 {
-                        out.buf.clear();
                     }
                 }
                 Err(ParseError::Incomplete) => break,
@@ -748,6 +715,37 @@ async fn serve<R, W>(
             // Once per read, not per command: a pipeline's commands share one clock read.
             Ok(_) => client.touch(),
         }
+    }
+}
+
+/// Replies a pipeline has piled up past this are written out before the next command runs.
+const OUT_FLUSH: usize = 64 * 1024;
+
+/// Writes the replies out once they pass `OUT_FLUSH`; `false` when the connection is gone.
+async fn write_if_large<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Out) -> bool {
+    if out.buf.len() <= OUT_FLUSH {
+        return true;
+    }
+    if wr.write_all(&out.buf).await.is_err() {
+        return false;
+    }
+    out.buf.clear();
+    true
+}
+
+/// Pause after an `accept` that failed for want of resources before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// After a failed `accept` (RESP or HTTP): waits `ACCEPT_BACKOFF` when the process or the
+/// system is out of file descriptors or memory, which lasts (retrying at once would spin a
+/// core); one connection's own error (reset, unreachable) is skipped at once.
+pub(crate) async fn accept_failed(e: &std::io::Error) {
+    use rustix::io::Errno;
+    let lasting = [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+        .iter()
+        .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
+    if lasting {
+        tokio::time::sleep(ACCEPT_BACKOFF).await;
     }
 }
 

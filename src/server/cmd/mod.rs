@@ -131,12 +131,10 @@ fn allowed_in_subscribe(cmd: &str) -> bool {
     )
 }
 
-/// A published payload detached from the input buffer.
 pub(crate) use pubsub::detach as detach_payload;
-/// Runs one command.
-/// `GET`, `SET key value`, `INCR` and `DECR` for the connection loop's fast path.
-pub(crate) use strings::{get_key, incr_by, set_plain};
+pub(crate) use strings::Short;
 
+/// Runs one command.
 pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) -> Flow {
     let Some(first) = args.first() else {
         return Flow::Continue;

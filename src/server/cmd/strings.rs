@@ -1,5 +1,6 @@
 //! String commands.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,9 +59,53 @@ pub(crate) fn get(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
     get_key(shared, &args[1], out);
 }
 
+/// A command the connection loop runs on borrowed slices of its input buffer, without the
+/// argument list of `Bytes` the general path builds (a reference-count write per argument and
+/// per drop): the most frequent ones, in their plain forms.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Short {
+    /// `GET key`.
+    Get,
+    /// `SET key value`.
+    Set,
+    /// `INCR key` (1) or `DECR key` (-1).
+    Incr(i64),
+}
+
+impl Short {
+    /// The short form of the command whose arguments are `input[ranges[i]]`, if it has one.
+    pub(crate) fn of(input: &[u8], ranges: &[Range<usize>]) -> Option<Self> {
+        let name = &input[ranges.first()?.clone()];
+        match ranges.len() {
+            2 if name.eq_ignore_ascii_case(b"get") => Some(Self::Get),
+            2 if name.eq_ignore_ascii_case(b"incr") => Some(Self::Incr(1)),
+            2 if name.eq_ignore_ascii_case(b"decr") => Some(Self::Incr(-1)),
+            3 if name.eq_ignore_ascii_case(b"set") => Some(Self::Set),
+            _ => None,
+        }
+    }
+
+    /// Runs it; the caller has checked what `exec` checks first (authenticated, no ACL user,
+    /// not subscribed).
+    pub(crate) fn run(
+        self,
+        shared: &Arc<Shared>,
+        input: &[u8],
+        ranges: &[Range<usize>],
+        out: &mut Out,
+    ) {
+        let arg = |i: usize| &input[ranges[i].clone()];
+        match self {
+            Self::Get => get_key(shared, arg(1), out),
+            Self::Set => set_plain(&shared.db, arg(1), arg(2), out),
+            Self::Incr(by) => incr_by(&shared.db, arg(1), by, out),
+        }
+    }
+}
+
 /// `SET key value` without options: replaces a value of any type, as in Redis, without
-/// reading it. Also the connection loop's fast path, with both borrowed from the input buffer.
-pub(crate) fn set_plain(db: &Db, key: &[u8], value: &[u8], out: &mut Out) {
+/// reading it.
+fn set_plain(db: &Db, key: &[u8], value: &[u8], out: &mut Out) {
     let stored = encode_str(value);
     match db
         .ns(key)
@@ -74,8 +119,8 @@ pub(crate) fn set_plain(db: &Db, key: &[u8], value: &[u8], out: &mut Out) {
     }
 }
 
-/// `GET key`, for a key borrowed from the input buffer (the connection loop's fast path).
-pub(crate) fn get_key(shared: &Arc<Shared>, key: &[u8], out: &mut Out) {
+/// `GET key`.
+fn get_key(shared: &Arc<Shared>, key: &[u8], out: &mut Out) {
     // The reply is written from the stored bytes under the shard's read lock: no reference
     // to the value is taken (a clone would write its shared count on every GET).
     let found = shared
@@ -345,9 +390,8 @@ pub(crate) fn incr(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     incr_by(db, &args[1], by, out);
 }
 
-/// Adds `by` to the integer at `key` (0 when absent) and replies with the sum. Also the
-/// connection loop's fast path for `INCR` and `DECR`, with the key borrowed from the input.
-pub(crate) fn incr_by(db: &Db, key: &[u8], by: i64, out: &mut Out) {
+/// Adds `by` to the integer at `key` (0 when absent) and replies with the sum.
+fn incr_by(db: &Db, key: &[u8], by: i64, out: &mut Out) {
     let mut result = None;
     let r = modify_str(db, key, |cur| {
         let n = match cur {

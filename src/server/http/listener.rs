@@ -19,19 +19,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
 content-length: 30\r\nconnection: close\r\n\r\nmax number of clients reached\n";
 
-/// Pause after an `accept` that failed for want of resources (file descriptors, memory) before
-/// the next one: retrying at once would spin a core while the condition lasts.
-pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
-
-/// Whether a failed `accept` is the process or the system running out of something, which
-/// lasts (then wait `ACCEPT_BACKOFF`), rather than one connection's error (then go on).
-pub(crate) fn out_of_resources(e: &io::Error) -> bool {
-    use rustix::io::Errno;
-    [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
-        .iter()
-        .any(|n| e.raw_os_error() == Some(n.raw_os_error()))
-}
-
 /// How long a refused connection is read (and its request discarded) after the 503, so that
 /// closing it does not reset the connection before the client has read the reply.
 const LINGER: Duration = Duration::from_secs(1);
@@ -60,9 +47,7 @@ impl axum::serve::Listener for CappedListener {
             let (stream, addr) = match self.inner.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    if out_of_resources(&e) {
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    }
+                    crate::server::accept_failed(&e).await;
                     continue;
                 }
             };

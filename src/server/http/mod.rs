@@ -11,7 +11,6 @@ mod sse;
 mod ws;
 
 pub use self::auth::TokenRule;
-pub(crate) use self::listener::{ACCEPT_BACKOFF, out_of_resources};
 pub(crate) use self::metrics::{RespCounters, RespProbe};
 
 use std::net::SocketAddr;

@@ -78,7 +78,7 @@ pub(crate) async fn poll(
             }
             let stop = st.stop.clone();
             let found = tokio::select! {
-                t = st.channels.wait_topic(&channel, deadline) => t,
+                t = st.channels.wait_topic(&channel, Some(deadline)) => t,
                 () = shutdown_signal(stop) => None,
             };
             match found {

@@ -143,9 +143,8 @@ fn from_log(
             let follower = match &mut f.source {
                 Source::Ready(follower) => follower,
                 Source::Waiting(channels, channel) => {
-                    let never = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
                     let topic = tokio::select! {
-                        t = channels.wait_topic(channel, never) => t?,
+                        t = channels.wait_topic(channel, None) => t?,
                         () = shutdown_signal(stop.clone()) => return None,
                     };
                     f.source = Source::Ready(topic.follow(0, 0, BATCH).ok()?);
