@@ -79,6 +79,18 @@ fn append_buffered(c: &mut Criterion) {
             drop((p, db));
             discard(&dir);
         });
+        // One writer's batching handle: records are encoded into its own batch, no lock each.
+        g.bench_function(BenchmarkId::new("quipu_appender", size), |b| {
+            let (db, p) = fresh_partition("quipu-never-appender", Durability::Never);
+            let msg = Message::new(payload.clone());
+            let mut appender = p.appender();
+            b.iter(|| appender.append(&msg).expect("append"));
+            appender.flush().expect("flush");
+            drop(appender);
+            let dir = data_dir(&db);
+            drop((p, db));
+            discard(&dir);
+        });
         // The same records appended 100 per call: one header, CRC, lock and clock read each.
         g.bench_function(BenchmarkId::new("quipu_batch_of_100", size), |b| {
             let (db, p) = fresh_partition("quipu-never-batch", Durability::Never);

@@ -56,9 +56,9 @@ pub use events::{
 };
 pub use glob::glob_match;
 pub use log::{
-    AppendReceipt, BatchView, ConsumerGroup, Follower, FsStorage, Log, Message, Partition,
-    PartitionLag, Record, RecordBatch, RecordView, RecordViews, RecoveryProgress, Storage,
-    StorageFile, Topic,
+    AppendReceipt, Appender, BatchView, ConsumerGroup, Follower, FsStorage, Log, Message,
+    Partition, PartitionLag, Record, RecordBatch, RecordView, RecordViews, RecoveryProgress,
+    Storage, StorageFile, Topic,
 };
 pub use metrics::{CacheStats, DurableStats, LogMetrics, LogStats, PubSubStats};
 pub use pubsub::{

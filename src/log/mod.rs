@@ -1,5 +1,6 @@
 //! The append-only event log: topics → partitions → segments of CRC-checked record batches.
 
+mod appender;
 mod cleanup;
 mod durable;
 mod groups;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
+pub use appender::Appender;
 pub use groups::{ConsumerGroup, PartitionLag};
 pub use partition::{AppendReceipt, Partition};
 pub use read::{BatchView, Follower, RecordBatch};

@@ -7,10 +7,11 @@ use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use super::Context;
+use super::appender::Appender;
 use super::durable::Durable;
 use super::producer::{Admission, ProducerTable};
 use super::record::{self, Message, OpenBatch, ProducerStamp, Record};
@@ -212,6 +213,39 @@ impl Partition {
         self.finish_async(pending).await
     }
 
+    /// A batching handle for one writer, the fastest way to append many small records: see
+    /// [`Appender`].
+    #[must_use]
+    pub fn appender(self: &Arc<Self>) -> Appender {
+        Appender::new(Arc::clone(self))
+    }
+
+    /// Appends the batch an [`Appender`] encoded at the start of `buf` (left empty when it
+    /// succeeds).
+    /// `retime`: its timestamps were assigned by the appender and move up, all by the same
+    /// amount, when a write that got in first has a later one (timestamps the log assigns
+    /// never go backwards).
+    pub(crate) fn append_encoded(
+        &self,
+        buf: &mut Vec<u8>,
+        batch: OpenBatch,
+        retime: bool,
+    ) -> Result<AppendReceipt, LogError> {
+        let pending = self.write_encoded(buf, batch, retime, true)?;
+        self.finish(pending)
+    }
+
+    /// Async [`append_encoded`](Self::append_encoded).
+    pub(crate) async fn append_encoded_async(
+        &self,
+        buf: &mut Vec<u8>,
+        batch: OpenBatch,
+        retime: bool,
+    ) -> Result<AppendReceipt, LogError> {
+        let pending = self.write_encoded(buf, batch, retime, false)?;
+        self.finish_async(pending).await
+    }
+
     /// Reads up to `max_records` records starting at `offset` (the first record at or after it:
     /// compaction leaves gaps). Reading at the end offset returns an empty vector.
     ///
@@ -372,7 +406,6 @@ impl Partition {
         // offset order: a stream's IDs, `<ms>-<offset>`, grow.
         let now = clock_now.max(st.last_clock);
         st.last_clock = now;
-        let mut lead = false;
         if let Some(stamp) = producer
             && let Admission::Duplicate { base_offset } = st.producers.admit(stamp, count)?
         {
@@ -385,16 +418,7 @@ impl Partition {
                 timestamp: now,
             });
         }
-        let aged = st.active_since.is_some_and(|since| {
-            now.saturating_sub(since) >= crate::clock::millis(core.config.segment_age)
-        });
-        let active_len = st.active_len();
-        if active_len > 0 && (active_len + total as u64 > core.config.segment_bytes || aged) {
-            roll(core, &mut st)?;
-        }
-        if !st.buf.is_empty() && st.buf.len() + total > core.ctx.config.write_buffer_bytes {
-            flush_buffer(core, &mut st)?;
-        }
+        make_room(core, &mut st, now, total)?;
         let base = st.next_offset;
         let end = base + u64::from(count);
         // Buffered appends join the open batch: one header and one CRC for many small appends.
@@ -425,54 +449,68 @@ impl Partition {
             add_index_entry(st, position, &header);
             header.max_timestamp
         };
-        st.next_offset = end;
-        st.active_since.get_or_insert(now);
-        let active = st.active();
-        active.set_next_offset(end);
-        active.observe_timestamp(max_ts);
         if let Some(stamp) = producer {
             st.producers.record(stamp, count, base);
         }
-        // Counted into the shared metrics when the buffer is written: one atomic per write
-        // instead of two per append.
-        st.buffered_appends += 1;
-        st.buffered_records += u64::from(count);
-        match core.config.durability {
-            Durability::Always => {
-                st.group.pending += 1;
-                if can_lead && !st.syncing && st.group.last_size == 1 && st.group.pending == 1 {
-                    // A lone appender fsyncs its own record rather than hand it to the sync
-                    // thread, which would cost two thread switches per append. (Letting the
-                    // appender that completes a larger group lead was measured: it fragments
-                    // the groups and gains nothing on 2 cores.)
-                    st.syncing = true;
-                    st.sync_requested = false;
-                    lead = true;
-                } else if !st.sync_requested {
-                    st.sync_requested = true;
-                    core.sync_wanted.notify_one();
-                } else if st.group.window_open && st.group.pending >= st.group.last_size {
-                    core.sync_wanted.notify_one();
-                }
-            }
-            Durability::Interval(_) | Durability::Never => {
-                st.visible = end;
-                if st.dirty_since.is_none() {
-                    st.dirty_since = Some(Instant::now());
-                    core.sync_wanted.notify_one();
-                }
-                core.changed.notify_all();
-                if core.progress.receiver_count() > 0 {
-                    core.progress.send_modify(|g| *g += 1);
-                }
-            }
-        }
+        let lead = commit(core, st, end, now, max_ts, count, can_lead);
         Ok(Pending {
             base,
             end,
             duplicate: false,
             lead,
             timestamp: msgs[0].timestamp.unwrap_or(now),
+        })
+    }
+
+    /// Places an appender's batch in the buffer; see [`append_encoded`](Self::append_encoded).
+    fn write_encoded(
+        &self,
+        buf: &mut Vec<u8>,
+        mut batch: OpenBatch,
+        retime: bool,
+        can_lead: bool,
+    ) -> Result<Pending, LogError> {
+        let core = &self.core;
+        let clock_now = core.ctx.clock.now_millis_coarse();
+        let mut st = core.state.lock();
+        check_writable(core, &st)?;
+        if retime {
+            batch.delay(st.last_clock.saturating_sub(batch.first_timestamp()));
+            st.last_clock = st.last_clock.max(batch.max_timestamp());
+        }
+        let now = clock_now.max(st.last_clock);
+        st.last_clock = now;
+        make_room(core, &mut st, now, buf.len())?;
+        let st = &mut *st;
+        seal_open(st);
+        let base = st.next_offset;
+        batch.set_base_offset(base);
+        let header = batch.seal(buf);
+        let end = header.next_offset();
+        let position = st.active_len();
+        if st.buf.is_empty() {
+            // The batch becomes the buffer, without a copy; the appender gets the old one.
+            std::mem::swap(&mut st.buf, buf);
+        } else {
+            st.buf.extend_from_slice(buf);
+        }
+        buf.clear();
+        add_index_entry(st, position, &header);
+        let lead = commit(
+            core,
+            st,
+            end,
+            now,
+            header.max_timestamp,
+            header.count,
+            can_lead,
+        );
+        Ok(Pending {
+            base,
+            end,
+            duplicate: false,
+            lead,
+            timestamp: header.first_timestamp,
         })
     }
 
@@ -584,6 +622,77 @@ fn seal_open(st: &mut State) {
         let header = batch.seal(&mut st.buf);
         add_index_entry(st, position, &header);
     }
+}
+
+/// Rolls the active segment when `total` more bytes would overfill it or it is too old, and
+/// writes out the buffer when they would not fit in it.
+fn make_room(core: &Core, st: &mut State, now: u64, total: usize) -> Result<(), LogError> {
+    let aged = st.active_since.is_some_and(|since| {
+        now.saturating_sub(since) >= crate::clock::millis(core.config.segment_age)
+    });
+    let active_len = st.active_len();
+    if active_len > 0 && (active_len + total as u64 > core.config.segment_bytes || aged) {
+        roll(core, st)?;
+    }
+    if !st.buf.is_empty() && st.buf.len() + total > core.ctx.config.write_buffer_bytes {
+        flush_buffer(core, st)?;
+    }
+    Ok(())
+}
+
+/// Books `count` records just placed in the buffer, ending at offset `end`, and tells whoever
+/// waits for them: readers at once, the sync thread for `Always`. Returns whether the caller
+/// fsyncs the group itself (`can_lead`: it may block on an fsync).
+fn commit(
+    core: &Core,
+    st: &mut State,
+    end: u64,
+    now: u64,
+    max_ts: u64,
+    count: u32,
+    can_lead: bool,
+) -> bool {
+    st.next_offset = end;
+    st.active_since.get_or_insert(now);
+    let active = st.active();
+    active.set_next_offset(end);
+    active.observe_timestamp(max_ts);
+    // Counted into the shared metrics when the buffer is written: one atomic per write
+    // instead of two per append.
+    st.buffered_appends += 1;
+    st.buffered_records += u64::from(count);
+    match core.config.durability {
+        Durability::Always => {
+            st.group.pending += 1;
+            if can_lead && !st.syncing && st.group.last_size == 1 && st.group.pending == 1 {
+                // A lone appender fsyncs its own record rather than hand it to the sync
+                // thread, which would cost two thread switches per append. (Letting the
+                // appender that completes a larger group lead was measured: it fragments
+                // the groups and gains nothing on 2 cores.)
+                st.syncing = true;
+                st.sync_requested = false;
+                return true;
+            }
+            if !st.sync_requested {
+                st.sync_requested = true;
+                core.sync_wanted.notify_one();
+            } else if st.group.window_open && st.group.pending >= st.group.last_size {
+                core.sync_wanted.notify_one();
+            }
+        }
+        Durability::Interval(_) | Durability::Never => {
+            st.visible = end;
+            if st.dirty_since.is_none() {
+                st.dirty_since = Some(Instant::now());
+                core.sync_wanted.notify_one();
+            }
+            core.changed.notify_all();
+            if core.progress.receiver_count() > 0 {
+                core.progress.send_modify(|g| *g += 1);
+            }
+        }
+    }
+    false
 }
 
 fn add_index_entry(st: &mut State, position: u64, header: &record::BatchHeader) {
@@ -743,7 +852,7 @@ pub(crate) fn flush_and_sync(core: &Core) -> Result<u64, LogError> {
 }
 
 /// Seals the active segment (write, fsync, index) and starts a new one at the next offset.
-pub(crate) fn roll(core: &Core, st: &mut MutexGuard<'_, State>) -> Result<(), LogError> {
+pub(crate) fn roll(core: &Core, st: &mut State) -> Result<(), LogError> {
     flush_buffer(core, st)?;
     let old = Arc::clone(st.active());
     if let Err(e) = trim_preallocated(st) {

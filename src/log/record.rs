@@ -225,6 +225,28 @@ impl OpenBatch {
         self.count += 1;
     }
 
+    /// Records pushed so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The first record's timestamp.
+    pub fn first_timestamp(&self) -> u64 {
+        self.first_ts
+    }
+
+    /// Sets the offset of the batch's first record (records carry only their delta from it).
+    pub fn set_base_offset(&mut self, base: u64) {
+        self.base_offset = base;
+    }
+
+    /// Moves every record's timestamp `by` ms later (records carry only their delta from the
+    /// first one).
+    pub fn delay(&mut self, by: u64) {
+        self.first_ts = self.first_ts.saturating_add(by);
+        self.max_ts = self.max_ts.saturating_add(by);
+    }
+
     /// Largest timestamp of the records pushed so far.
     pub fn max_timestamp(&self) -> u64 {
         self.max_ts

@@ -1,0 +1,278 @@
+//! `Appender`: one writer's batches, their receipts, visibility, timestamps, bad input and
+//! failures.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use common::FaultyStorage;
+use quipu::{Durability, LogConfig, LogError, ManualClock, Message, Quipu, TopicConfig};
+
+fn never() -> TopicConfig {
+    TopicConfig::default().with_durability(Durability::Never)
+}
+
+fn value(i: usize) -> Vec<u8> {
+    format!("record-{i}-{}", "x".repeat(i % 300)).into_bytes()
+}
+
+#[test]
+fn receipts_cover_every_record_once_in_order() {
+    let dir = common::tempdir();
+    // A 4 KiB write buffer: the appender's batches fill and go out on their own.
+    let db = Quipu::builder(dir.path())
+        .log_config(LogConfig::default().with_write_buffer_bytes(4096))
+        .open()
+        .expect("open");
+    let t = db.log().create_topic("t", never()).expect("create");
+    let mut appender = t.partition(0).expect("partition").appender();
+    let mut covered = Vec::new();
+    for i in 0..2_000 {
+        if let Some(r) = appender.append(&Message::new(value(i))).expect("append") {
+            covered.push((r.offset, r.last_offset));
+        }
+    }
+    let automatic = covered.len();
+    let buffered = appender.buffered();
+    let r = appender
+        .flush()
+        .expect("flush")
+        .expect("records were buffered");
+    covered.push((r.offset, r.last_offset));
+    assert!(automatic > 10, "batches should fill: {automatic}");
+    assert_eq!(r.last_offset - r.offset + 1, buffered as u64);
+    assert_eq!(appender.buffered(), 0);
+    assert_eq!(appender.flush().expect("empty flush"), None);
+    // Contiguous, from 0 to the last record.
+    let mut next = 0;
+    for (first, last) in covered {
+        assert_eq!(first, next);
+        next = last + 1;
+    }
+    assert_eq!(next, 2_000);
+    let back = t.read(0, 0, usize::MAX).expect("read");
+    assert_eq!(back.len(), 2_000);
+    for (i, rec) in back.iter().enumerate() {
+        assert_eq!(rec.offset, i as u64);
+        assert_eq!(rec.value.as_deref(), Some(value(i).as_slice()));
+    }
+    drop(appender);
+    drop(t);
+    drop(db);
+    // And after a reopen.
+    let db = common::open(dir.path());
+    let back = db
+        .log()
+        .topic("t")
+        .expect("topic")
+        .read(0, 0, usize::MAX)
+        .expect("read");
+    assert_eq!(back.len(), 2_000);
+}
+
+#[test]
+fn records_are_visible_once_their_batch_is_out_and_drop_sends_the_rest() {
+    let dir = common::tempdir();
+    let db = common::open(dir.path());
+    let t = db.log().create_topic("t", never()).expect("create");
+    let p = Arc::clone(t.partition(0).expect("partition"));
+    let mut appender = p.appender();
+    appender.append(&Message::new("a")).expect("append");
+    appender.append(&Message::new("b")).expect("append");
+    assert_eq!(appender.buffered(), 2);
+    assert_eq!(
+        p.end_offset(),
+        0,
+        "not in the log before the batch goes out"
+    );
+    let r = appender.flush().expect("flush").expect("a batch");
+    assert_eq!((r.offset, r.last_offset), (0, 1));
+    assert!(!r.synced, "a Never topic does not fsync");
+    assert_eq!(p.end_offset(), 2);
+    appender.append(&Message::new("c")).expect("append");
+    drop(appender);
+    let values: Vec<_> = p
+        .read(0, 10)
+        .expect("read")
+        .into_iter()
+        .map(|r| r.value.expect("value"))
+        .collect();
+    assert_eq!(values, ["a", "b", "c"]);
+}
+
+#[test]
+fn batches_interleave_with_other_writers_whole() {
+    let dir = common::tempdir();
+    let db = common::open(dir.path());
+    let t = db.log().create_topic("t", never()).expect("create");
+    let p = Arc::clone(t.partition(0).expect("partition"));
+    let mut appender = p.appender();
+    appender.append(&Message::new("batch-1")).expect("append");
+    p.append(&[Message::new("other-1")]).expect("plain append");
+    appender.append(&Message::new("batch-2")).expect("append");
+    let r = appender.flush().expect("flush").expect("a batch");
+    p.append(&[Message::new("other-2")]).expect("plain append");
+    assert_eq!((r.offset, r.last_offset), (1, 2));
+    let values: Vec<_> = p
+        .read(0, 10)
+        .expect("read")
+        .into_iter()
+        .map(|r| r.value.expect("value"))
+        .collect();
+    assert_eq!(values, ["other-1", "batch-1", "batch-2", "other-2"]);
+}
+
+#[test]
+fn assigned_timestamps_never_go_below_an_earlier_write_and_given_ones_are_kept() {
+    let dir = common::tempdir();
+    let clock = ManualClock::new(1_000);
+    let db = common::open_manual(dir.path(), &clock);
+    let t = db.log().create_topic("t", never()).expect("create");
+    let p = Arc::clone(t.partition(0).expect("partition"));
+    let mut appender = p.appender();
+    appender
+        .append(&Message::new("stamped at 1000"))
+        .expect("append");
+    clock.advance(std::time::Duration::from_millis(5));
+    appender
+        .append(&Message::new("stamped at 1005"))
+        .expect("append");
+    // Another writer gets in first, later.
+    clock.advance(std::time::Duration::from_millis(495));
+    p.append(&[Message::new("at 1500")]).expect("plain append");
+    clock.set(1_200);
+    let r = appender.flush().expect("flush").expect("a batch");
+    // Moved up together: the first to 1500, the second 5 ms after it.
+    assert_eq!(r.timestamp, 1_500);
+    // A given timestamp is kept as it is, even below the others; given and assigned
+    // timestamps are not batched together.
+    let given = appender
+        .append(&Message::new("given").with_timestamp(7))
+        .expect("append");
+    assert_eq!(given, None, "nothing was buffered before it");
+    let sent = appender
+        .append(&Message::new("assigned"))
+        .expect("append")
+        .expect("the given one goes out before an assigned one joins");
+    assert_eq!((sent.offset, sent.timestamp), (3, 7));
+    appender.flush().expect("flush");
+    let stamps: Vec<_> = p
+        .read(0, 10)
+        .expect("read")
+        .into_iter()
+        .map(|r| r.timestamp)
+        .collect();
+    assert_eq!(stamps, [1_500, 1_500, 1_505, 7, 1_505]);
+}
+
+#[test]
+fn an_oversized_record_is_refused_and_the_batch_is_kept() {
+    let dir = common::tempdir();
+    let db = common::open(dir.path());
+    let t = db
+        .log()
+        .create_topic("t", never().with_max_record_bytes(1024))
+        .expect("create");
+    let mut appender = t.partition(0).expect("partition").appender();
+    appender.append(&Message::new("kept")).expect("append");
+    let err = appender
+        .append(&Message::new(vec![0u8; 4096]))
+        .expect_err("too large");
+    assert!(
+        matches!(err, LogError::RecordTooLarge { max: 1024, .. }),
+        "{err}"
+    );
+    assert_eq!(appender.buffered(), 1);
+    appender.flush().expect("flush");
+    assert_eq!(t.read(0, 0, 10).expect("read").len(), 1);
+}
+
+#[test]
+fn an_always_batch_is_fsynced_once_and_a_failed_fsync_is_reported() {
+    let dir = common::tempdir();
+    let storage = FaultyStorage::default();
+    let db = common::open_faulty(dir.path(), &storage);
+    let t = db
+        .log()
+        .create_topic(
+            "t",
+            TopicConfig::default().with_durability(Durability::Always),
+        )
+        .expect("create");
+    let mut appender = t.partition(0).expect("partition").appender();
+    let before = storage.faults.syncs.load(Ordering::SeqCst);
+    for i in 0..100 {
+        assert_eq!(
+            appender.append(&Message::new(value(i))).expect("append"),
+            None
+        );
+    }
+    let r = appender.flush().expect("flush").expect("a batch");
+    assert!(r.synced);
+    assert_eq!((r.offset, r.last_offset), (0, 99));
+    assert_eq!(storage.faults.syncs.load(Ordering::SeqCst) - before, 1);
+    storage.faults.fail_sync.store(true, Ordering::SeqCst);
+    appender.append(&Message::new("doomed")).expect("append");
+    let err = appender.flush().expect_err("fsync fails");
+    assert!(
+        matches!(err, LogError::Io { .. } | LogError::Poisoned { .. }),
+        "{err}"
+    );
+    assert_eq!(appender.buffered(), 0, "the failed batch is dropped");
+    // The partition is poisoned: the next batch is refused too, with the same kind of error.
+    appender
+        .append(&Message::new("after"))
+        .expect("append buffers");
+    assert!(matches!(
+        appender.flush(),
+        Err(LogError::Poisoned { .. } | LogError::Io { .. })
+    ));
+    drop(appender);
+    drop(t);
+    drop(db);
+    let db = common::open(dir.path());
+    let back = db
+        .log()
+        .topic("t")
+        .expect("topic")
+        .read(0, 0, 1_000)
+        .expect("read");
+    assert!(back.len() >= 100, "the acknowledged batch survives");
+    for (i, rec) in back.iter().take(100).enumerate() {
+        assert_eq!(rec.value.as_deref(), Some(value(i).as_slice()));
+    }
+}
+
+#[test]
+fn the_async_side_appends_and_flushes() {
+    let dir = common::tempdir();
+    let db = common::open(dir.path());
+    let t = db
+        .log()
+        .create_topic(
+            "t",
+            TopicConfig::default().with_durability(Durability::Always),
+        )
+        .expect("create");
+    let mut appender = t.partition(0).expect("partition").appender();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let r = rt.block_on(async {
+        for i in 0..10 {
+            appender
+                .append_async(&Message::new(value(i)))
+                .await
+                .expect("append");
+        }
+        appender
+            .flush_async()
+            .await
+            .expect("flush")
+            .expect("a batch")
+    });
+    assert!(r.synced);
+    assert_eq!((r.offset, r.last_offset), (0, 9));
+}
