@@ -234,6 +234,27 @@ impl Server {
         config: ServerConfig,
         progress: impl Fn(crate::log::RecoveryProgress<'_>) + Send + 'static,
     ) -> Result<Self, Error> {
+        Self::open(config, progress, None).await
+    }
+
+    /// As [`Server::start`], with the log's files behind `storage` instead of the file system
+    /// directly (to inject failures such as a full disk in tests, or to keep segments
+    /// elsewhere).
+    ///
+    /// # Errors
+    /// As [`Server::start`].
+    pub async fn start_with_storage(
+        config: ServerConfig,
+        storage: Arc<dyn crate::log::Storage>,
+    ) -> Result<Self, Error> {
+        Self::open(config, |_| {}, Some(storage)).await
+    }
+
+    async fn open(
+        config: ServerConfig,
+        progress: impl Fn(crate::log::RecoveryProgress<'_>) + Send + 'static,
+        storage: Option<Arc<dyn crate::log::Storage>>,
+    ) -> Result<Self, Error> {
         config.validate()?;
         let io = |port: u16| {
             let addr = format!("{}:{port}", config.bind);
@@ -243,12 +264,15 @@ impl Server {
             }
         };
         let tls = config.tls.as_ref().map(TlsConfig::acceptor).transpose()?;
-        let quipu = Quipu::builder(&config.data_dir)
+        let mut builder = Quipu::builder(&config.data_dir)
             .cache_config(CacheConfig::default().with_default_namespace(
                 NamespaceConfig::default().with_max_bytes(config.max_bytes),
             ))
-            .on_recovery(progress)
-            .open()?;
+            .on_recovery(progress);
+        if let Some(storage) = storage {
+            builder = builder.storage(storage);
+        }
+        let quipu = builder.open()?;
         let mut rules = Vec::new();
         for r in &config.namespaces {
             let mut nc = NamespaceConfig::default();

@@ -29,6 +29,23 @@ impl Running {
     /// Starts a server with `config` on `dir` (a restart test reopens the same one). The
     /// RESP and HTTP ports are ephemeral.
     pub fn start_in(dir: &Path, config: ServerConfig) -> Self {
+        Self::start_on(dir, config, None)
+    }
+
+    /// As [`start_in`](Self::start_in), with the log's files behind `storage` (fault injection).
+    pub fn start_with_storage(
+        dir: &Path,
+        config: ServerConfig,
+        storage: std::sync::Arc<dyn quipu::Storage>,
+    ) -> Self {
+        Self::start_on(dir, config, Some(storage))
+    }
+
+    fn start_on(
+        dir: &Path,
+        config: ServerConfig,
+        storage: Option<std::sync::Arc<dyn quipu::Storage>>,
+    ) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -40,7 +57,11 @@ impl Running {
             http_port: 0,
             ..config
         };
-        let server = rt.block_on(Server::start(config)).unwrap();
+        let server = match storage {
+            Some(storage) => rt.block_on(Server::start_with_storage(config, storage)),
+            None => rt.block_on(Server::start(config)),
+        }
+        .unwrap();
         let port = server.local_addr().port();
         Self {
             rt,
