@@ -97,7 +97,7 @@ pub(crate) fn write(dir: &Path, ns: &Namespace) -> Result<(), CacheError> {
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
     bytes.extend_from_slice(&0u16.to_le_bytes());
-    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    bytes.extend_from_slice(&crate::log::crc32c(&payload).to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&payload);
     fs::create_dir_all(dir).map_err(|e| snap_err(dir, e))?;
@@ -144,7 +144,7 @@ fn decode(bytes: &[u8], ns: &str) -> Result<Body, String> {
             payload.len()
         ));
     }
-    if crc32c::crc32c(payload) != crc {
+    if crate::log::crc32c(payload) != crc {
         return Err("checksum mismatch".to_owned());
     }
     let body: Body = postcard::from_bytes(payload).map_err(|e| e.to_string())?;

@@ -32,6 +32,7 @@ pub use appender::Appender;
 pub use groups::{ConsumerGroup, PartitionLag};
 pub use partition::{AppendReceipt, Partition};
 pub use read::{BatchView, Follower, RecordBatch};
+pub(crate) use record::crc32c;
 pub use record::{Message, Record};
 pub use storage::{FsStorage, Storage, StorageFile};
 pub use topic::Topic;
