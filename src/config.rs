@@ -219,6 +219,10 @@ pub struct LogConfig {
     /// How often retention and compaction run in the background; `None` runs them only when
     /// called. Default 60 s.
     pub maintenance_interval: Option<Duration>,
+    /// A partition's sync thread (group commit, timed flushes) exits after this long without
+    /// work and the next append that needs it starts it again: thousands of idle topics hold
+    /// no threads. Default 10 s.
+    pub sync_thread_idle: Duration,
 }
 
 impl Default for LogConfig {
@@ -228,6 +232,7 @@ impl Default for LogConfig {
             default_topic: TopicConfig::default(),
             write_buffer_bytes: 64 * 1024,
             maintenance_interval: Some(Duration::from_secs(60)),
+            sync_thread_idle: Duration::from_secs(10),
         }
     }
 }
@@ -261,12 +266,25 @@ impl LogConfig {
         self
     }
 
+    /// Sets how long an idle partition keeps its sync thread (default 10 s).
+    #[must_use]
+    pub fn with_sync_thread_idle(mut self, idle: Duration) -> Self {
+        self.sync_thread_idle = idle;
+        self
+    }
+
     /// Checks every field's range.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.default_topic.validate()?;
+        if self.sync_thread_idle.is_zero() {
+            return Err(ConfigError::Invalid {
+                field: "sync_thread_idle",
+                reason: "must be more than zero".to_owned(),
+            });
+        }
         if self.write_buffer_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 field: "write_buffer_bytes",

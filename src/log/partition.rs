@@ -75,6 +75,8 @@ pub(crate) struct State {
     /// Set by a failed write or fsync: the error's kind and text.
     pub poisoned: Option<(std::io::ErrorKind, String)>,
     pub closed: bool,
+    /// The sync thread runs (it exits when idle; [`ensure_sync_thread`] starts it again).
+    pub sync_alive: bool,
     pub sync_requested: bool,
     /// An fsync of the group is in flight (by the sync thread or a leading appender).
     pub syncing: bool,
@@ -119,27 +121,22 @@ pub(crate) struct Core {
     /// Serialises fsyncs; `fsync_failed` is set before it is released after a failure.
     pub fsync_lock: Mutex<()>,
     pub fsync_failed: AtomicBool,
+    /// The sync thread last started, if any (it may have exited since, being idle).
+    pub sync_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// One partition of a topic: an ordered, append-only sequence of records with dense offsets.
 #[derive(Debug)]
 pub struct Partition {
     pub(crate) core: Arc<Core>,
-    sync_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Partition {
-    pub(crate) fn new(core: Core) -> Result<Self, LogError> {
-        let core = Arc::new(core);
-        let sync_core = Arc::clone(&core);
-        let handle = std::thread::Builder::new()
-            .name(format!("quipu-sync-{}-{}", core.topic, core.id))
-            .spawn(move || sync_loop(&sync_core))
-            .map_err(|e| LogError::io(&core.dir, e))?;
-        Ok(Self {
-            core,
-            sync_thread: Mutex::new(Some(handle)),
-        })
+    /// A partition on `core`; its sync thread starts with the first append that needs it.
+    pub(crate) fn new(core: Core) -> Self {
+        Self {
+            core: Arc::new(core),
+        }
     }
 
     /// The partition's number within its topic.
@@ -361,7 +358,7 @@ impl Partition {
             self.core.sync_wanted.notify_all();
             self.core.progress.send_modify(|g| *g += 1);
         }
-        if let Some(handle) = self.sync_thread.lock().take() {
+        if let Some(handle) = self.core.sync_thread.lock().take() {
             let _ = handle.join();
         }
     }
@@ -401,6 +398,7 @@ impl Partition {
         let clock_now = core.ctx.clock.now_millis_coarse();
         let mut st = core.state.lock();
         check_writable(core, &st)?;
+        ensure_sync_thread(core, &mut st)?;
         // Timestamps the log assigns never go backwards within a partition, whatever the
         // clock does (a coarse read taken before the lock, an NTP step), so they follow
         // offset order: a stream's IDs, `<ms>-<offset>`, grow.
@@ -474,6 +472,7 @@ impl Partition {
         let clock_now = core.ctx.clock.now_millis_coarse();
         let mut st = core.state.lock();
         check_writable(core, &st)?;
+        ensure_sync_thread(core, &mut st)?;
         if retime {
             batch.delay(st.last_clock.saturating_sub(batch.first_timestamp()));
             st.last_clock = st.last_clock.max(batch.max_timestamp());
@@ -622,6 +621,24 @@ fn seal_open(st: &mut State) {
         let header = batch.seal(&mut st.buf);
         add_index_entry(st, position, &header);
     }
+}
+
+/// Starts the partition's sync thread unless it runs. Called under the state lock by every
+/// append before it asks the thread for anything; the thread exits only under the same lock
+/// and only with nothing asked of it, so no request finds it gone.
+fn ensure_sync_thread(core: &Arc<Core>, st: &mut State) -> Result<(), LogError> {
+    if st.sync_alive {
+        return Ok(());
+    }
+    let sync_core = Arc::clone(core);
+    let handle = std::thread::Builder::new()
+        .name(format!("quipu-sync-{}-{}", core.topic, core.id))
+        .spawn(move || sync_loop(&sync_core))
+        .map_err(|e| LogError::io(&core.dir, e))?;
+    st.sync_alive = true;
+    // The previous thread, if any, has returned or is returning: nothing to wait for.
+    *core.sync_thread.lock() = Some(handle);
+    Ok(())
 }
 
 /// Rolls the active segment when `total` more bytes would overfill it or it is too old, and
@@ -916,6 +933,7 @@ pub(crate) fn state(
         producers,
         poisoned: None,
         closed: false,
+        sync_alive: false,
         sync_requested: false,
         syncing: false,
         dirty_since: None,
@@ -948,5 +966,6 @@ pub(crate) fn core(
         maintenance: Mutex::new(()),
         fsync_lock: Mutex::new(()),
         fsync_failed: AtomicBool::new(false),
+        sync_thread: Mutex::new(None),
     }
 }

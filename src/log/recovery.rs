@@ -58,7 +58,9 @@ pub(crate) fn open_partition(
             IndexBuilder::new(config.index_interval_bytes, 0),
             ProducerTable::default(),
         );
-        return Partition::new(partition::core(topic, id, dir, config, ctx, st));
+        return Ok(Partition::new(partition::core(
+            topic, id, dir, config, ctx, st,
+        )));
     }
     let mode = ctx.config.recovery;
     let mut segments = Vec::with_capacity(bases.len());
@@ -94,7 +96,9 @@ pub(crate) fn open_partition(
         active.builder,
         active.producers,
     );
-    Partition::new(partition::core(topic, id, dir, config, ctx, st))
+    Ok(Partition::new(partition::core(
+        topic, id, dir, config, ctx, st,
+    )))
 }
 
 /// A sealed segment was fsynced when it was rolled: any bad byte in it is damage.

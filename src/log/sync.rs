@@ -46,7 +46,8 @@ pub(crate) fn fsync(core: &Core, file: &Arc<dyn StorageFile>) -> std::io::Result
     result
 }
 
-/// The sync thread: writes the buffer out and fsyncs, for every waiter at once.
+/// The sync thread: writes the buffer out and fsyncs, for every waiter at once; returns when
+/// the partition closes or after `LogConfig::sync_thread_idle` without work.
 pub(crate) fn sync_loop(core: &Core) {
     let durability = core.config.durability;
     loop {
@@ -78,7 +79,16 @@ pub(crate) fn sync_loop(core: &Core) {
                     }
                     core.sync_wanted.wait_until(&mut st, deadline);
                 }
-                _ => core.sync_wanted.wait(&mut st),
+                _ => {
+                    let idle = core.ctx.config.sync_thread_idle;
+                    let timed_out = core.sync_wanted.wait_for(&mut st, idle).timed_out();
+                    if timed_out && !st.sync_requested && !st.syncing && st.dirty_since.is_none() {
+                        // Nothing asked of this thread for `idle`: the next append starts
+                        // another (`ensure_sync_thread`), under the same lock.
+                        st.sync_alive = false;
+                        return;
+                    }
+                }
             }
         }
         st.sync_requested = false;
