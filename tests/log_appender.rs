@@ -17,6 +17,13 @@ fn value(i: usize) -> Vec<u8> {
     format!("record-{i}-{}", "x".repeat(i % 300)).into_bytes()
 }
 
+/// Every record of topic `t`, partition 0, after reopening `dir`.
+fn reopened(dir: &std::path::Path) -> Vec<quipu::Record> {
+    let db = common::open(dir);
+    let t = db.log().topic("t").expect("topic");
+    t.read(0, 0, usize::MAX).expect("read")
+}
+
 #[test]
 fn receipts_cover_every_record_once_in_order() {
     let dir = common::tempdir();
@@ -57,18 +64,8 @@ fn receipts_cover_every_record_once_in_order() {
         assert_eq!(rec.offset, i as u64);
         assert_eq!(rec.value.as_deref(), Some(value(i).as_slice()));
     }
-    drop(appender);
-    drop(t);
-    drop(db);
-    // And after a reopen.
-    let db = common::open(dir.path());
-    let back = db
-        .log()
-        .topic("t")
-        .expect("topic")
-        .read(0, 0, usize::MAX)
-        .expect("read");
-    assert_eq!(back.len(), 2_000);
+    drop((appender, t, db));
+    assert_eq!(reopened(dir.path()).len(), 2_000, "and after a reopen");
 }
 
 #[test]
@@ -228,16 +225,8 @@ fn an_always_batch_is_fsynced_once_and_a_failed_fsync_is_reported() {
         appender.flush(),
         Err(LogError::Poisoned { .. } | LogError::Io { .. })
     ));
-    drop(appender);
-    drop(t);
-    drop(db);
-    let db = common::open(dir.path());
-    let back = db
-        .log()
-        .topic("t")
-        .expect("topic")
-        .read(0, 0, 1_000)
-        .expect("read");
+    drop((appender, t, db));
+    let back = reopened(dir.path());
     assert!(back.len() >= 100, "the acknowledged batch survives");
     for (i, rec) in back.iter().take(100).enumerate() {
         assert_eq!(rec.value.as_deref(), Some(value(i).as_slice()));
