@@ -265,3 +265,40 @@ fn the_async_side_appends_and_flushes() {
     assert!(r.synced);
     assert_eq!((r.offset, r.last_offset), (0, 9));
 }
+
+#[test]
+fn batches_that_roll_the_segment_land_whole_in_the_next_one() {
+    let dir = common::tempdir();
+    let db = common::open(dir.path());
+    // Segments of 16 KiB and batches of 64 KiB: every batch rolls the segment it would
+    // overfill, and a batch is never split between two segments.
+    let t = db
+        .log()
+        .create_topic("t", never().with_segment_bytes(16 * 1024))
+        .expect("create");
+    let mut appender = t.partition(0).expect("partition").appender();
+    let mut receipts = Vec::new();
+    for i in 0..3_000 {
+        receipts.extend(appender.append(&Message::new(value(i))).expect("append"));
+    }
+    receipts.extend(appender.flush().expect("flush"));
+    assert!(receipts.len() > 3, "{} batches", receipts.len());
+    let segments = common::segments(dir.path(), "t", 0);
+    assert!(segments.len() > 3, "{} segments", segments.len());
+    // Every segment starts where a batch starts.
+    for seg in &segments {
+        let stem = seg.file_stem().and_then(|s| s.to_str()).expect("name");
+        let base: u64 = stem.parse().expect("base offset");
+        assert!(
+            receipts.iter().any(|r| r.offset == base),
+            "segment {base} starts inside a batch"
+        );
+    }
+    drop((appender, t, db));
+    let back = reopened(dir.path());
+    assert_eq!(back.len(), 3_000);
+    for (i, rec) in back.iter().enumerate() {
+        assert_eq!(rec.offset, i as u64);
+        assert_eq!(rec.value.as_deref(), Some(value(i).as_slice()));
+    }
+}
