@@ -85,6 +85,30 @@ fn invalid_config_is_refused() {
 }
 
 #[test]
+fn invalid_log_config_is_refused_at_open() {
+    let dir = common::tempdir();
+    for (cfg, field) in [
+        (
+            common::test_config().with_write_buffer_bytes(10),
+            "write_buffer_bytes",
+        ),
+        (
+            common::test_config().with_sync_thread_idle(std::time::Duration::ZERO),
+            "sync_thread_idle",
+        ),
+    ] {
+        let err = quipu::Quipu::builder(dir.path())
+            .log_config(cfg)
+            .open()
+            .expect_err("bad log config");
+        assert!(
+            matches!(err, quipu::Error::Config(ConfigError::Invalid { field: f, .. }) if f == field),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn reads_out_of_range_and_missing_partitions_are_errors() {
     let dir = common::tempdir();
     let db = open(dir.path());
