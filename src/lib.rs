@@ -58,7 +58,7 @@ pub use glob::glob_match;
 pub use log::{
     AppendReceipt, Appender, BatchView, ConsumerGroup, Follower, FsStorage, Log, Message,
     Partition, PartitionLag, Record, RecordBatch, RecordView, RecordViews, RecoveryProgress,
-    Storage, StorageFile, Topic,
+    Storage, StorageFile, Topic, TopicAppender,
 };
 pub use metrics::{CacheStats, DurableStats, LogMetrics, LogStats, PubSubStats};
 pub use pubsub::{

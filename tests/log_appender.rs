@@ -302,3 +302,63 @@ fn batches_that_roll_the_segment_land_whole_in_the_next_one() {
         assert_eq!(rec.value.as_deref(), Some(value(i).as_slice()));
     }
 }
+
+#[test]
+fn a_topic_appender_routes_by_key_and_keeps_each_key_in_order() {
+    let dir = common::tempdir();
+    // A 4 KiB write buffer: keyless records fill a batch and move on to the next partition.
+    let db = Quipu::builder(dir.path())
+        .log_config(LogConfig::default().with_write_buffer_bytes(4096))
+        .open()
+        .expect("open");
+    let t = db
+        .log()
+        .create_topic("t", never().with_partitions(4))
+        .expect("create");
+    let mut appender = t.appender();
+    let mut receipts = Vec::new();
+    for i in 0..2_000 {
+        let msg = if i % 2 == 0 {
+            Message::new(format!("keyed-{i}")).with_key(format!("shop-{}", i % 14))
+        } else {
+            Message::new(format!("keyless-{i}"))
+        };
+        receipts.extend(appender.append(&msg).expect("append"));
+    }
+    assert!(appender.buffered() > 0);
+    receipts.extend(appender.flush().expect("flush"));
+    assert_eq!(appender.buffered(), 0);
+    let appended: u64 = receipts.iter().map(|r| r.last_offset - r.offset + 1).sum();
+    assert_eq!(appended, 2_000);
+    let mut keyless_partitions = std::collections::HashSet::new();
+    let mut seen = 0;
+    for p in 0..4 {
+        let mut last_per_key = std::collections::HashMap::new();
+        for r in t.read(p, 0, usize::MAX).expect("read") {
+            seen += 1;
+            let v = String::from_utf8(r.value.expect("value").to_vec()).expect("utf-8");
+            let i: u32 = v
+                .rsplit('-')
+                .next()
+                .expect("number")
+                .parse()
+                .expect("number");
+            match r.key {
+                Some(k) => {
+                    assert_eq!(t.partition_for_key(&k), p, "{v} in the wrong partition");
+                    if let Some(prev) = last_per_key.insert(k, i) {
+                        assert!(prev < i, "{v} after {prev}: order of a key broken");
+                    }
+                }
+                None => {
+                    keyless_partitions.insert(p);
+                }
+            }
+        }
+    }
+    assert_eq!(seen, 2_000);
+    assert!(
+        keyless_partitions.len() > 1,
+        "keyless records move on when a batch goes out: {keyless_partitions:?}"
+    );
+}

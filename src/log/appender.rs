@@ -1,9 +1,11 @@
-//! [`Appender`]: one writer's batching handle on a partition.
+//! [`Appender`]: one writer's batching handle on a partition; [`TopicAppender`]: one per
+//! partition of a topic, records routed by key.
 
 use std::sync::Arc;
 
 use super::partition::{AppendReceipt, Partition};
 use super::record::{Message, OpenBatch};
+use super::topic::Topic;
 use crate::error::LogError;
 
 /// Largest batch an appender builds, whatever the write buffer's size.
@@ -201,5 +203,130 @@ impl Drop for Appender {
     /// to see it.
     fn drop(&mut self) {
         let _ = self.flush();
+    }
+}
+
+/// One writer's batching handle on a whole topic: an [`Appender`] per partition (made when the
+/// first record for it comes), each record routed as [`Topic::append`] routes it, by key.
+/// Records without a key stick to one partition until its batch goes out and then move to the
+/// next (Kafka's sticky partitioning): they fill whole batches instead of one small batch per
+/// partition.
+///
+/// ```
+/// # fn main() -> Result<(), quipu::Error> {
+/// # let dir = tempfile::tempdir().map_err(|e| quipu::Error::Io { path: ".".into(), source: e })?;
+/// use quipu::{Message, Quipu, TopicConfig};
+///
+/// let db = Quipu::open(dir.path())?;
+/// let orders = db.log().create_topic("orders", TopicConfig::default().with_partitions(4))?;
+/// let mut appender = orders.appender();
+/// for i in 0..100 {
+///     appender.append(&Message::new(format!("order {i}")).with_key(format!("shop-{}", i % 7)))?;
+/// }
+/// let receipts = appender.flush()?;
+/// let appended: u64 = receipts.iter().map(|r| r.last_offset - r.offset + 1).sum();
+/// assert_eq!(appended, 100);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TopicAppender {
+    topic: Arc<Topic>,
+    appenders: Vec<Option<Appender>>,
+    /// Where records without a key go.
+    sticky: u32,
+}
+
+impl TopicAppender {
+    pub(crate) fn new(topic: Arc<Topic>) -> Self {
+        let sticky = topic.next_round_robin();
+        let appenders = (0..topic.partition_count()).map(|_| None).collect();
+        Self {
+            topic,
+            appenders,
+            sticky,
+        }
+    }
+
+    /// The topic appended to.
+    #[must_use]
+    pub fn topic(&self) -> &Arc<Topic> {
+        &self.topic
+    }
+
+    /// Records given to the appender and not yet sent out, over all partitions.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.appenders
+            .iter()
+            .flatten()
+            .map(Appender::buffered)
+            .sum()
+    }
+
+    /// Adds a record to the batch of its partition; returns the receipt of that partition's
+    /// batch when it was sent out first (as [`Appender::append`]).
+    ///
+    /// # Errors
+    /// As [`Appender::append`].
+    pub fn append(&mut self, msg: &Message) -> Result<Option<AppendReceipt>, LogError> {
+        let p = self.route(msg);
+        let receipt = self.appender(p).append(msg);
+        self.unstick(msg, &receipt);
+        receipt
+    }
+
+    /// Async [`append`](Self::append).
+    ///
+    /// # Errors
+    /// As [`Appender::append`].
+    pub async fn append_async(&mut self, msg: &Message) -> Result<Option<AppendReceipt>, LogError> {
+        let p = self.route(msg);
+        let receipt = self.appender(p).append_async(msg).await;
+        self.unstick(msg, &receipt);
+        receipt
+    }
+
+    /// Sends out every partition's batch, lowest partition first, and returns their receipts.
+    ///
+    /// # Errors
+    /// The first error of a partition's flush (as [`Appender::flush`]): that partition's batch
+    /// is dropped; the batches of later partitions stay buffered for the next flush or drop.
+    pub fn flush(&mut self) -> Result<Vec<AppendReceipt>, LogError> {
+        let mut receipts = Vec::new();
+        for a in self.appenders.iter_mut().flatten() {
+            receipts.extend(a.flush()?);
+        }
+        Ok(receipts)
+    }
+
+    /// Async [`flush`](Self::flush).
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush).
+    pub async fn flush_async(&mut self) -> Result<Vec<AppendReceipt>, LogError> {
+        let mut receipts = Vec::new();
+        for a in self.appenders.iter_mut().flatten() {
+            receipts.extend(a.flush_async().await?);
+        }
+        Ok(receipts)
+    }
+
+    fn route(&self, msg: &Message) -> u32 {
+        match &msg.key {
+            Some(k) => self.topic.partition_for_key(k),
+            None => self.sticky,
+        }
+    }
+
+    fn appender(&mut self, p: u32) -> &mut Appender {
+        let partitions = self.topic.partitions();
+        self.appenders[p as usize].get_or_insert_with(|| partitions[p as usize].appender())
+    }
+
+    /// A keyless record whose partition sent a batch out moves the sticky partition on.
+    fn unstick(&mut self, msg: &Message, receipt: &Result<Option<AppendReceipt>, LogError>) {
+        if msg.key.is_none() && matches!(receipt, Ok(Some(_))) {
+            self.sticky = self.topic.next_round_robin();
+        }
     }
 }

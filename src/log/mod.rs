@@ -28,7 +28,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
-pub use appender::Appender;
+pub use appender::{Appender, TopicAppender};
 pub use groups::{ConsumerGroup, PartitionLag};
 pub use partition::{AppendReceipt, Partition};
 pub use read::{BatchView, Follower, RecordBatch};

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::appender::TopicAppender;
 use super::partition::{AppendReceipt, Partition};
 use super::read::Follower;
 use super::record::{Message, Record};
@@ -106,8 +107,19 @@ impl Topic {
     fn route(&self, msg: &Message) -> u32 {
         match &msg.key {
             Some(k) => self.partition_for_key(k),
-            None => self.round_robin.fetch_add(1, Ordering::Relaxed) % self.config.partitions,
+            None => self.next_round_robin(),
         }
+    }
+
+    /// The partition the next keyless record goes to, in turn.
+    pub(crate) fn next_round_robin(&self) -> u32 {
+        self.round_robin.fetch_add(1, Ordering::Relaxed) % self.config.partitions
+    }
+
+    /// A batching handle for one writer on the whole topic: see [`TopicAppender`].
+    #[must_use]
+    pub fn appender(self: &Arc<Self>) -> TopicAppender {
+        TopicAppender::new(Arc::clone(self))
     }
 
     /// Appends one record to the partition of its key (round-robin without a key).
