@@ -52,6 +52,16 @@ fn setup(n: u64) -> (tempfile::TempDir, Vec<u64>) {
     (dir, sizes)
 }
 
+/// A torn tail: `Strict` refuses to open with `Corrupt`, `TolerateCorruptTail` opens (cutting
+/// it); returns the tolerant open.
+fn strict_refuses_tolerant_cuts(dir: &std::path::Path) -> Quipu {
+    assert!(matches!(
+        reopen(dir, RecoveryMode::Strict),
+        Err(quipu::Error::Log(LogError::Corrupt { .. }))
+    ));
+    reopen(dir, RecoveryMode::TolerateCorruptTail).expect("tolerant reopen")
+}
+
 fn reopen(dir: &std::path::Path, mode: RecoveryMode) -> Result<Quipu, quipu::Error> {
     Quipu::builder(dir)
         .log_config(common::test_config().with_recovery(mode))
@@ -163,14 +173,7 @@ fn strict_mode_refuses_even_a_torn_tail() {
         .expect("open")
         .set_len(sizes[2] - 1)
         .expect("cut");
-    assert!(matches!(
-        reopen(dir.path(), RecoveryMode::Strict),
-        Err(quipu::Error::Log(LogError::Corrupt { .. }))
-    ));
-    assert_eq!(
-        values(&reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("open")).len(),
-        2
-    );
+    assert_eq!(values(&strict_refuses_tolerant_cuts(dir.path())).len(), 2);
 }
 
 #[test]
@@ -261,11 +264,7 @@ fn a_torn_write_into_preallocated_space_is_a_torn_tail() {
     file.write_all(b"a page of a batch that reached the disk alone")
         .expect("garbage");
     drop(file);
-    assert!(matches!(
-        reopen(dir.path(), RecoveryMode::Strict),
-        Err(quipu::Error::Log(LogError::Corrupt { .. }))
-    ));
-    let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
+    let db = strict_refuses_tolerant_cuts(dir.path());
     assert_eq!(values(&db).len(), 3);
     assert_eq!(std::fs::metadata(&seg).expect("meta").len(), sizes[2]);
     assert_eq!(db.log().stats().truncated_bytes, 64 * 1024);
@@ -328,11 +327,7 @@ fn a_zeroed_page_before_later_batches_is_a_torn_write() {
     let page = sizes[6].div_ceil(4096) * 4096;
     assert!(page + 4096 <= sizes[7]);
     zero_range(&seg, page, 4096);
-    assert!(matches!(
-        reopen(dir.path(), RecoveryMode::Strict),
-        Err(quipu::Error::Log(LogError::Corrupt { .. }))
-    ));
-    let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
+    let db = strict_refuses_tolerant_cuts(dir.path());
     let t = db.log().topic("t").expect("topic");
     assert_eq!(t.read(0, 0, 100).expect("read").len(), 7);
     assert_eq!(std::fs::metadata(&seg).expect("meta").len(), sizes[6]);
@@ -368,11 +363,7 @@ fn a_zero_tail_on_a_topic_that_does_not_preallocate_is_a_torn_tail() {
     let file = OpenOptions::new().write(true).open(&seg).expect("open");
     file.set_len(sizes[2] + 4096).expect("zeros");
     drop(file);
-    assert!(matches!(
-        reopen(dir.path(), RecoveryMode::Strict),
-        Err(quipu::Error::Log(LogError::Corrupt { .. }))
-    ));
-    let db = reopen(dir.path(), RecoveryMode::TolerateCorruptTail).expect("reopen");
+    let db = strict_refuses_tolerant_cuts(dir.path());
     assert_eq!(values(&db).len(), 3);
     assert_eq!(db.log().stats().truncated_bytes, 4096);
 }

@@ -136,12 +136,10 @@ impl Appender {
     /// As [`Partition::append`]; the batch's records were then not appended and are dropped
     /// (the appender is empty afterwards).
     pub fn flush(&mut self) -> Result<Option<AppendReceipt>, LogError> {
-        let Some((batch, stamps)) = self.batch.take() else {
+        let Some((batch, retime)) = self.take_batch() else {
             return Ok(None);
         };
-        let result =
-            self.partition
-                .append_encoded(&mut self.buf, batch, stamps == Stamps::Assigned);
+        let result = self.partition.append_encoded(&mut self.buf, batch, retime);
         self.buf.clear();
         result.map(Some)
     }
@@ -151,15 +149,21 @@ impl Appender {
     /// # Errors
     /// As [`flush`](Self::flush).
     pub async fn flush_async(&mut self) -> Result<Option<AppendReceipt>, LogError> {
-        let Some((batch, stamps)) = self.batch.take() else {
+        let Some((batch, retime)) = self.take_batch() else {
             return Ok(None);
         };
         let result = self
             .partition
-            .append_encoded_async(&mut self.buf, batch, stamps == Stamps::Assigned)
+            .append_encoded_async(&mut self.buf, batch, retime)
             .await;
         self.buf.clear();
         result.map(Some)
+    }
+
+    /// The batch to send out, and whether its timestamps may be moved (assigned ones only).
+    fn take_batch(&mut self) -> Option<(OpenBatch, bool)> {
+        let (batch, stamps) = self.batch.take()?;
+        Some((batch, stamps == Stamps::Assigned))
     }
 
     /// Whether the batch must be sent out before `msg` joins; refuses a record the topic

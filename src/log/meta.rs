@@ -27,7 +27,7 @@ pub(crate) fn write<T: Serialize>(
     let mut out = Vec::with_capacity(payload.len() + 12);
     out.extend_from_slice(&MAGIC.to_le_bytes());
     out.extend_from_slice(&META_VERSION.to_le_bytes());
-    out.extend_from_slice(&super::record::crc32c(&payload).to_le_bytes());
+    out.extend_from_slice(&super::crc32c(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
     storage::write_atomic(storage, path, &out).map_err(|e| LogError::io(path, e))
 }
@@ -78,7 +78,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, (u64, Reason)> {
     }
     let crc = word(8)?;
     let payload = &bytes[12..];
-    if super::record::crc32c(payload) != crc {
+    if super::crc32c(payload) != crc {
         return Err((8, Reason::Bad("crc mismatch")));
     }
     postcard::from_bytes(payload).map_err(|_| (12, Reason::Bad("payload does not decode")))

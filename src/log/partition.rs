@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use super::Context;
@@ -394,11 +394,7 @@ impl Partition {
             size: total,
             max: record::MAX_BATCH_BYTES,
         })?;
-        // Coarse: a precise wall-clock read would cost as much as the rest of a small append.
-        let clock_now = core.ctx.clock.now_millis_coarse();
-        let mut st = core.state.lock();
-        check_writable(core, &st)?;
-        ensure_sync_thread(core, &mut st)?;
+        let (mut st, clock_now) = begin_write(core)?;
         // Timestamps the log assigns never go backwards within a partition, whatever the
         // clock does (a coarse read taken before the lock, an NTP step), so they follow
         // offset order: a stream's IDs, `<ms>-<offset>`, grow.
@@ -469,10 +465,7 @@ impl Partition {
         can_lead: bool,
     ) -> Result<Pending, LogError> {
         let core = &self.core;
-        let clock_now = core.ctx.clock.now_millis_coarse();
-        let mut st = core.state.lock();
-        check_writable(core, &st)?;
-        ensure_sync_thread(core, &mut st)?;
+        let (mut st, clock_now) = begin_write(core)?;
         if retime {
             batch.delay(st.last_clock.saturating_sub(batch.first_timestamp()));
             st.last_clock = st.last_clock.max(batch.max_timestamp());
@@ -621,6 +614,17 @@ fn seal_open(st: &mut State) {
         let header = batch.seal(&mut st.buf);
         add_index_entry(st, position, &header);
     }
+}
+
+/// What every append does first: reads the clock (coarse: a precise read would cost as much
+/// as the rest of a small append), takes the state lock, refuses a poisoned or closed
+/// partition and makes sure the sync thread runs. Returns the lock and the clock reading.
+fn begin_write(core: &Arc<Core>) -> Result<(MutexGuard<'_, State>, u64), LogError> {
+    let clock_now = core.ctx.clock.now_millis_coarse();
+    let mut st = core.state.lock();
+    check_writable(core, &st)?;
+    ensure_sync_thread(core, &mut st)?;
+    Ok((st, clock_now))
 }
 
 /// Starts the partition's sync thread unless it runs. Called under the state lock by every

@@ -101,7 +101,7 @@ impl Topic {
     /// across versions and processes).
     #[must_use]
     pub fn partition_for_key(&self, key: &[u8]) -> u32 {
-        super::record::crc32c(key) % self.config.partitions
+        super::crc32c(key) % self.config.partitions
     }
 
     fn route(&self, msg: &Message) -> u32 {
