@@ -1,7 +1,8 @@
 //! Crash test: a child process appends with `Durability::Always` from 4 threads and prints each
 //! acknowledged offset; the parent SIGKILLs it at random moments, reopens, and checks that every
 //! acknowledged record is there, byte-identical, in order, and that nothing appears that was
-//! never written; one more writer batches through an `Appender` and is checked the same way.
+//! never written; one more writer batches through an `Appender` and is checked the same way, and
+//! a buffered topic whose segments roll (fsynced behind the writer) keeps all it was flushed to.
 //! `QUIPU_CRASH_ROUNDS` sets the number of rounds (default 20).
 
 mod common;
@@ -57,18 +58,25 @@ fn crash_child_main() {
     let db = Quipu::open(&dir).expect("child open");
     let topic = db.log().topic(TOPIC).expect("topic");
     let clicks = db.log().topic(BUFFERED).expect("buffered topic");
+    let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let flushed_out = std::sync::Arc::clone(&out);
     std::thread::spawn(move || {
         for seq in 0.. {
-            clicks
+            let r = clicks
                 .append(Message::new(value(round, BUFFERED_THREAD, seq)))
                 .expect("buffered append");
             if seq % 50 == 0 {
+                // What `flush` returns for is durable, though segments roll behind it.
+                clicks.flush().expect("flush buffered");
+                let mut o = flushed_out.lock().expect("stdout");
+                writeln!(o, "FLUSHED {}", r.offset).expect("write");
+                o.flush().expect("flush");
+                drop(o);
                 // Leave the CPU to the durable appenders; this writer only needs to be mid-write.
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
     });
-    let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
             let topic = std::sync::Arc::clone(&topic);
@@ -160,6 +168,8 @@ fn acknowledged_records_survive_sigkill() {
     // (partition, offset) -> (round, thread, seq) for every acknowledged append.
     let mut acked: BTreeMap<(u32, u64), (u32, u32, u64)> = BTreeMap::new();
     let mut total_acks = 0;
+    // The highest offset of the buffered topic that a `flush` returned for.
+    let mut flushed: Option<u64> = None;
     for round in 0..rounds {
         let mut child = Command::new(&exe)
             .args([
@@ -198,6 +208,11 @@ fn acknowledged_records_survive_sigkill() {
         reader.join().expect("reader");
         for line in rx.try_iter() {
             let f: Vec<&str> = line.split_whitespace().collect();
+            if f.first() == Some(&"FLUSHED") {
+                let offset: u64 = f[1].parse().expect("number");
+                flushed = flushed.max(Some(offset));
+                continue;
+            }
             if f.first() != Some(&"ACK") {
                 continue;
             }
@@ -210,7 +225,7 @@ fn acknowledged_records_survive_sigkill() {
             );
             total_acks += 1;
         }
-        verify(dir.path(), &acked, round);
+        verify(dir.path(), &acked, flushed, round);
     }
     assert!(
         total_acks > u64::from(rounds),
@@ -220,12 +235,25 @@ fn acknowledged_records_survive_sigkill() {
         acked.values().any(|id| id.1 == APPENDER_THREAD),
         "the appender's batches were never acknowledged"
     );
+    assert!(flushed.is_some(), "the buffered topic was never flushed");
 }
 
-fn verify(dir: &std::path::Path, acked: &BTreeMap<(u32, u64), (u32, u32, u64)>, round: u32) {
+fn verify(
+    dir: &std::path::Path,
+    acked: &BTreeMap<(u32, u64), (u32, u32, u64)>,
+    flushed: Option<u64>,
+    round: u32,
+) {
     let db = Quipu::open(dir).expect("reopen after kill");
     let clicks = db.log().topic(BUFFERED).expect("buffered topic");
     let records = clicks.read(0, 0, usize::MAX).expect("read buffered");
+    if let Some(offset) = flushed {
+        assert!(
+            (records.len() as u64) > offset,
+            "round {round}: flushed buffered offset {offset} lost (end {})",
+            records.len()
+        );
+    }
     let mut last: HashMap<u32, u64> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
         assert_eq!(

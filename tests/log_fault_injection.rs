@@ -192,3 +192,105 @@ fn full_disk_with_buffered_durability_fails_the_append_that_hits_it() {
     let (_, err) = failed.expect("disk filled");
     assert!(matches!(err, LogError::StorageFull { .. }), "got {err:?}");
 }
+
+/// Appends to `t` (one partition) until its segment rolls; returns the offset below which the
+/// sealed segments end. Fails instead of hanging if an append does not return.
+fn append_until_roll(t: &Arc<quipu::Topic>) -> u64 {
+    let p = Arc::clone(t.partition(0).expect("partition"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let segments = p.segment_count();
+        let mut i = 0u64;
+        while p.segment_count() == segments {
+            p.append(&[Message::new(format!("record-{i:05}"))])
+                .expect("append");
+            i += 1;
+        }
+        let _ = tx.send(p.end_offset() - 1);
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the append that rolled returned")
+}
+
+fn rolling_topic(db: &Quipu, durability: Durability) -> Arc<quipu::Topic> {
+    db.log()
+        .create_topic(
+            "t",
+            TopicConfig::default()
+                .with_durability(durability)
+                .with_segment_bytes(4096),
+        )
+        .expect("create")
+}
+
+/// A `Never` topic's rolled segment is fsynced by the sync thread, not by the append that
+/// rolled: with fsyncs held, the roll returns and the sealed records are not yet reported
+/// durable; a `flush` covers them (it fsyncs the sealed segment before the active one).
+#[test]
+fn a_rolled_segment_is_fsynced_behind_the_writer() {
+    let dir = common::tempdir();
+    let storage = FaultyStorage::default();
+    let db = common::open_faulty(dir.path(), &storage);
+    let t = rolling_topic(&db, Durability::Never);
+    t.append(Message::new("first")).expect("append");
+    storage.faults.hold_sync.store(true, Ordering::SeqCst);
+    let last = append_until_roll(&t);
+    let p = Arc::clone(t.partition(0).expect("partition"));
+    assert!(
+        p.durable_offset() < last,
+        "durable {} before the sealed segment's fsync",
+        p.durable_offset()
+    );
+    let syncs = storage.faults.syncs.load(Ordering::SeqCst);
+    storage.faults.hold_sync.store(false, Ordering::SeqCst);
+    p.flush().expect("flush");
+    assert_eq!(p.durable_offset(), p.end_offset());
+    assert!(storage.faults.syncs.load(Ordering::SeqCst) > syncs);
+    drop((p, t, db));
+    let db = common::open_faulty(dir.path(), &storage);
+    let t = db.log().topic("t").expect("t");
+    assert_eq!(
+        t.read(0, 0, usize::MAX).expect("read").len() as u64,
+        last + 1
+    );
+}
+
+/// A failed fsync of a rolled segment poisons the partition as any failed fsync does: later
+/// appends and flushes get the error; what was written out is there after a reopen.
+#[test]
+fn a_failed_fsync_of_a_rolled_segment_poisons_the_partition() {
+    let dir = common::tempdir();
+    let storage = FaultyStorage::default();
+    let db = common::open_faulty(dir.path(), &storage);
+    let t = rolling_topic(&db, Durability::Never);
+    t.append(Message::new("first")).expect("append");
+    storage.faults.fail_sync.store(true, Ordering::SeqCst);
+    let last = append_until_roll(&t);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let err = loop {
+        match t.append(Message::new("later")) {
+            Err(e) => break e,
+            Ok(_) => {
+                assert!(std::time::Instant::now() < deadline, "never poisoned");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    };
+    match err {
+        LogError::Poisoned { cause, .. } => assert!(cause.contains("injected fsync failure")),
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    assert!(matches!(t.flush(), Err(LogError::Poisoned { .. })));
+    assert!(db.log().stats().fsync_failures >= 1);
+    drop(t);
+    drop(db);
+    storage.faults.fail_sync.store(false, Ordering::SeqCst);
+    let db = common::open_faulty(dir.path(), &storage);
+    let t = db.log().topic("t").expect("t");
+    // The sealed segment ends below the record whose append rolled it; records still in the
+    // write buffer when the partition was poisoned were never written.
+    let records = t.read(0, 0, usize::MAX).expect("read");
+    assert!(records.len() as u64 >= last, "the sealed records are there");
+    t.append(Message::new("healthy again"))
+        .expect("append after reopen");
+}

@@ -392,3 +392,105 @@ fn sealed_segments_accept_a_zero_tail_only_after_their_last_record() {
         Err(quipu::Error::Log(LogError::Corrupt { .. }))
     ));
 }
+
+/// Topic `t` of `Never` with 4 KiB segments and `n` records `record-{i}`: several segments,
+/// the last sealed one fsynced behind the writer. Returns the segment files.
+fn setup_rolled(n: u64, config: TopicConfig) -> (tempfile::TempDir, Vec<std::path::PathBuf>) {
+    let (dir, _) = write_topic(n, config.with_segment_bytes(4096), |i| {
+        format!("record-{i}").into_bytes()
+    });
+    let segs = common::segments(dir.path(), "t", 0);
+    assert!(segs.len() >= 3, "expected several segments: {segs:?}");
+    (dir, segs)
+}
+
+fn base_of(seg: &std::path::Path) -> u64 {
+    seg.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .expect("segment name")
+}
+
+/// The last sealed segment of a topic that is not `Always` is fsynced after the roll, so a
+/// crash can tear it: it is cut like an active segment and becomes the active one again; the
+/// segment after it (written later, no more durable) goes; appends continue at the cut.
+/// `Strict` refuses and changes nothing.
+#[test]
+fn a_torn_last_sealed_segment_of_a_buffered_topic_is_cut_and_the_later_one_dropped() {
+    let (dir, segs) = setup_rolled(
+        1000,
+        TopicConfig::default().with_durability(Durability::Never),
+    );
+    let sealed = &segs[segs.len() - 2];
+    let active = &segs[segs.len() - 1];
+    let sealed_len = std::fs::metadata(sealed).expect("meta").len();
+    let active_len = std::fs::metadata(active).expect("meta").len();
+    let file = OpenOptions::new().write(true).open(sealed).expect("open");
+    file.set_len(sealed_len - 7).expect("tear");
+    drop(file);
+
+    let db = strict_refuses_tolerant_cuts(dir.path());
+    let survived = values(&db);
+    let kept = survived.len() as u64;
+    assert!(
+        (base_of(sealed)..base_of(active)).contains(&kept),
+        "cut inside the torn segment: {kept} records"
+    );
+    for (i, v) in survived.iter().enumerate() {
+        assert_eq!(v, &format!("record-{i}"), "a prefix, in order");
+    }
+    assert!(!active.exists(), "the segment after the tear is dropped");
+    assert!(db.log().stats().truncated_bytes >= active_len);
+    let t = db.log().topic("t").expect("t");
+    let r = t.append(Message::new("after")).expect("append");
+    assert_eq!(r.offset, kept);
+    drop(t);
+    drop(db);
+    let db = reopen(dir.path(), RecoveryMode::Strict).expect("reopen");
+    let again = values(&db);
+    assert_eq!(again.len() as u64, kept + 1);
+    assert_eq!(again[again.len() - 1], "after");
+}
+
+/// `Strict` refuses the torn last sealed segment without touching a file.
+#[test]
+fn strict_mode_keeps_every_file_of_a_torn_last_sealed_segment() {
+    let (dir, segs) = setup_rolled(
+        1000,
+        TopicConfig::default().with_durability(Durability::Never),
+    );
+    let sealed = &segs[segs.len() - 2];
+    let len = std::fs::metadata(sealed).expect("meta").len();
+    let file = OpenOptions::new().write(true).open(sealed).expect("open");
+    file.set_len(len - 7).expect("tear");
+    drop(file);
+    let sizes = |segs: &[std::path::PathBuf]| -> Vec<u64> {
+        segs.iter()
+            .map(|s| std::fs::metadata(s).expect("meta").len())
+            .collect()
+    };
+    let before = sizes(&segs);
+    assert!(matches!(
+        reopen(dir.path(), RecoveryMode::Strict),
+        Err(quipu::Error::Log(LogError::Corrupt { .. }))
+    ));
+    assert_eq!(common::segments(dir.path(), "t", 0), segs);
+    assert_eq!(sizes(&segs), before);
+}
+
+/// An `Always` topic's sealed segments were fsynced at the roll: the same tear is damage, and
+/// the default mode reports it.
+#[test]
+fn a_torn_sealed_segment_of_an_always_topic_is_damage() {
+    let (dir, segs) = setup_rolled(300, always());
+    let sealed = &segs[segs.len() - 2];
+    let len = std::fs::metadata(sealed).expect("meta").len();
+    let file = OpenOptions::new().write(true).open(sealed).expect("open");
+    file.set_len(len - 7).expect("tear");
+    drop(file);
+    assert!(matches!(
+        reopen(dir.path(), RecoveryMode::TolerateCorruptTail),
+        Err(quipu::Error::Log(LogError::Corrupt { .. }))
+    ));
+    assert!(segs[segs.len() - 1].exists());
+}

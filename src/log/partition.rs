@@ -80,6 +80,8 @@ pub(crate) struct State {
     pub sync_requested: bool,
     /// An fsync of the group is in flight (by the sync thread or a leading appender).
     pub syncing: bool,
+    /// A rolled segment waits for the sync thread to fsync it.
+    pub seal_wanted: bool,
     pub dirty_since: Option<Instant>,
     /// Group commit: appends waiting for the next fsync, how many the last fsync covered, and
     /// how long it took.
@@ -118,8 +120,9 @@ pub(crate) struct Core {
     pub durable: Durable,
     /// Serialises retention and compaction.
     pub maintenance: Mutex<()>,
-    /// Serialises fsyncs; `fsync_failed` is set before it is released after a failure.
-    pub fsync_lock: Mutex<()>,
+    /// Serialises fsyncs and holds the sealed segment whose fsync is still to come (see
+    /// [`roll`]); `fsync_failed` is set before it is released after a failure.
+    pub fsync_lock: Mutex<Option<Unsealed>>,
     pub fsync_failed: AtomicBool,
     /// The sync thread last started, if any (it may have exited since, being idle).
     pub sync_thread: Mutex<Option<JoinHandle<()>>>,
@@ -873,18 +876,40 @@ pub(crate) fn flush_and_sync(core: &Core) -> Result<u64, LogError> {
 }
 
 /// Seals the active segment (write, fsync, index) and starts a new one at the next offset.
+///
+/// An `Always` topic's segment is fsynced here: its records are durable already, so that
+/// costs little. Another topic's segment is fsynced by the sync thread afterwards, as Kafka
+/// flushes a rolled segment in the background: waiting here for the write-back of a whole
+/// segment stalled the append that rolled by 150–200 ms (256 MiB). Until then it is
+/// [`Unsealed`], and every fsync of the partition fsyncs it first, so nothing is reported
+/// durable before it is; recovery walks the last sealed segment of such a topic whole, as it
+/// does the active one (docs/FORMAT.md §1, §6). At most one segment waits: a roll that finds the
+/// previous one still waiting fsyncs it first.
 pub(crate) fn roll(core: &Core, st: &mut State) -> Result<(), LogError> {
     flush_buffer(core, st)?;
     let old = Arc::clone(st.active());
     if let Err(e) = trim_preallocated(st) {
         return Err(poison(core, st, &e, &old.log_path));
     }
-    if let Err(e) = fsync(core, &old.file) {
-        return Err(poison(core, st, &e, &old.log_path));
-    }
     let next = st.next_offset;
-    mark_durable(core, st, next);
-    core.durable.advance(next);
+    if core.config.durability == Durability::Always || !st.sync_alive {
+        if let Err(e) = fsync(core, &old.file) {
+            return Err(poison(core, st, &e, &old.log_path));
+        }
+        mark_durable(core, st, next);
+        core.durable.advance(next);
+    } else {
+        let unsealed = Unsealed {
+            file: Arc::clone(&old.file),
+            path: old.log_path.clone(),
+            end: next,
+        };
+        if let Err((e, path)) = super::sync::seal_later(core, unsealed) {
+            return Err(poison(core, st, &e, &path));
+        }
+        st.seal_wanted = true;
+        core.sync_wanted.notify_one();
+    }
     let _ = old.rewrite_index();
     let storage = core.ctx.storage.as_ref();
     if !st.producers.is_empty() {
@@ -902,6 +927,15 @@ pub(crate) fn roll(core: &Core, st: &mut State) -> Result<(), LogError> {
     st.idx_pending.clear();
     st.active_since = None;
     Ok(())
+}
+
+/// A rolled segment whose fsync is still to come: its file, for errors its path, and the
+/// offset below which everything is durable once it is fsynced.
+#[derive(Debug)]
+pub(crate) struct Unsealed {
+    pub file: Arc<dyn super::storage::StorageFile>,
+    pub path: PathBuf,
+    pub end: u64,
 }
 
 /// Where the producer state as of a segment's start is kept.
@@ -940,6 +974,7 @@ pub(crate) fn state(
         sync_alive: false,
         sync_requested: false,
         syncing: false,
+        seal_wanted: false,
         dirty_since: None,
         group: GroupCommit::default(),
     }
@@ -968,7 +1003,7 @@ pub(crate) fn core(
         durable: Durable::new(durable),
         progress,
         maintenance: Mutex::new(()),
-        fsync_lock: Mutex::new(()),
+        fsync_lock: Mutex::new(None),
         fsync_failed: AtomicBool::new(false),
         sync_thread: Mutex::new(None),
     }

@@ -63,6 +63,16 @@ pub(crate) fn open_partition(
         )));
     }
     let mode = ctx.config.recovery;
+    // The last sealed segment of a topic that is not `Always` was maybe never fsynced (see
+    // `partition::roll`): walked whole, and if a crash tore it, it is the active segment again
+    // and the one after it, written later and durable no sooner, goes.
+    let mut superseded = None;
+    if config.durability != Durability::Always && bases.len() >= 2 {
+        let (sealed, after) = (bases[bases.len() - 2], bases[bases.len() - 1]);
+        if !sealed_whole(storage, &dir, sealed, after)? {
+            superseded = bases.pop();
+        }
+    }
     let mut segments = Vec::with_capacity(bases.len());
     let mut truncated = 0;
     for pair in bases.windows(2) {
@@ -86,6 +96,10 @@ pub(crate) fn open_partition(
         Err(e) => return Err(e),
     };
     let active = recover_active(&dir, last, &config, &ctx, producers)?;
+    if let Some(base) = superseded {
+        let dropped = remove_segment(storage, &dir, base)?;
+        ctx.metrics.truncated_bytes(dropped);
+    }
     segments.push(Arc::new(active.segment));
     let start = segments[0].base_offset;
     let st = partition::state(
@@ -192,6 +206,56 @@ fn open_sealed(
         let _ = segment.rewrite_index();
     }
     Ok(segment)
+}
+
+/// Whether the segment at `base` holds only valid batches, their offsets rising (compaction
+/// leaves gaps) and below `next_base`; then it is fsynced (what a crashed process wrote may sit
+/// in the page cache only). A crash that cut it exactly between two batches is not told apart
+/// from a compacted segment: the records cut, never durable, are then a gap in the offsets.
+fn sealed_whole(
+    storage: &dyn Storage,
+    dir: &Path,
+    base: u64,
+    next_base: u64,
+) -> Result<bool, LogError> {
+    let (log_path, _) = segment::paths(dir, base);
+    let err = |e| LogError::io(&log_path, e);
+    let file = storage.open(&log_path, false).map_err(err)?;
+    let len = file.len().map_err(err)?;
+    let mut next = Some(base);
+    let end = segment::scan(file.as_ref(), 0, len, |_, h, _| {
+        if next.is_none_or(|n| h.base_offset < n) {
+            next = None;
+            return ControlFlow::Break(());
+        }
+        next = Some(h.next_offset());
+        ControlFlow::Continue(())
+    })
+    .map_err(err)?;
+    let whole = end.bad.is_none() && end.valid_end == len && next.is_some_and(|n| n <= next_base);
+    if whole {
+        file.sync_data().map_err(err)?;
+    }
+    Ok(whole)
+}
+
+/// Deletes the segment at `base` with its index and producer snapshot, durably; returns the
+/// bytes of records it held.
+fn remove_segment(storage: &dyn Storage, dir: &Path, base: u64) -> Result<u64, LogError> {
+    let (log_path, idx_path) = segment::paths(dir, base);
+    let len = storage
+        .open(&log_path, false)
+        .and_then(|f| f.len())
+        .map_err(|e| LogError::io(&log_path, e))?;
+    for path in [log_path, idx_path, partition::producers_path(dir, base)] {
+        if storage.exists(&path) {
+            storage
+                .remove_file(&path)
+                .map_err(|e| LogError::io(&path, e))?;
+        }
+    }
+    storage.sync_dir(dir).map_err(|e| LogError::io(dir, e))?;
+    Ok(len)
 }
 
 struct Active {

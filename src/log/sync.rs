@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::MutexGuard;
 
-use super::partition::{Core, State, flush_buffer, mark_durable, poison};
+use super::partition::{Core, State, Unsealed, flush_buffer, mark_durable, poison};
 use super::storage::StorageFile;
 use crate::config::Durability;
 
@@ -27,11 +27,60 @@ pub(crate) struct GroupCommit {
 /// The longest the sync thread waits for more appenders before an fsync.
 const MAX_GROUP_WINDOW: Duration = Duration::from_millis(2);
 
-/// Every fsync of a partition goes through here, one at a time. Once one fails, none may report
-/// success: Linux reports a failed write-back to one fsync caller only, so a later fsync of the
-/// same file can succeed although the pages it was meant to cover are gone.
+/// Every fsync of a partition goes through here, one at a time, and fsyncs the sealed segment
+/// still waiting for it (see [`roll`](super::partition::roll)) first: whatever an fsync makes
+/// durable, everything before it is durable too. Once one fails, none may report success:
+/// Linux reports a failed write-back to one fsync caller only, so a later fsync of the same
+/// file can succeed although the pages it was meant to cover are gone.
 pub(crate) fn fsync(core: &Core, file: &Arc<dyn StorageFile>) -> std::io::Result<()> {
-    let _one_at_a_time = core.fsync_lock.lock();
+    let mut unsealed = core.fsync_lock.lock();
+    if let Some(sealed) = unsealed.take() {
+        sync_file(core, &sealed.file)?;
+    }
+    sync_file(core, file)
+}
+
+/// Hands a rolled segment to the sync thread to fsync. One already waiting is fsynced now (the
+/// caller poisons the partition if that fails: the error and the path of the file).
+pub(crate) fn seal_later(
+    core: &Core,
+    sealed: Unsealed,
+) -> Result<(), (std::io::Error, std::path::PathBuf)> {
+    let mut unsealed = core.fsync_lock.lock();
+    if let Some(previous) = unsealed.take() {
+        sync_file(core, &previous.file).map_err(|e| (e, previous.path))?;
+    }
+    *unsealed = Some(sealed);
+    Ok(())
+}
+
+/// The sync thread's side of [`seal_later`]: fsyncs the waiting segment, if any, and makes
+/// its records durable.
+fn seal(core: &Core) {
+    let (sealed, result) = {
+        let mut unsealed = core.fsync_lock.lock();
+        let Some(sealed) = unsealed.take() else {
+            // An fsync since the roll took it.
+            return;
+        };
+        let result = sync_file(core, &sealed.file);
+        (sealed, result)
+    };
+    let mut st = core.state.lock();
+    match result {
+        Ok(()) => {
+            mark_durable(core, &mut st, sealed.end);
+            drop(st);
+            core.durable.advance(sealed.end);
+        }
+        Err(e) => {
+            poison(core, &mut st, &e, &sealed.path);
+        }
+    }
+}
+
+/// One fsync, under `fsync_lock`.
+fn sync_file(core: &Core, file: &Arc<dyn StorageFile>) -> std::io::Result<()> {
     if core.fsync_failed.load(Ordering::Acquire) {
         return Err(std::io::Error::other(
             "an earlier fsync of this partition failed",
@@ -55,6 +104,9 @@ pub(crate) fn sync_loop(core: &Core) {
         loop {
             if st.closed {
                 return;
+            }
+            if st.seal_wanted {
+                break;
             }
             match durability {
                 Durability::Always if st.sync_requested && !st.syncing => {
@@ -82,7 +134,12 @@ pub(crate) fn sync_loop(core: &Core) {
                 _ => {
                     let idle = core.ctx.config.sync_thread_idle;
                     let timed_out = core.sync_wanted.wait_for(&mut st, idle).timed_out();
-                    if timed_out && !st.sync_requested && !st.syncing && st.dirty_since.is_none() {
+                    if timed_out
+                        && !st.sync_requested
+                        && !st.syncing
+                        && !st.seal_wanted
+                        && st.dirty_since.is_none()
+                    {
                         // Nothing asked of this thread for `idle`: the next append starts
                         // another (`ensure_sync_thread`), under the same lock.
                         st.sync_alive = false;
@@ -90,6 +147,11 @@ pub(crate) fn sync_loop(core: &Core) {
                     }
                 }
             }
+        }
+        if std::mem::take(&mut st.seal_wanted) {
+            drop(st);
+            seal(core);
+            continue;
         }
         st.sync_requested = false;
         st.dirty_since = None;

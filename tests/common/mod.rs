@@ -45,6 +45,8 @@ pub struct Faults {
     pub fail_sync: AtomicBool,
     /// Each fsync first sleeps this long, so appenders pile up behind it.
     pub sync_delay_ms: AtomicU64,
+    /// Fsyncs wait while set.
+    pub hold_sync: AtomicBool,
     /// Bytes that may still be appended before "no space left on device"; negative: no limit.
     pub write_budget: AtomicI64,
     /// fsyncs performed.
@@ -56,6 +58,7 @@ impl Default for Faults {
         Self {
             fail_sync: AtomicBool::new(false),
             sync_delay_ms: AtomicU64::new(0),
+            hold_sync: AtomicBool::new(false),
             write_budget: AtomicI64::new(-1),
             syncs: AtomicU64::new(0),
         }
@@ -123,6 +126,9 @@ impl StorageFile for FaultyFile {
         let delay = self.faults.sync_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             std::thread::sleep(Duration::from_millis(delay));
+        }
+        while self.faults.hold_sync.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
         }
         self.faults.syncs.fetch_add(1, Ordering::SeqCst);
         if self.faults.fail_sync.load(Ordering::SeqCst) {
