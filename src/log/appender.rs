@@ -51,6 +51,8 @@ pub struct Appender {
     /// The latest timestamp this appender assigned: the next one is not below it.
     last_ts: u64,
     batch_bytes: usize,
+    /// The topic's `max_record_bytes`, read once.
+    max_record: usize,
 }
 
 /// Where a batch's timestamps came from. The two never share a batch: only timestamps the
@@ -76,12 +78,14 @@ impl Appender {
         let core = &partition.core;
         let batch_bytes = core.ctx.config.write_buffer_bytes.min(MAX_APPENDER_BATCH);
         let last_ts = core.ctx.clock.now_millis_coarse();
+        let max_record = core.config.max_record_bytes;
         Self {
             partition,
             buf: Vec::with_capacity(batch_bytes),
             batch: None,
             last_ts,
             batch_bytes,
+            max_record,
         }
     }
 
@@ -105,12 +109,13 @@ impl Appender {
     /// [`LogError::RecordTooLarge`], and nothing is buffered or sent; or the error of
     /// appending the batch so far (as [`flush`](Self::flush)), and then the record is buffered.
     pub fn append(&mut self, msg: &Message) -> Result<Option<AppendReceipt>, LogError> {
-        let receipt = if self.must_send_before(msg)? {
+        let stamps = Stamps::of(msg);
+        let receipt = if self.must_send_before(msg, stamps)? {
             self.flush()
         } else {
             Ok(None)
         };
-        self.push(msg);
+        self.push(msg, stamps);
         receipt
     }
 
@@ -120,12 +125,13 @@ impl Appender {
     /// # Errors
     /// As [`append`](Self::append).
     pub async fn append_async(&mut self, msg: &Message) -> Result<Option<AppendReceipt>, LogError> {
-        let receipt = if self.must_send_before(msg)? {
+        let stamps = Stamps::of(msg);
+        let receipt = if self.must_send_before(msg, stamps)? {
             self.flush_async().await
         } else {
             Ok(None)
         };
-        self.push(msg);
+        self.push(msg, stamps);
         receipt
     }
 
@@ -168,19 +174,20 @@ impl Appender {
 
     /// Whether the batch must be sent out before `msg` joins; refuses a record the topic
     /// does not take.
-    fn must_send_before(&self, msg: &Message) -> Result<bool, LogError> {
+    fn must_send_before(&self, msg: &Message, stamps: Stamps) -> Result<bool, LogError> {
         let size = msg.encoded_len();
-        let max = self.partition.core.config.max_record_bytes;
-        if size > max {
-            return Err(LogError::RecordTooLarge { size, max });
+        if size > self.max_record {
+            return Err(LogError::RecordTooLarge {
+                size,
+                max: self.max_record,
+            });
         }
-        Ok(self.batch.is_some_and(|(_, stamps)| {
-            stamps != Stamps::of(msg) || self.buf.len() + size > self.batch_bytes
+        Ok(self.batch.is_some_and(|(_, batch_stamps)| {
+            batch_stamps != stamps || self.buf.len() + size > self.batch_bytes
         }))
     }
 
-    fn push(&mut self, msg: &Message) {
-        let stamps = Stamps::of(msg);
+    fn push(&mut self, msg: &Message, stamps: Stamps) {
         let now = match msg.timestamp {
             Some(ts) => ts,
             None => {

@@ -582,6 +582,13 @@ impl RecordFields<'_> {
     /// and value in as few copies as possible: a push per varint byte (a capacity check each)
     /// and a `memcpy` call per field were most of the cost of appending a small record.
     fn put(&self, buf: &mut Vec<u8>) {
+        if !(self.headers.is_empty() && self.put_small(buf)) {
+            self.put_general(buf);
+        }
+    }
+
+    /// [`put`](Self::put) for any record.
+    fn put_general(&self, buf: &mut Vec<u8>) {
         let mut head = Scratch::new();
         head.byte(if self.value.is_none() {
             ATTR_TOMBSTONE
@@ -624,6 +631,91 @@ impl RecordFields<'_> {
             buf.extend_from_slice(v);
         }
     }
+}
+
+impl RecordFields<'_> {
+    /// [`put`](Self::put) for the common record without headers whose small fields take at
+    /// most 16 bytes: they are assembled in a register and go out as one 16-byte copy (cut back
+    /// to what they take), the value's length as another; only the key and the value need a
+    /// `memcpy` call. Returns `false`, writing nothing, for a record it does not cover.
+    /// (Measured on 100-byte records: 16 of the ~40 ns of user time per record were the general
+    /// path's encoding, 9 its `memcpy` calls; bytes stored one by one and read back as a block
+    /// would stall on store forwarding.)
+    fn put_small(&self, buf: &mut Vec<u8>) -> bool {
+        let mut head = Packed::default();
+        head.byte(if self.value.is_none() {
+            ATTR_TOMBSTONE
+        } else {
+            0
+        });
+        head.varint(self.ts_delta);
+        head.varint(self.offset_delta);
+        head.varint(opt_len(self.key));
+        let mut mid = Packed::default();
+        mid.varint(opt_len(self.value));
+        let key_len = self.key.map_or(0, <[u8]>::len);
+        let value = self.value.unwrap_or_default();
+        // The header count (0) ends the record.
+        let body = head.len + key_len + mid.len + value.len() + 1;
+        let mut record = Packed::default();
+        record.varint(body as u64);
+        if record.len + head.len > 16 || mid.len > 16 {
+            return false;
+        }
+        record.append(&head);
+        buf.reserve(record.len + body + 32);
+        record.put(buf);
+        if let Some(key) = self.key {
+            buf.extend_from_slice(key);
+        }
+        mid.put(buf);
+        buf.extend_from_slice(value);
+        buf.push(0);
+        true
+    }
+}
+
+/// Up to 16 bytes assembled in a register, first byte lowest.
+#[derive(Debug, Default, Clone, Copy)]
+struct Packed {
+    bits: u128,
+    len: usize,
+}
+
+impl Packed {
+    fn byte(&mut self, b: u8) {
+        if self.len < 16 {
+            self.bits |= u128::from(b) << (8 * self.len);
+        }
+        // Past 16 bytes only the length counts: the caller then takes the general path.
+        self.len += 1;
+    }
+
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    /// Adds `other`'s bytes after these (both fit together in 16).
+    fn append(&mut self, other: &Self) {
+        self.bits |= other.bits << (8 * self.len);
+        self.len += other.len;
+    }
+
+    /// Appends the bytes: a 16-byte copy, cut back to the length.
+    fn put(&self, buf: &mut Vec<u8>) {
+        let len = buf.len();
+        buf.extend_from_slice(&self.bits.to_le_bytes());
+        buf.truncate(len + self.len);
+    }
+}
+
+/// `0` for an absent field, its length + 1 otherwise.
+fn opt_len(b: Option<&[u8]>) -> u64 {
+    b.map_or(0, |b| b.len() as u64 + 1)
 }
 
 /// `0` for an absent field, its length + 1 otherwise.
@@ -758,6 +850,50 @@ fn unzigzag(v: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_small_record_path_writes_what_the_general_one_does() {
+        let big = vec![7u8; 300];
+        let fields = [
+            None,
+            Some(&big[..0]),
+            Some(&big[..5]),
+            Some(&big[..127]),
+            Some(&big[..300]),
+        ];
+        let mut covered = 0;
+        for ts_delta in [0, 1, 127, 128, 1 << 20, u64::MAX] {
+            for offset_delta in [0, 5, 200, 70_000] {
+                for key in fields {
+                    for value in fields {
+                        let f = RecordFields {
+                            ts_delta,
+                            offset_delta,
+                            key,
+                            value,
+                            headers: &[],
+                        };
+                        let mut general = vec![1, 2, 3];
+                        f.put_general(&mut general);
+                        let mut small = vec![1, 2, 3];
+                        if f.put_small(&mut small) {
+                            covered += 1;
+                            assert_eq!(
+                                small, general,
+                                "{ts_delta} {offset_delta} {key:?} {value:?}"
+                            );
+                        } else {
+                            assert_eq!(small, [1, 2, 3], "nothing written when not covered");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            covered > 100,
+            "the small path covers common records: {covered}"
+        );
+    }
 
     #[test]
     fn crc32c_agrees_with_a_second_implementation() {
