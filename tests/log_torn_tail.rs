@@ -404,6 +404,16 @@ fn setup_rolled(n: u64, config: TopicConfig) -> (tempfile::TempDir, Vec<std::pat
     (dir, segs)
 }
 
+/// Cuts the last 7 bytes off the last sealed segment, as a crash before its fsync could;
+/// returns it.
+fn tear_last_sealed(segs: &[std::path::PathBuf]) -> &std::path::Path {
+    let sealed = &segs[segs.len() - 2];
+    let len = std::fs::metadata(sealed).expect("meta").len();
+    let file = OpenOptions::new().write(true).open(sealed).expect("open");
+    file.set_len(len - 7).expect("tear");
+    sealed
+}
+
 fn base_of(seg: &std::path::Path) -> u64 {
     seg.file_stem()
         .and_then(|s| s.to_str())
@@ -421,13 +431,9 @@ fn a_torn_last_sealed_segment_of_a_buffered_topic_is_cut_and_the_later_one_dropp
         1000,
         TopicConfig::default().with_durability(Durability::Never),
     );
-    let sealed = &segs[segs.len() - 2];
     let active = &segs[segs.len() - 1];
-    let sealed_len = std::fs::metadata(sealed).expect("meta").len();
     let active_len = std::fs::metadata(active).expect("meta").len();
-    let file = OpenOptions::new().write(true).open(sealed).expect("open");
-    file.set_len(sealed_len - 7).expect("tear");
-    drop(file);
+    let sealed = tear_last_sealed(&segs);
 
     let db = strict_refuses_tolerant_cuts(dir.path());
     let survived = values(&db);
@@ -459,11 +465,7 @@ fn strict_mode_keeps_every_file_of_a_torn_last_sealed_segment() {
         1000,
         TopicConfig::default().with_durability(Durability::Never),
     );
-    let sealed = &segs[segs.len() - 2];
-    let len = std::fs::metadata(sealed).expect("meta").len();
-    let file = OpenOptions::new().write(true).open(sealed).expect("open");
-    file.set_len(len - 7).expect("tear");
-    drop(file);
+    tear_last_sealed(&segs);
     let sizes = |segs: &[std::path::PathBuf]| -> Vec<u64> {
         segs.iter()
             .map(|s| std::fs::metadata(s).expect("meta").len())
@@ -483,11 +485,7 @@ fn strict_mode_keeps_every_file_of_a_torn_last_sealed_segment() {
 #[test]
 fn a_torn_sealed_segment_of_an_always_topic_is_damage() {
     let (dir, segs) = setup_rolled(300, always());
-    let sealed = &segs[segs.len() - 2];
-    let len = std::fs::metadata(sealed).expect("meta").len();
-    let file = OpenOptions::new().write(true).open(sealed).expect("open");
-    file.set_len(len - 7).expect("tear");
-    drop(file);
+    tear_last_sealed(&segs);
     assert!(matches!(
         reopen(dir.path(), RecoveryMode::TolerateCorruptTail),
         Err(quipu::Error::Log(LogError::Corrupt { .. }))

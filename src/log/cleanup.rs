@@ -73,14 +73,7 @@ fn delete_oldest(core: &Core, before: Option<u64>) -> Result<usize, LogError> {
     drop(st);
     let storage = core.ctx.storage.as_ref();
     for seg in &deleted {
-        let producers = partition::producers_path(&core.dir, seg.base_offset);
-        for path in [&seg.log_path, &seg.idx_path, &producers] {
-            if storage.exists(path) {
-                storage
-                    .remove_file(path)
-                    .map_err(|e| LogError::io(path, e))?;
-            }
-        }
+        partition::remove_segment_files(storage, &core.dir, seg.base_offset)?;
     }
     storage
         .sync_dir(&core.dir)

@@ -938,6 +938,24 @@ pub(crate) struct Unsealed {
     pub end: u64,
 }
 
+/// Deletes the files of the segment at `base_offset` (its `.log`, `.idx` and `.producers`,
+/// those that exist); the caller fsyncs the directory.
+pub(crate) fn remove_segment_files(
+    storage: &dyn super::storage::Storage,
+    dir: &Path,
+    base_offset: u64,
+) -> Result<(), LogError> {
+    let (log, idx) = super::segment::paths(dir, base_offset);
+    for path in [log, idx, producers_path(dir, base_offset)] {
+        if storage.exists(&path) {
+            storage
+                .remove_file(&path)
+                .map_err(|e| LogError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Where the producer state as of a segment's start is kept.
 pub(crate) fn producers_path(dir: &Path, base_offset: u64) -> PathBuf {
     dir.join(format!("{base_offset:020}.producers"))

@@ -242,18 +242,12 @@ fn sealed_whole(
 /// Deletes the segment at `base` with its index and producer snapshot, durably; returns the
 /// bytes of records it held.
 fn remove_segment(storage: &dyn Storage, dir: &Path, base: u64) -> Result<u64, LogError> {
-    let (log_path, idx_path) = segment::paths(dir, base);
+    let (log_path, _) = segment::paths(dir, base);
     let len = storage
         .open(&log_path, false)
         .and_then(|f| f.len())
         .map_err(|e| LogError::io(&log_path, e))?;
-    for path in [log_path, idx_path, partition::producers_path(dir, base)] {
-        if storage.exists(&path) {
-            storage
-                .remove_file(&path)
-                .map_err(|e| LogError::io(&path, e))?;
-        }
-    }
+    partition::remove_segment_files(storage, dir, base)?;
     storage.sync_dir(dir).map_err(|e| LogError::io(dir, e))?;
     Ok(len)
 }

@@ -30,7 +30,6 @@ const PAGE: u64 = 4096;
 pub(crate) struct Segment {
     pub base_offset: u64,
     pub log_path: PathBuf,
-    pub idx_path: PathBuf,
     pub file: Arc<dyn StorageFile>,
     pub idx_file: Arc<dyn StorageFile>,
     /// Bytes of `file` that hold whole batches and may be read.
@@ -66,7 +65,6 @@ impl Segment {
         Ok(Self {
             base_offset,
             log_path,
-            idx_path,
             file,
             idx_file,
             written: AtomicU64::new(written),
