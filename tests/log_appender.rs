@@ -17,6 +17,14 @@ fn value(i: usize) -> Vec<u8> {
     format!("record-{i}-{}", "x".repeat(i % 300)).into_bytes()
 }
 
+/// Opens `dir` with a 4 KiB write buffer, so that batches fill and go out on their own.
+fn open_small_buffer(dir: &std::path::Path) -> Quipu {
+    Quipu::builder(dir)
+        .log_config(LogConfig::default().with_write_buffer_bytes(4096))
+        .open()
+        .expect("open")
+}
+
 /// Every record of topic `t`, partition 0, after reopening `dir`.
 fn reopened(dir: &std::path::Path) -> Vec<quipu::Record> {
     let db = common::open(dir);
@@ -28,10 +36,7 @@ fn reopened(dir: &std::path::Path) -> Vec<quipu::Record> {
 fn receipts_cover_every_record_once_in_order() {
     let dir = common::tempdir();
     // A 4 KiB write buffer: the appender's batches fill and go out on their own.
-    let db = Quipu::builder(dir.path())
-        .log_config(LogConfig::default().with_write_buffer_bytes(4096))
-        .open()
-        .expect("open");
+    let db = open_small_buffer(dir.path());
     let t = db.log().create_topic("t", never()).expect("create");
     let mut appender = t.partition(0).expect("partition").appender();
     let mut covered = Vec::new();
@@ -307,10 +312,7 @@ fn batches_that_roll_the_segment_land_whole_in_the_next_one() {
 fn a_topic_appender_routes_by_key_and_keeps_each_key_in_order() {
     let dir = common::tempdir();
     // A 4 KiB write buffer: keyless records fill a batch and move on to the next partition.
-    let db = Quipu::builder(dir.path())
-        .log_config(LogConfig::default().with_write_buffer_bytes(4096))
-        .open()
-        .expect("open");
+    let db = open_small_buffer(dir.path());
     let t = db
         .log()
         .create_topic("t", never().with_partitions(4))

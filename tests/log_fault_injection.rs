@@ -212,15 +212,23 @@ fn append_until_roll(t: &Arc<quipu::Topic>) -> u64 {
         .expect("the append that rolled returned")
 }
 
-fn rolling_topic(db: &Quipu, durability: Durability) -> Arc<quipu::Topic> {
-    db.log()
+/// A data dir behind a `FaultyStorage` with topic `t` of `Never`, 4 KiB segments and one
+/// record appended while the storage was healthy.
+fn rolling_never_topic() -> (tempfile::TempDir, FaultyStorage, Quipu, Arc<quipu::Topic>) {
+    let dir = common::tempdir();
+    let storage = FaultyStorage::default();
+    let db = common::open_faulty(dir.path(), &storage);
+    let t = db
+        .log()
         .create_topic(
             "t",
             TopicConfig::default()
-                .with_durability(durability)
+                .with_durability(Durability::Never)
                 .with_segment_bytes(4096),
         )
-        .expect("create")
+        .expect("create");
+    t.append(Message::new("first")).expect("append");
+    (dir, storage, db, t)
 }
 
 /// A `Never` topic's rolled segment is fsynced by the sync thread, not by the append that
@@ -228,11 +236,7 @@ fn rolling_topic(db: &Quipu, durability: Durability) -> Arc<quipu::Topic> {
 /// durable; a `flush` covers them (it fsyncs the sealed segment before the active one).
 #[test]
 fn a_rolled_segment_is_fsynced_behind_the_writer() {
-    let dir = common::tempdir();
-    let storage = FaultyStorage::default();
-    let db = common::open_faulty(dir.path(), &storage);
-    let t = rolling_topic(&db, Durability::Never);
-    t.append(Message::new("first")).expect("append");
+    let (dir, storage, db, t) = rolling_never_topic();
     storage.faults.hold_sync.store(true, Ordering::SeqCst);
     let last = append_until_roll(&t);
     let p = Arc::clone(t.partition(0).expect("partition"));
@@ -259,11 +263,7 @@ fn a_rolled_segment_is_fsynced_behind_the_writer() {
 /// appends and flushes get the error; what was written out is there after a reopen.
 #[test]
 fn a_failed_fsync_of_a_rolled_segment_poisons_the_partition() {
-    let dir = common::tempdir();
-    let storage = FaultyStorage::default();
-    let db = common::open_faulty(dir.path(), &storage);
-    let t = rolling_topic(&db, Durability::Never);
-    t.append(Message::new("first")).expect("append");
+    let (dir, storage, db, t) = rolling_never_topic();
     storage.faults.fail_sync.store(true, Ordering::SeqCst);
     let last = append_until_roll(&t);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -691,12 +691,8 @@ impl Packed {
         self.len += 1;
     }
 
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.byte((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.byte(v as u8);
+    fn varint(&mut self, v: u64) {
+        varint_bytes(v, |b| self.byte(b));
     }
 
     /// Adds `other`'s bytes after these (both fit together in 16).
@@ -748,12 +744,8 @@ impl Scratch {
         self.end += 1;
     }
 
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.byte((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.byte(v as u8);
+    fn varint(&mut self, v: u64) {
+        varint_bytes(v, |b| self.byte(b));
     }
 
     /// Writes `v` as a varint just before the bytes already there (once).
@@ -802,12 +794,18 @@ fn get_opt_slice<'a>(
     Ok(Some(b))
 }
 
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+fn put_varint(buf: &mut Vec<u8>, v: u64) {
+    varint_bytes(v, |b| buf.push(b));
+}
+
+/// Gives `v`'s varint bytes to `put`, first byte first: the one encoding loop of the writers.
+#[inline]
+fn varint_bytes(mut v: u64, mut put: impl FnMut(u8)) {
     while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
+        put((v as u8) | 0x80);
         v >>= 7;
     }
-    buf.push(v as u8);
+    put(v as u8);
 }
 
 #[inline]
