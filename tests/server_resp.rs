@@ -227,6 +227,28 @@ fn pipelining_and_errors() {
     pipe.cmd("GET").arg("p999").cmd("DBSIZE");
     let (v, n): (String, i64) = pipe.query(&mut c).unwrap();
     assert_eq!((v.as_str(), n), ("999", 1000));
+    // Pipelines of 1 KiB values larger than a first read (16 KiB), sent again and again
+    // while the connection's read room grows: every value comes back whole, in order.
+    for round in 0..4u8 {
+        let values: Vec<Vec<u8>> = (0..64u8)
+            .map(|i| vec![b'a' + (i + round) % 26; 1000 + usize::from(i)])
+            .collect();
+        let mut set = redis::pipe();
+        for (i, v) in values.iter().enumerate() {
+            set.cmd("SET").arg(format!("big{i}")).arg(v).ignore();
+        }
+        set.query::<()>(&mut c).unwrap();
+        let mut get = redis::pipe();
+        for i in 0..values.len() {
+            get.cmd("GET").arg(format!("big{i}"));
+        }
+        let got: Vec<Vec<u8>> = get.query(&mut c).unwrap();
+        assert_eq!(got, values, "round {round}");
+    }
+    redis::cmd("DEL")
+        .arg((0..64).map(|i| format!("big{i}")).collect::<Vec<_>>())
+        .query::<i64>(&mut c)
+        .unwrap();
     let err = redis::cmd("NOSUCH")
         .arg("x")
         .query::<()>(&mut c)

@@ -574,7 +574,9 @@ async fn serve<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut input = BytesMut::with_capacity(READ_ROOM);
+    // How much room a read gets: grows while reads fill it (see `READ_ROOM_MAX`).
+    let mut room = READ_ROOM;
     let mut out = Out::default();
     let id = shared.next_id.fetch_add(1, Relaxed);
     let registration = shared.clients.register(id, addr.to_string());
@@ -702,9 +704,10 @@ async fn serve<R, W>(
         if close || *stop.borrow() || client.is_killed() {
             return;
         }
-        if input.capacity() - input.len() < 4096 {
-            input.reserve(16 * 1024);
+        if input.capacity() - input.len() < room / 4 {
+            input.reserve(room);
         }
+        let spare = input.capacity() - input.len();
         let idle = idle_limit(shared, &conn);
         let timeout = async {
             match idle {
@@ -736,14 +739,30 @@ async fn serve<R, W>(
         };
         match read {
             Ok(0) | Err(_) => return,
-            // Once per read, not per command: a pipeline's commands share one clock read.
-            Ok(_) => client.touch(),
+            Ok(n) => {
+                if n == spare {
+                    // The client sent more than fitted: more room next time, so that one read
+                    // (and one write of the replies) serves a whole pipeline.
+                    room = (room * 2).min(READ_ROOM_MAX);
+                }
+                // Once per read, not per command: a pipeline's commands share one clock read.
+                client.touch();
+            }
         }
     }
 }
 
 /// Replies a pipeline has piled up past this are written out before the next command runs.
 const OUT_FLUSH: usize = 64 * 1024;
+
+/// Room a connection's first read gets (Redis reads 16 KiB at a time too).
+const READ_ROOM: usize = 16 * 1024;
+
+/// The most room a read gets, after reads that filled what they had. A pipeline of 16 `SET`s
+/// of 1 KiB is 17 KiB: with 16 KiB per read it took two reads, each followed by a write of
+/// the replies so far (and the client reads two partial answers); it now takes one of each.
+/// A connection keeps the larger buffer while it lives: at most 64 KiB each.
+const READ_ROOM_MAX: usize = 64 * 1024;
 
 /// Writes the replies out once they pass `OUT_FLUSH`; `false` when the connection is gone.
 async fn write_if_large<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Out) -> bool {
