@@ -761,7 +761,8 @@ const READ_ROOM: usize = 16 * 1024;
 /// The most room a read gets, after reads that filled what they had. A pipeline of 16 `SET`s
 /// of 1 KiB is 17 KiB: with 16 KiB per read it took two reads, each followed by a write of
 /// the replies so far (and the client reads two partial answers); it now takes one of each.
-/// A connection keeps the larger buffer while it lives: at most 64 KiB each.
+/// A connection keeps the buffer it grew while it lives (as it did before for a value larger
+/// than its buffer); the room asked for never passes this.
 const READ_ROOM_MAX: usize = 64 * 1024;
 
 /// Writes the replies out once they pass `OUT_FLUSH`; `false` when the connection is gone.
