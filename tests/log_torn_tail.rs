@@ -62,7 +62,10 @@ fn strict_refuses_tolerant_cuts(dir: &std::path::Path) -> Quipu {
     reopen(dir, RecoveryMode::TolerateCorruptTail).expect("tolerant reopen")
 }
 
+/// Opens the data directory as after a crash (these tests tamper with the files to stand for
+/// what a crash left, and a crash leaves no clean-close record).
 fn reopen(dir: &std::path::Path, mode: RecoveryMode) -> Result<Quipu, quipu::Error> {
+    common::as_after_a_crash(dir);
     Quipu::builder(dir)
         .log_config(common::test_config().with_recovery(mode))
         .open()

@@ -348,11 +348,18 @@ impl Partition {
                     let _ = trim_preallocated(&mut st);
                     let next = st.next_offset;
                     let file = Arc::clone(&st.active().file);
-                    if fsync(&self.core, &file).is_ok() {
+                    let synced = fsync(&self.core, &file).is_ok();
+                    if synced {
                         mark_durable(&self.core, &mut st, next);
                         self.core.durable.advance(next);
                     }
                     flush_index(&mut st);
+                    if synced {
+                        // Everything is durable (the fsync covered a sealed segment still
+                        // waiting for its own): the next open need not walk the segments.
+                        let storage = self.core.ctx.storage.as_ref();
+                        let _ = super::recovery::record_clean_close(storage, &self.core.dir, &st);
+                    }
                 }
                 st.closed = true;
                 self.core.durable.stop();

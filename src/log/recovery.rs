@@ -1,10 +1,14 @@
 //! Opening a partition: sealed segments are checked from their last index entry, the active
 //! segment is walked whole (CRC per batch), a torn tail is truncated per [`RecoveryMode`], the
-//! index and the producer state are rebuilt from what the log really holds.
+//! index and the producer state are rebuilt from what the log really holds. After a clean close
+//! (a [`CleanClose`] record that the files still match) the active segment is checked like a
+//! sealed one instead, as Kafka skips recovery after a clean shutdown.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use super::Context;
 use super::index::{self, IndexEntry};
@@ -63,16 +67,25 @@ pub(crate) fn open_partition(
         )));
     }
     let mode = ctx.config.recovery;
+    let last = bases[bases.len() - 1];
+    // Read and removed (durably) before anything else: a crash from here on must not find it.
+    let clean = take_clean_close(storage, &dir)?.filter(|c| c.active_base == last);
     // The last sealed segment of a topic that is not `Always` was maybe never fsynced (see
     // `partition::roll`): walked whole, and if a crash tore it, it is the active segment again
-    // and the one after it, written later and durable no sooner, goes.
+    // and the one after it, written later and durable no sooner, goes. After a clean close it
+    // was fsynced: trusted if it is as long as it was then.
     let mut superseded = None;
     if config.durability != Durability::Always && bases.len() >= 2 {
         let (sealed, after) = (bases[bases.len() - 2], bases[bases.len() - 1]);
-        if !sealed_whole(storage, &dir, sealed, after)? {
+        let closed_as_is = match &clean {
+            Some(c) => c.sealed == Some((sealed, segment_len(storage, &dir, sealed)?)),
+            None => false,
+        };
+        if !closed_as_is && !sealed_whole(storage, &dir, sealed, after)? {
             superseded = bases.pop();
         }
     }
+    let clean = clean.filter(|_| superseded.is_none());
     let mut segments = Vec::with_capacity(bases.len());
     let mut truncated = 0;
     for pair in bases.windows(2) {
@@ -89,13 +102,23 @@ pub(crate) fn open_partition(
     }
     ctx.metrics.truncated_bytes(truncated);
     let last = bases[bases.len() - 1];
-    let producers = match super::meta::read(storage, &partition::producers_path(&dir, last)) {
-        Ok(table) => table.unwrap_or_default(),
-        // A damaged snapshot is rebuilt from the batches themselves.
-        Err(LogError::Corrupt { .. }) => rebuild_producers(&segments)?,
-        Err(e) => return Err(e),
+    let reopened = match clean {
+        Some(c) => open_active_closed(storage, &dir, last, &config, c)?,
+        None => None,
     };
-    let active = recover_active(&dir, last, &config, &ctx, producers)?;
+    let active = match reopened {
+        Some(active) => active,
+        None => {
+            let producers = match super::meta::read(storage, &partition::producers_path(&dir, last))
+            {
+                Ok(table) => table.unwrap_or_default(),
+                // A damaged snapshot is rebuilt from the batches themselves.
+                Err(LogError::Corrupt { .. }) => rebuild_producers(&segments)?,
+                Err(e) => return Err(e),
+            };
+            recover_active(&dir, last, &config, &ctx, producers)?
+        }
+    };
     if let Some(base) = superseded {
         let dropped = remove_segment(storage, &dir, base)?;
         ctx.metrics.truncated_bytes(dropped);
@@ -130,27 +153,9 @@ fn open_sealed(
         .open(&log_path, false)
         .map_err(|e| LogError::io(&log_path, e))?;
     let len = file.len().map_err(|e| LogError::io(&log_path, e))?;
-    let idx_bytes = storage::read_all(storage, &idx_path).unwrap_or_default();
-    let mut entries = index::decode(&idx_bytes, base, len);
-    // The last entry is trusted only if a valid batch with its offset sits at its position.
-    if let Some(last) = entries.last().copied() {
-        let mut matches = false;
-        segment::scan(file.as_ref(), last.position, len, |_, h, _| {
-            matches = h.base_offset == last.offset;
-            ControlFlow::Break(())
-        })
-        .map_err(|e| LogError::io(&log_path, e))?;
-        if !matches {
-            entries.clear();
-        }
-    }
-    let (from, mut builder) = match entries.last() {
-        Some(e) => (
-            e.position,
-            IndexBuilder::resume(config.index_interval_bytes, e.max_timestamp),
-        ),
-        None => (0, IndexBuilder::new(config.index_interval_bytes, 0)),
-    };
+    let (mut entries, from, mut builder) =
+        trusted_index(storage, file.as_ref(), &idx_path, base, len, config)
+            .map_err(|e| LogError::io(&log_path, e))?;
     let had = entries.len();
     let mut max_ts = entries.last().map_or(0, |e| e.max_timestamp);
     let mut last_next = None;
@@ -206,6 +211,171 @@ fn open_sealed(
         let _ = segment.rewrite_index();
     }
     Ok(segment)
+}
+
+/// A segment's index entries as far as they can be trusted (the last one only if a valid
+/// batch with its offset sits at its position), where a scan for the rest starts, and the
+/// builder that continues the index from there.
+fn trusted_index(
+    storage: &dyn Storage,
+    file: &dyn storage::StorageFile,
+    idx_path: &Path,
+    base: u64,
+    len: u64,
+    config: &TopicConfig,
+) -> std::io::Result<(Vec<IndexEntry>, u64, IndexBuilder)> {
+    let idx_bytes = storage::read_all(storage, idx_path).unwrap_or_default();
+    let mut entries = index::decode(&idx_bytes, base, len);
+    if let Some(last) = entries.last().copied() {
+        let mut matches = false;
+        segment::scan(file, last.position, len, |_, h, _| {
+            matches = h.base_offset == last.offset;
+            ControlFlow::Break(())
+        })?;
+        if !matches {
+            entries.clear();
+        }
+    }
+    Ok(match entries.last() {
+        Some(e) => {
+            let (from, max_ts) = (e.position, e.max_timestamp);
+            let builder = IndexBuilder::resume(config.index_interval_bytes, max_ts);
+            (entries, from, builder)
+        }
+        None => (
+            entries,
+            0,
+            IndexBuilder::new(config.index_interval_bytes, 0),
+        ),
+    })
+}
+
+/// What [`Partition::close`] leaves in a partition's directory once everything in it is
+/// fsynced: the active and the last sealed segment as they were then, and the producer state
+/// at the end. The next open removes it first; if the files still match it, the active
+/// segment is checked from its last index entry (as a sealed one) instead of walked whole, the
+/// last sealed one is not walked, and the producer state is taken from it (docs/FORMAT.md §6).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CleanClose {
+    pub active_base: u64,
+    pub active_len: u64,
+    pub next_offset: u64,
+    /// The last sealed segment's base offset and length.
+    pub sealed: Option<(u64, u64)>,
+    pub producers: ProducerTable,
+}
+
+/// The name of the [`CleanClose`] record in a partition's directory.
+pub(crate) const CLEAN_CLOSE: &str = "clean-close";
+
+/// Reads the [`CleanClose`] record of `dir`, if there is a readable one, and removes it
+/// durably. A damaged or unreadable record is as good as none: the partition is recovered.
+fn take_clean_close(storage: &dyn Storage, dir: &Path) -> Result<Option<CleanClose>, LogError> {
+    let path = dir.join(CLEAN_CLOSE);
+    if !storage.exists(&path) {
+        return Ok(None);
+    }
+    let clean = super::meta::read::<CleanClose>(storage, &path)
+        .ok()
+        .flatten();
+    storage
+        .remove_file(&path)
+        .map_err(|e| LogError::io(&path, e))?;
+    storage.sync_dir(dir).map_err(|e| LogError::io(dir, e))?;
+    Ok(clean)
+}
+
+/// The length of the segment file at `base`.
+fn segment_len(storage: &dyn Storage, dir: &Path, base: u64) -> Result<u64, LogError> {
+    let (log_path, _) = segment::paths(dir, base);
+    storage
+        .open(&log_path, false)
+        .and_then(|f| f.len())
+        .map_err(|e| LogError::io(&log_path, e))
+}
+
+/// Opens the active segment as a clean close left it: `None` (and nothing changed) unless the
+/// file is as long as it was, its batches from the last trusted index entry on are valid and
+/// in sequence to the end, and they end at the offset the close recorded.
+fn open_active_closed(
+    storage: &dyn Storage,
+    dir: &Path,
+    base: u64,
+    config: &TopicConfig,
+    clean: CleanClose,
+) -> Result<Option<Active>, LogError> {
+    let (log_path, idx_path) = segment::paths(dir, base);
+    let err = |e| LogError::io(&log_path, e);
+    let file = storage.open(&log_path, false).map_err(err)?;
+    let len = file.len().map_err(err)?;
+    if len != clean.active_len {
+        return Ok(None);
+    }
+    let (mut entries, from, mut builder) =
+        trusted_index(storage, file.as_ref(), &idx_path, base, len, config).map_err(err)?;
+    let had = entries.len();
+    let mut max_ts = entries.last().map_or(0, |e| e.max_timestamp);
+    let mut next = entries.last().map_or(base, |e| e.offset);
+    let mut in_sequence = true;
+    let end = segment::scan(file.as_ref(), from, len, |pos, h, _| {
+        if h.base_offset != next {
+            in_sequence = false;
+            return ControlFlow::Break(());
+        }
+        next = h.next_offset();
+        max_ts = max_ts.max(h.max_timestamp);
+        if let Some(e) = builder.observe(pos, h)
+            && entries.last().is_none_or(|l| l.position < e.position)
+        {
+            entries.push(e);
+        }
+        ControlFlow::Continue(())
+    })
+    .map_err(err)?;
+    if !in_sequence || end.bad.is_some() || end.valid_end != len || next != clean.next_offset {
+        return Ok(None);
+    }
+    let mut first_timestamp = None;
+    segment::scan(file.as_ref(), 0, len, |_, h, _| {
+        first_timestamp = Some(h.first_timestamp);
+        ControlFlow::Break(())
+    })
+    .map_err(err)?;
+    drop(file);
+    let segment = Segment::open(storage, dir, base, len, next, max_ts, entries).map_err(err)?;
+    if segment.index.read().len() != had {
+        let _ = segment.rewrite_index();
+    }
+    Ok(Some(Active {
+        segment,
+        next_offset: next,
+        first_timestamp,
+        builder,
+        producers: clean.producers,
+    }))
+}
+
+/// Records a clean close of the partition whose state is `st` (everything in it fsynced).
+/// Errors only cost the next open a walk of its segments.
+pub(crate) fn record_clean_close(
+    storage: &dyn Storage,
+    dir: &Path,
+    st: &partition::State,
+) -> Result<(), LogError> {
+    let segs = &st.segments;
+    let active = st.active();
+    let sealed = segs
+        .len()
+        .checked_sub(2)
+        .map(|i| (segs[i].base_offset, segs[i].written()));
+    let clean = CleanClose {
+        active_base: active.base_offset,
+        active_len: active.written(),
+        next_offset: st.next_offset,
+        sealed,
+        producers: st.producers.clone(),
+    };
+    super::meta::write(storage, &dir.join(CLEAN_CLOSE), &clean)
 }
 
 /// Whether the segment at `base` holds only valid batches, their offsets rising (compaction

@@ -204,3 +204,23 @@ pub fn segments(data: &Path, topic: &str, partition: u32) -> Vec<PathBuf> {
     logs.sort();
     logs
 }
+
+/// Removes the records a clean close leaves in every partition directory, so that the next
+/// open recovers the files as after a crash (which leaves none): for tests that tamper with
+/// segment files to stand for what a crash left.
+pub fn as_after_a_crash(data: &Path) {
+    let Ok(topics) = std::fs::read_dir(data.join("log")) else {
+        return;
+    };
+    for topic in topics.flatten() {
+        let Ok(partitions) = std::fs::read_dir(topic.path()) else {
+            continue;
+        };
+        for partition in partitions.flatten() {
+            let record = partition.path().join("clean-close");
+            if record.exists() {
+                std::fs::remove_file(record).expect("remove the clean-close record");
+            }
+        }
+    }
+}
