@@ -51,6 +51,9 @@ pub(crate) fn open_partition(
         }
     }
     bases.sort_unstable();
+    // Read and removed (durably) before anything else, whatever the files: a crash from here on
+    // must not find it.
+    let clean = take_clean_close(storage, &dir)?;
     if bases.is_empty() {
         let segment = Segment::open(storage, &dir, 0, 0, 0, 0, Vec::new()).map_err(io)?;
         storage.sync_dir(&dir).map_err(io)?;
@@ -68,8 +71,7 @@ pub(crate) fn open_partition(
     }
     let mode = ctx.config.recovery;
     let last = bases[bases.len() - 1];
-    // Read and removed (durably) before anything else: a crash from here on must not find it.
-    let clean = take_clean_close(storage, &dir)?.filter(|c| c.active_base == last);
+    let clean = clean.filter(|c| c.active_base == last);
     // The last sealed segment of a topic that is not `Always` was maybe never fsynced (see
     // `partition::roll`): walked whole, and if a crash tore it, it is the active segment again
     // and the one after it, written later and durable no sooner, goes. After a clean close it
