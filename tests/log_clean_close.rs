@@ -149,34 +149,65 @@ fn a_cleanly_closed_partition_reopens_as_a_walk_would_recover_it() {
     }
 }
 
-/// The record is what lets the open skip the walk: a byte flipped in the body of the active
-/// segment after the close (before its last index entry) is not looked at when it opens, as
-/// for sealed segments; the read of that batch finds it by its CRC. Without the record the
-/// walk finds it and `Strict` refuses to open.
-#[test]
-fn after_a_clean_close_the_active_segment_is_checked_from_its_last_index_entry() {
-    let (dir, n) = written(Durability::Never);
-    let active = common::last_segment(dir.path(), "t", 0);
-    let mut bytes = std::fs::read(&active).expect("read");
-    bytes[100] ^= 0xff;
-    std::fs::write(&active, &bytes).expect("write");
-    let crashed = common::tempdir();
-    copy_dir(dir.path(), crashed.path());
-    std::fs::remove_file(record_path(crashed.path())).expect("remove");
+/// Flips one byte of a file.
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[at] ^= 0xff;
+    std::fs::write(path, &bytes).expect("write");
+}
 
-    let db = open(dir.path(), RecoveryMode::Strict).expect("trusted as closed");
-    let t = db.log().topic("t").expect("t");
-    assert_eq!(t.partition(0).expect("p").end_offset(), n);
-    let base: u64 = active
-        .file_stem()
+fn base_of(seg: &Path) -> u64 {
+    seg.file_stem()
         .and_then(|s| s.to_str())
         .and_then(|s| s.parse().ok())
-        .expect("base");
-    assert!(matches!(t.read(0, base, 1), Err(LogError::Corrupt { .. })));
-    assert!(matches!(
-        open(crashed.path(), RecoveryMode::Strict),
-        Err(quipu::Error::Log(LogError::Corrupt { .. }))
-    ));
+        .expect("base")
+}
+
+/// The record is what lets the open skip the walks: a byte flipped after the close in the
+/// body of the active segment's first batch (before its last index entry), and for a topic
+/// that is not `Always` in the body of the last sealed segment, is not looked at when it
+/// opens, as for any sealed segment; reading that batch finds it by its CRC. Without the
+/// record, or with an `.idx` that is not the one the close wrote, the segments are walked,
+/// the damage is found and `Strict` refuses to open.
+#[test]
+fn after_a_clean_close_the_segments_are_checked_from_their_last_index_entries() {
+    for durability in [Durability::Never, Durability::Always] {
+        let (dir, n) = written(durability);
+        let segs = common::segments(dir.path(), "t", 0);
+        let active = &segs[segs.len() - 1];
+        flip(active, 100);
+        if durability != Durability::Always {
+            flip(&segs[segs.len() - 2], 100);
+        }
+        let crashed = common::tempdir();
+        copy_dir(dir.path(), crashed.path());
+        std::fs::remove_file(record_path(crashed.path())).expect("remove");
+        let reindexed = common::tempdir();
+        copy_dir(dir.path(), reindexed.path());
+        // Its last entry lost (an `.idx` is not fsynced): what is left is consistent and would
+        // be trusted from its new last entry on, past the flipped byte.
+        let idx = common::last_segment(reindexed.path(), "t", 0).with_extension("idx");
+        let entries = std::fs::read(&idx).expect("idx");
+        assert!(entries.len() >= 3 * 24, "several index entries");
+        std::fs::write(&idx, &entries[..entries.len() - 24]).expect("cut");
+
+        let db = open(dir.path(), RecoveryMode::Strict).expect("trusted as closed");
+        let t = db.log().topic("t").expect("t");
+        assert_eq!(t.partition(0).expect("p").end_offset(), n);
+        assert!(matches!(
+            t.read(0, base_of(active), 1),
+            Err(LogError::Corrupt { .. })
+        ));
+        for other in [crashed.path(), reindexed.path()] {
+            assert!(
+                matches!(
+                    open(other, RecoveryMode::Strict),
+                    Err(quipu::Error::Log(LogError::Corrupt { .. }))
+                ),
+                "{durability:?}"
+            );
+        }
+    }
 }
 
 /// Open removes the record before anything is appended: a crash later finds none, and its

@@ -14,7 +14,7 @@ use super::Context;
 use super::index::{self, IndexEntry};
 use super::partition::{self, Partition};
 use super::producer::ProducerTable;
-use super::record::{DecodeError, NO_PRODUCER, ProducerStamp};
+use super::record::{self, DecodeError, NO_PRODUCER, ProducerStamp};
 use super::segment::{self, IndexBuilder, Segment};
 use super::storage::{self, Storage};
 use crate::config::{Durability, RecoveryMode, TopicConfig};
@@ -155,8 +155,9 @@ fn open_sealed(
         .open(&log_path, false)
         .map_err(|e| LogError::io(&log_path, e))?;
     let len = file.len().map_err(|e| LogError::io(&log_path, e))?;
+    let idx_bytes = storage::read_all(storage, &idx_path).unwrap_or_default();
     let (mut entries, from, mut builder) =
-        trusted_index(storage, file.as_ref(), &idx_path, base, len, config)
+        trusted_index(file.as_ref(), &idx_bytes, base, len, config)
             .map_err(|e| LogError::io(&log_path, e))?;
     let had = entries.len();
     let mut max_ts = entries.last().map_or(0, |e| e.max_timestamp);
@@ -219,15 +220,13 @@ fn open_sealed(
 /// batch with its offset sits at its position), where a scan for the rest starts, and the
 /// builder that continues the index from there.
 fn trusted_index(
-    storage: &dyn Storage,
     file: &dyn storage::StorageFile,
-    idx_path: &Path,
+    idx_bytes: &[u8],
     base: u64,
     len: u64,
     config: &TopicConfig,
 ) -> std::io::Result<(Vec<IndexEntry>, u64, IndexBuilder)> {
-    let idx_bytes = storage::read_all(storage, idx_path).unwrap_or_default();
-    let mut entries = index::decode(&idx_bytes, base, len);
+    let mut entries = index::decode(idx_bytes, base, len);
     if let Some(last) = entries.last().copied() {
         let mut matches = false;
         segment::scan(file, last.position, len, |_, h, _| {
@@ -264,6 +263,8 @@ pub(crate) struct CleanClose {
     pub next_offset: u64,
     /// The last sealed segment's base offset and length.
     pub sealed: Option<(u64, u64)>,
+    /// CRC32C of the active segment's `.idx` as the close wrote it (whole, from memory).
+    pub index_crc: u32,
     pub producers: ProducerTable,
 }
 
@@ -310,11 +311,25 @@ fn open_active_closed(
     let err = |e| LogError::io(&log_path, e);
     let file = storage.open(&log_path, false).map_err(err)?;
     let len = file.len().map_err(err)?;
-    if len != clean.active_len {
+    // The `.idx` is not fsynced: it counts only if it is byte for byte what the close wrote.
+    let idx_bytes = storage::read_all(storage, &idx_path).unwrap_or_default();
+    if len != clean.active_len || super::crc32c(&idx_bytes) != clean.index_crc {
         return Ok(None);
     }
+    // The first batch's header gives the segment's first timestamp (as the walk's first
+    // batch does); its body is not checked here.
+    let first_timestamp = if len == 0 {
+        None
+    } else {
+        let mut head = vec![0u8; record::HEADER_LEN.min(len as usize)];
+        storage::read_exact_at(file.as_ref(), &mut head, 0).map_err(err)?;
+        match record::decode_header(&head) {
+            Ok(h) if h.base_offset == base => Some(h.first_timestamp),
+            _ => return Ok(None),
+        }
+    };
     let (mut entries, from, mut builder) =
-        trusted_index(storage, file.as_ref(), &idx_path, base, len, config).map_err(err)?;
+        trusted_index(file.as_ref(), &idx_bytes, base, len, config).map_err(err)?;
     let had = entries.len();
     let mut max_ts = entries.last().map_or(0, |e| e.max_timestamp);
     let mut next = entries.last().map_or(base, |e| e.offset);
@@ -337,12 +352,6 @@ fn open_active_closed(
     if !in_sequence || end.bad.is_some() || end.valid_end != len || next != clean.next_offset {
         return Ok(None);
     }
-    let mut first_timestamp = None;
-    segment::scan(file.as_ref(), 0, len, |_, h, _| {
-        first_timestamp = Some(h.first_timestamp);
-        ControlFlow::Break(())
-    })
-    .map_err(err)?;
     drop(file);
     let segment = Segment::open(storage, dir, base, len, next, max_ts, entries).map_err(err)?;
     if segment.index.read().len() != had {
@@ -370,11 +379,17 @@ pub(crate) fn record_clean_close(
         .len()
         .checked_sub(2)
         .map(|i| (segs[i].base_offset, segs[i].written()));
+    // The index whole, as in memory: what was appended to the file may have gaps (its errors
+    // are ignored) or follow the bytes of an older file of the same name.
+    active
+        .rewrite_index()
+        .map_err(|e| LogError::io(&active.log_path, e))?;
     let clean = CleanClose {
         active_base: active.base_offset,
         active_len: active.written(),
         next_offset: st.next_offset,
         sealed,
+        index_crc: super::crc32c(&active.index_bytes()),
         producers: st.producers.clone(),
     };
     super::meta::write(storage, &dir.join(CLEAN_CLOSE), &clean)
