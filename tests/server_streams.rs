@@ -1,6 +1,6 @@
 //! Black-box tests of Redis streams on `quipu serve` with the `redis` client crate: XREAD
 //! with BLOCK (woken, timed out, ended by a disconnect or shutdown), ranges, error replies,
-//! and stream keys seen by TYPE/EXISTS/DEL. Consumer groups are in server_stream_groups.rs.
+//! and stream keys seen by TYPE/EXISTS/DEL/KEYS/SCAN/DBSIZE. Consumer groups are in server_stream_groups.rs.
 
 mod common;
 mod streams_support;
@@ -193,6 +193,41 @@ fn error_replies() {
     // The server is still fine.
     let n: i64 = query(&mut c, &["XLEN", "s"]);
     assert_eq!(n, 1);
+}
+
+/// KEYS, SCAN (with MATCH and TYPE) and DBSIZE list stream keys with the others, as Redis
+/// does; a key with bytes a topic name cannot hold comes back as it was given.
+#[test]
+fn keys_scan_and_dbsize_see_stream_keys() {
+    let dir = common::tempdir();
+    let srv = serve_in(dir.path());
+    let mut c = srv.con();
+    xadd(&mut c, "orders", "f", "v");
+    xadd(&mut c, "odd key_\u{e9}", "f", "v");
+    let _: () = query(&mut c, &["SET", "plain", "x"]);
+    let _: () = query(&mut c, &["HSET", "session", "f", "v"]);
+    let mut all: Vec<String> = query(&mut c, &["KEYS", "*"]);
+    all.sort();
+    assert_eq!(all, ["odd key_\u{e9}", "orders", "plain", "session"]);
+    let o: Vec<String> = query(&mut c, &["KEYS", "o*"]);
+    assert_eq!(o, ["odd key_\u{e9}", "orders"]);
+    let n: i64 = query(&mut c, &["DBSIZE"]);
+    assert_eq!(n, 4);
+    let (cursor, mut streams): (u64, Vec<String>) =
+        query(&mut c, &["SCAN", "0", "COUNT", "100", "TYPE", "stream"]);
+    assert_eq!(cursor, 0);
+    streams.sort();
+    assert_eq!(streams, ["odd key_\u{e9}", "orders"]);
+    let (_, strings): (u64, Vec<String>) =
+        query(&mut c, &["SCAN", "0", "COUNT", "100", "TYPE", "string"]);
+    assert_eq!(strings, ["plain"]);
+    // A string SET on a stream's key (SET does not check for streams): listed once.
+    let _: () = query(&mut c, &["SET", "orders", "x"]);
+    let n: i64 = query(&mut c, &["DBSIZE"]);
+    assert_eq!(n, 4);
+    let _: i64 = query(&mut c, &["DEL", "orders"]);
+    let after: Vec<String> = query(&mut c, &["KEYS", "o*"]);
+    assert_eq!(after, ["odd key_\u{e9}"]);
 }
 
 #[test]

@@ -125,20 +125,16 @@ pub(crate) fn persist(db: &Db, args: &[Bytes], out: &mut Out) {
 }
 
 pub(crate) fn type_of(shared: &Shared, args: &[Bytes], out: &mut Out) {
-    let db = &shared.db;
     if args.len() != 2 {
         return wrong_args(out, &args[0]);
     }
-    let key = &args[1];
-    let name = match db.ns(key).get(key).and_then(|raw| decode(&raw)) {
-        Some(v) => v.type_name(),
-        None if streams::exists(shared, key) => "stream",
-        None => "none",
-    };
-    out.simple(name);
+    out.simple(type_name(shared, &args[1]));
 }
 
-fn all_keys(db: &Db, pattern: &[u8]) -> Vec<Bytes> {
+/// Every live key matching `pattern`, streams included, sorted, each once (a stream and a
+/// string or hash may share a key: `SET` does not check for a stream).
+fn all_keys(shared: &Shared, pattern: &[u8]) -> Vec<Bytes> {
+    let db = &shared.db;
     let mut keys = Vec::new();
     for ns in db.namespaces() {
         for k in ns.keys("*") {
@@ -147,15 +143,30 @@ fn all_keys(db: &Db, pattern: &[u8]) -> Vec<Bytes> {
             }
         }
     }
+    keys.extend(
+        streams::keys(shared)
+            .into_iter()
+            .filter(|k| glob_match(pattern, k)),
+    );
     keys.sort();
+    keys.dedup();
     keys
 }
 
-pub(crate) fn keys(db: &Db, args: &[Bytes], out: &mut Out) {
+/// What `TYPE` answers for `key`.
+fn type_name(shared: &Shared, key: &[u8]) -> &'static str {
+    match shared.db.ns(key).get(key).and_then(|raw| decode(&raw)) {
+        Some(v) => v.type_name(),
+        None if streams::exists(shared, key) => "stream",
+        None => "none",
+    }
+}
+
+pub(crate) fn keys(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if args.len() != 2 {
         return wrong_args(out, &args[0]);
     }
-    let keys = all_keys(db, &args[1]);
+    let keys = all_keys(shared, &args[1]);
     out.array(keys.len());
     for k in keys {
         out.bulk(&k);
@@ -172,7 +183,7 @@ fn scan_position(key: &[u8]) -> u64 {
 /// SCAN in hash order: each call walks the keys with a position at or after the cursor. A key
 /// present for the whole scan is returned at least once, however others come and go (Redis's
 /// guarantee); a key may repeat only when positions collide at a page boundary.
-pub(crate) fn scan(db: &Db, args: &[Bytes], out: &mut Out) {
+pub(crate) fn scan(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if args.len() < 2 || !args.len().is_multiple_of(2) {
         return wrong_args(out, &args[0]);
     }
@@ -194,7 +205,7 @@ pub(crate) fn scan(db: &Db, args: &[Bytes], out: &mut Out) {
             _ => return syntax(out),
         }
     }
-    let mut ahead: Vec<(u64, Bytes)> = all_keys(db, &pattern)
+    let mut ahead: Vec<(u64, Bytes)> = all_keys(shared, &pattern)
         .into_iter()
         .map(|k| (scan_position(&k), k))
         .filter(|(p, _)| *p >= cursor)
@@ -205,14 +216,7 @@ pub(crate) fn scan(db: &Db, args: &[Bytes], out: &mut Out) {
         .iter()
         .take(count)
         .map(|(_, k)| k)
-        .filter(|k| {
-            kind.as_deref().is_none_or(|t| {
-                db.ns(k)
-                    .get(k)
-                    .and_then(|raw| decode(&raw))
-                    .is_some_and(|v| v.type_name() == t)
-            })
-        })
+        .filter(|k| kind.as_deref().is_none_or(|t| type_name(shared, k) == t))
         .collect();
     out.array(2);
     out.bulk(next.to_string().as_bytes());
@@ -242,11 +246,10 @@ pub(crate) fn rename(db: &Db, args: &[Bytes], out: &mut Out) {
     out.ok();
 }
 
-pub(crate) fn dbsize(db: &Db, out: &mut Out) {
+pub(crate) fn dbsize(shared: &Shared, out: &mut Out) {
     // Live keys only: Redis deletes an expired key when a command touches it, quipu's cache
     // keeps it until the sweep, so counting entries would disagree with EXISTS.
-    let n: usize = db.namespaces().iter().map(|ns| ns.keys("*").len()).sum();
-    out.int(n as i64);
+    out.int(all_keys(shared, b"*").len() as i64);
 }
 
 pub(crate) fn flush(db: &Db, out: &mut Out) {

@@ -181,10 +181,10 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         "ttl" | "pttl" => keys::ttl(db, cmd, args, out),
         "persist" => keys::persist(db, args, out),
         "type" => keys::type_of(shared, args, out),
-        "keys" => keys::keys(db, args, out),
-        "scan" => keys::scan(db, args, out),
+        "keys" => keys::keys(shared, args, out),
+        "scan" => keys::scan(shared, args, out),
         "rename" => keys::rename(db, args, out),
-        "dbsize" => keys::dbsize(db, out),
+        "dbsize" => keys::dbsize(shared, out),
         "flushdb" | "flushall" => keys::flush(db, out),
         // hashes
         "hset" | "hmset" | "hsetnx" => hashes::hset(db, cmd, args, out),

@@ -194,23 +194,6 @@ fn log_group_name(key: &[u8], group: &[u8]) -> String {
     s
 }
 
-fn unescape(s: &str) -> Option<Bytes> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'_' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Some(Bytes::from(out))
-}
-
 /// The loaded state of the stream topic `name`, if any.
 fn state_if_loaded(shared: &Shared, name: &str) -> Option<Arc<StreamState>> {
     shared.streams.states.read().get(name).cloned()
@@ -239,7 +222,7 @@ pub(crate) fn state(
     let p = topic.partition(0).map_err(failed)?;
     let mut groups = BTreeMap::new();
     for name in shared.log.consumer_groups().map_err(failed)? {
-        let Some(g) = name.strip_prefix(&prefix).and_then(unescape) else {
+        let Some(g) = name.strip_prefix(&prefix).and_then(super::unescape) else {
             continue;
         };
         let lg = shared.log.consumer_group(&name).map_err(failed)?;

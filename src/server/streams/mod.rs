@@ -104,6 +104,34 @@ fn escape(key: &[u8], keep: impl Fn(u8) -> bool, into: &mut String) {
     }
 }
 
+/// The bytes [`escape`] wrote as `s`; `None` for text it cannot have written.
+pub(crate) fn unescape(s: &str) -> Option<Bytes> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'_' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(Bytes::from(out))
+}
+
+/// Every stream's key, from the log's topic names (`stream.` + the escaped key).
+pub(crate) fn keys(shared: &Shared) -> Vec<Bytes> {
+    shared
+        .log
+        .topics()
+        .iter()
+        .filter_map(|name| name.strip_prefix("stream.").and_then(unescape))
+        .collect()
+}
+
 /// The topic of a stream key: `stream.` then the key with bytes outside `[A-Za-z0-9.-]`
 /// written as `_xx` (hex).
 pub(crate) fn topic_name(key: &[u8]) -> String {
