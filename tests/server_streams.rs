@@ -213,6 +213,8 @@ fn keys_scan_and_dbsize_see_stream_keys() {
     assert_eq!(o, ["odd key_\u{e9}", "orders"]);
     let n: i64 = query(&mut c, &["DBSIZE"]);
     assert_eq!(n, 4);
+    let info: String = query(&mut c, &["INFO", "keyspace"]);
+    assert!(info.contains("db0:keys=4,"), "{info}");
     let (cursor, mut streams): (u64, Vec<String>) =
         query(&mut c, &["SCAN", "0", "COUNT", "100", "TYPE", "stream"]);
     assert_eq!(cursor, 0);

@@ -389,6 +389,8 @@ fn info(shared: &Arc<Shared>, out: &mut Out) {
         bytes += s.bytes;
         keys += s.entries;
     }
+    // Streams are keys too, as in DBSIZE.
+    keys += crate::server::streams::keys(shared).len() as u64;
     let st = &shared.stats;
     let text = format!(
         "# Server\r\nredis_version:7.0.0\r\nquipu_version:{}\r\nredis_mode:standalone\r\nos:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n\
