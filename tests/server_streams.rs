@@ -195,8 +195,9 @@ fn error_replies() {
     assert_eq!(n, 1);
 }
 
-/// KEYS, SCAN (with MATCH and TYPE) and DBSIZE list stream keys with the others, as Redis
-/// does; a key with bytes a topic name cannot hold comes back as it was given.
+/// KEYS, SCAN (with MATCH and TYPE), DBSIZE and INFO list stream keys with the others, TTL
+/// says they do not expire and FLUSHALL deletes them, as in Redis; a key with bytes a topic
+/// name cannot hold comes back as it was given.
 #[test]
 fn keys_scan_and_dbsize_see_stream_keys() {
     let dir = common::tempdir();
@@ -230,6 +231,26 @@ fn keys_scan_and_dbsize_see_stream_keys() {
     let _: i64 = query(&mut c, &["DEL", "orders"]);
     let after: Vec<String> = query(&mut c, &["KEYS", "o*"]);
     assert_eq!(after, ["odd key_\u{e9}"]);
+    // A stream never expires; a missing key has no TTL.
+    let ttl: i64 = query(&mut c, &["TTL", "odd key_\u{e9}"]);
+    let pttl: i64 = query(&mut c, &["PTTL", "odd key_\u{e9}"]);
+    let none: i64 = query(&mut c, &["TTL", "orders"]);
+    assert_eq!((ttl, pttl, none), (-1, -1, -2));
+    // FLUSHALL takes streams too, their groups with them.
+    xadd(&mut c, "orders", "f", "v");
+    let _: () = query(&mut c, &["XGROUP", "CREATE", "orders", "g", "0"]);
+    let _: () = query(&mut c, &["FLUSHALL"]);
+    let n: i64 = query(&mut c, &["DBSIZE"]);
+    assert_eq!(n, 0);
+    let n: i64 = query(
+        &mut c,
+        &["EXISTS", "orders", "odd key_\u{e9}", "plain", "session"],
+    );
+    assert_eq!(n, 0);
+    let id = xadd(&mut c, "orders", "f", "again");
+    assert!(id.ends_with("-0"), "a new stream starts empty: {id}");
+    let groups: Vec<Value> = query(&mut c, &["XINFO", "GROUPS", "orders"]);
+    assert!(groups.is_empty());
 }
 
 #[test]

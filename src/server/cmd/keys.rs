@@ -101,11 +101,13 @@ pub(crate) fn expire(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     ));
 }
 
-pub(crate) fn ttl(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+pub(crate) fn ttl(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) {
     if args.len() != 2 {
         return wrong_args(out, &args[0]);
     }
-    match db.ns(&args[1]).ttl(&args[1]) {
+    match shared.db.ns(&args[1]).ttl(&args[1]) {
+        // A stream never expires.
+        None if streams::exists(shared, &args[1]) => out.int(-1),
         None => out.int(-2),
         Some(None) => out.int(-1),
         Some(Some(d)) if cmd == "ttl" => out.int(((d.as_millis() + 500) / 1000) as i64),
@@ -252,9 +254,15 @@ pub(crate) fn dbsize(shared: &Shared, out: &mut Out) {
     out.int(all_keys(shared, b"*").len() as i64);
 }
 
-pub(crate) fn flush(db: &Db, out: &mut Out) {
-    for ns in db.namespaces() {
+/// `FLUSHDB` / `FLUSHALL`: every key goes, streams (their topics and groups) included.
+pub(crate) fn flush(shared: &Shared, out: &mut Out) {
+    for ns in shared.db.namespaces() {
         ns.invalidate_all();
+    }
+    for key in streams::keys(shared) {
+        if let Err(e) = streams::delete(shared, &key) {
+            return out.error(&e);
+        }
     }
     out.ok();
 }

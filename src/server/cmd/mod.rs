@@ -178,14 +178,14 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         "del" | "unlink" => keys::del(shared, args, out),
         "exists" => keys::exists(shared, args, out),
         "expire" | "pexpire" | "expireat" | "pexpireat" => keys::expire(db, cmd, args, out),
-        "ttl" | "pttl" => keys::ttl(db, cmd, args, out),
+        "ttl" | "pttl" => keys::ttl(shared, cmd, args, out),
         "persist" => keys::persist(db, args, out),
         "type" => keys::type_of(shared, args, out),
         "keys" => keys::keys(shared, args, out),
         "scan" => keys::scan(shared, args, out),
         "rename" => keys::rename(db, args, out),
         "dbsize" => keys::dbsize(shared, out),
-        "flushdb" | "flushall" => keys::flush(db, out),
+        "flushdb" | "flushall" => keys::flush(shared, out),
         // hashes
         "hset" | "hmset" | "hsetnx" => hashes::hset(db, cmd, args, out),
         "hget" | "hmget" | "hgetall" | "hkeys" | "hvals" | "hlen" | "hexists" | "hstrlen" => {
