@@ -156,13 +156,6 @@ fn flip(path: &Path, at: usize) {
     std::fs::write(path, &bytes).expect("write");
 }
 
-fn base_of(seg: &Path) -> u64 {
-    seg.file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.parse().ok())
-        .expect("base")
-}
-
 /// The record is what lets the open skip the walks: a byte flipped after the close in the
 /// body of the active segment's first batch (before its last index entry), and for a topic
 /// that is not `Always` in the body of the last sealed segment, is not looked at when it
@@ -195,7 +188,7 @@ fn after_a_clean_close_the_segments_are_checked_from_their_last_index_entries() 
         let t = db.log().topic("t").expect("t");
         assert_eq!(t.partition(0).expect("p").end_offset(), n);
         assert!(matches!(
-            t.read(0, base_of(active), 1),
+            t.read(0, common::segment_base(active), 1),
             Err(LogError::Corrupt { .. })
         ));
         for other in [crashed.path(), reindexed.path()] {

@@ -417,13 +417,6 @@ fn tear_last_sealed(segs: &[std::path::PathBuf]) -> &std::path::Path {
     sealed
 }
 
-fn base_of(seg: &std::path::Path) -> u64 {
-    seg.file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.parse().ok())
-        .expect("segment name")
-}
-
 /// The last sealed segment of a topic that is not `Always` is fsynced after the roll, so a
 /// crash can tear it: it is cut like an active segment and becomes the active one again; the
 /// segment after it (written later, no more durable) goes; appends continue at the cut.
@@ -442,7 +435,7 @@ fn a_torn_last_sealed_segment_of_a_buffered_topic_is_cut_and_the_later_one_dropp
     let survived = values(&db);
     let kept = survived.len() as u64;
     assert!(
-        (base_of(sealed)..base_of(active)).contains(&kept),
+        (common::segment_base(sealed)..common::segment_base(active)).contains(&kept),
         "cut inside the torn segment: {kept} records"
     );
     for (i, v) in survived.iter().enumerate() {

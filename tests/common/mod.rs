@@ -224,3 +224,11 @@ pub fn as_after_a_crash(data: &Path) {
         }
     }
 }
+
+/// The base offset a segment file is named after.
+pub fn segment_base(seg: &Path) -> u64 {
+    seg.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .expect("segment name")
+}
