@@ -196,7 +196,7 @@ fn error_replies() {
 }
 
 /// KEYS, SCAN (with MATCH and TYPE), DBSIZE and INFO list stream keys with the others, TTL
-/// says they do not expire and FLUSHALL deletes them, as in Redis; a key with bytes a topic
+/// says they do not expire and FLUSHALL deletes them, as in Redis (RENAME refuses them); a key with bytes a topic
 /// name cannot hold comes back as it was given.
 #[test]
 fn keys_scan_and_dbsize_see_stream_keys() {
@@ -231,6 +231,11 @@ fn keys_scan_and_dbsize_see_stream_keys() {
     let _: i64 = query(&mut c, &["DEL", "orders"]);
     let after: Vec<String> = query(&mut c, &["KEYS", "o*"]);
     assert_eq!(after, ["odd key_\u{e9}"]);
+    // RENAME does not move a stream, and says so.
+    let e = err(&mut c, &["RENAME", "odd key_\u{e9}", "elsewhere"]);
+    assert!(e.contains("RENAME of a stream is not supported"), "{e}");
+    let e = err(&mut c, &["RENAME", "nothing", "elsewhere"]);
+    assert!(e.contains("no such key"), "{e}");
     // A stream never expires; a missing key has no TTL.
     let ttl: i64 = query(&mut c, &["TTL", "odd key_\u{e9}"]);
     let pttl: i64 = query(&mut c, &["PTTL", "odd key_\u{e9}"]);

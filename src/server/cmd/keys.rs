@@ -228,13 +228,19 @@ pub(crate) fn scan(shared: &Shared, args: &[Bytes], out: &mut Out) {
     }
 }
 
-pub(crate) fn rename(db: &Db, args: &[Bytes], out: &mut Out) {
+pub(crate) fn rename(shared: &Shared, args: &[Bytes], out: &mut Out) {
+    let db = &shared.db;
     if args.len() != 3 {
         return wrong_args(out, &args[0]);
     }
     let (from, to) = (&args[1], &args[2]);
     let src = db.ns(from);
     let Some(value) = src.get(from) else {
+        if streams::exists(shared, from) {
+            // A stream is a log topic: its entries' ids are its offsets and its groups are
+            // named after it, so it is not moved.
+            return out.error("ERR RENAME of a stream is not supported");
+        }
         return out.error("ERR no such key");
     };
     let ttl = src.ttl(from).flatten();

@@ -183,7 +183,7 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         "type" => keys::type_of(shared, args, out),
         "keys" => keys::keys(shared, args, out),
         "scan" => keys::scan(shared, args, out),
-        "rename" => keys::rename(db, args, out),
+        "rename" => keys::rename(shared, args, out),
         "dbsize" => keys::dbsize(shared, out),
         "flushdb" | "flushall" => keys::flush(shared, out),
         // hashes
