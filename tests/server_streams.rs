@@ -196,7 +196,7 @@ fn error_replies() {
 }
 
 /// KEYS, SCAN (with MATCH and TYPE), DBSIZE and INFO list stream keys with the others, TTL
-/// says they do not expire and FLUSHALL deletes them, as in Redis (RENAME refuses them); a key with bytes a topic
+/// says they do not expire and FLUSHALL deletes them, as in Redis (RENAME and EXPIRE refuse them); a key with bytes a topic
 /// name cannot hold comes back as it was given.
 #[test]
 fn keys_scan_and_dbsize_see_stream_keys() {
@@ -236,6 +236,11 @@ fn keys_scan_and_dbsize_see_stream_keys() {
     assert!(e.contains("RENAME of a stream is not supported"), "{e}");
     let e = err(&mut c, &["RENAME", "nothing", "elsewhere"]);
     assert!(e.contains("no such key"), "{e}");
+    // Nor does EXPIRE set a time to live on one; a missing key is 0, as in Redis.
+    let e = err(&mut c, &["EXPIRE", "odd key_\u{e9}", "10"]);
+    assert!(e.contains("EXPIRE of a stream is not supported"), "{e}");
+    let missing: i64 = query(&mut c, &["EXPIRE", "nothing", "10"]);
+    assert_eq!(missing, 0);
     // A stream never expires; a missing key has no TTL.
     let ttl: i64 = query(&mut c, &["TTL", "odd key_\u{e9}"]);
     let pttl: i64 = query(&mut c, &["PTTL", "odd key_\u{e9}"]);

@@ -52,7 +52,8 @@ pub(crate) fn exists(shared: &Shared, args: &[Bytes], out: &mut Out) {
     out.int(n as i64);
 }
 
-pub(crate) fn expire(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+pub(crate) fn expire(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) {
+    let db = &shared.db;
     if args.len() < 3 {
         return wrong_args(out, &args[0]);
     }
@@ -80,6 +81,13 @@ pub(crate) fn expire(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     let key = &args[1];
     let ns = db.ns(key);
     let Some(current) = ns.ttl(key) else {
+        if streams::exists(shared, key) {
+            // A stream is a log topic and never expires; 0 would say the key is missing.
+            return out.error(&format!(
+                "ERR {} of a stream is not supported: trim it with XTRIM or XADD MAXLEN",
+                cmd.to_uppercase()
+            ));
+        }
         return out.int(0);
     };
     let ok = match cond.as_deref() {
