@@ -353,12 +353,14 @@ impl Partition {
                         mark_durable(&self.core, &mut st, next);
                         self.core.durable.advance(next);
                     }
-                    flush_index(&mut st);
                     if synced {
                         // Everything is durable (the fsync covered a sealed segment still
-                        // waiting for its own): the next open need not walk the segments.
+                        // waiting for its own): the next open need not walk the segments. The
+                        // record rewrites the index whole, pending entries included.
                         let storage = self.core.ctx.storage.as_ref();
                         let _ = super::recovery::record_clean_close(storage, &self.core.dir, &st);
+                    } else {
+                        flush_index(&mut st);
                     }
                 }
                 st.closed = true;

@@ -70,8 +70,6 @@ pub(crate) fn open_partition(
         )));
     }
     let mode = ctx.config.recovery;
-    let last = bases[bases.len() - 1];
-    let clean = clean.filter(|c| c.active_base == last);
     // The last sealed segment of a topic that is not `Always` was maybe never fsynced (see
     // `partition::roll`): walked whole, and if a crash tore it, it is the active segment again
     // and the one after it, written later and durable no sooner, goes. After a clean close it
@@ -87,7 +85,6 @@ pub(crate) fn open_partition(
             superseded = bases.pop();
         }
     }
-    let clean = clean.filter(|_| superseded.is_none());
     let mut segments = Vec::with_capacity(bases.len());
     let mut truncated = 0;
     for pair in bases.windows(2) {
@@ -165,11 +162,7 @@ fn open_sealed(
     let end = segment::scan(file.as_ref(), from, len, |pos, h, _| {
         max_ts = max_ts.max(h.max_timestamp);
         last_next = Some(h.next_offset());
-        if let Some(e) = builder.observe(pos, h)
-            && entries.last().is_none_or(|l| l.position < e.position)
-        {
-            entries.push(e);
-        }
+        extend_index(&mut builder, &mut entries, pos, h);
         ControlFlow::Continue(())
     })
     .map_err(|e| LogError::io(&log_path, e))?;
@@ -251,6 +244,21 @@ fn trusted_index(
     })
 }
 
+/// Adds the index entry due at the batch at `pos`, if any, after trusted ones (a scan that
+/// resumes at the last trusted entry sees that entry's batch again).
+fn extend_index(
+    builder: &mut IndexBuilder,
+    entries: &mut Vec<IndexEntry>,
+    pos: u64,
+    h: &record::BatchHeader,
+) {
+    if let Some(e) = builder.observe(pos, h)
+        && entries.last().is_none_or(|l| l.position < e.position)
+    {
+        entries.push(e);
+    }
+}
+
 /// What [`Partition::close`] leaves in a partition's directory once everything in it is
 /// fsynced: the active and the last sealed segment as they were then, and the producer state
 /// at the end. The next open removes it first; if the files still match it, the active
@@ -297,8 +305,9 @@ fn segment_len(storage: &dyn Storage, dir: &Path, base: u64) -> Result<u64, LogE
         .map_err(|e| LogError::io(&log_path, e))
 }
 
-/// Opens the active segment as a clean close left it: `None` (and nothing changed) unless the
-/// file is as long as it was, its batches from the last trusted index entry on are valid and
+/// Opens the active segment as a clean close left it: `None` (and nothing changed) unless it is
+/// the segment the close recorded (a torn last sealed segment that became the active one is
+/// not), as long as it was, its batches from the last trusted index entry on are valid and
 /// in sequence to the end, and they end at the offset the close recorded.
 fn open_active_closed(
     storage: &dyn Storage,
@@ -313,7 +322,10 @@ fn open_active_closed(
     let len = file.len().map_err(err)?;
     // The `.idx` is not fsynced: it counts only if it is byte for byte what the close wrote.
     let idx_bytes = storage::read_all(storage, &idx_path).unwrap_or_default();
-    if len != clean.active_len || super::crc32c(&idx_bytes) != clean.index_crc {
+    if base != clean.active_base
+        || len != clean.active_len
+        || super::crc32c(&idx_bytes) != clean.index_crc
+    {
         return Ok(None);
     }
     // The first batch's header gives the segment's first timestamp (as the walk's first
@@ -341,11 +353,7 @@ fn open_active_closed(
         }
         next = h.next_offset();
         max_ts = max_ts.max(h.max_timestamp);
-        if let Some(e) = builder.observe(pos, h)
-            && entries.last().is_none_or(|l| l.position < e.position)
-        {
-            entries.push(e);
-        }
+        extend_index(&mut builder, &mut entries, pos, h);
         ControlFlow::Continue(())
     })
     .map_err(err)?;
@@ -381,7 +389,7 @@ pub(crate) fn record_clean_close(
         .map(|i| (segs[i].base_offset, segs[i].written()));
     // The index whole, as in memory: what was appended to the file may have gaps (its errors
     // are ignored) or follow the bytes of an older file of the same name.
-    active
+    let index = active
         .rewrite_index()
         .map_err(|e| LogError::io(&active.log_path, e))?;
     let clean = CleanClose {
@@ -389,7 +397,7 @@ pub(crate) fn record_clean_close(
         active_len: active.written(),
         next_offset: st.next_offset,
         sealed,
-        index_crc: super::crc32c(&active.index_bytes()),
+        index_crc: super::crc32c(&index),
         producers: st.producers.clone(),
     };
     super::meta::write(storage, &dir.join(CLEAN_CLOSE), &clean)

@@ -135,20 +135,17 @@ impl Segment {
     }
 
     /// Replaces the `.idx` file with the in-memory index (not fsynced: the index is derived).
-    pub fn rewrite_index(&self) -> io::Result<()> {
-        let bytes = self.index_bytes();
-        self.idx_file.truncate(0)?;
-        self.idx_file.append(&bytes)
-    }
-
-    /// The `.idx` file's bytes for the entries in memory.
-    pub fn index_bytes(&self) -> Vec<u8> {
+    /// Returns the bytes written.
+    pub fn rewrite_index(&self) -> io::Result<Vec<u8>> {
         let index = self.index.read();
         let mut bytes = Vec::with_capacity(index.len() * index::ENTRY_LEN);
         for e in index.iter() {
             e.encode(&mut bytes);
         }
-        bytes
+        drop(index);
+        self.idx_file.truncate(0)?;
+        self.idx_file.append(&bytes)?;
+        Ok(bytes)
     }
 }
 
