@@ -55,10 +55,12 @@ pub(crate) fn read_upto(
         }
         let pos = index::position_for_offset(&seg.index.read(), offset);
         let end = seg.written();
-        // Enough for the records asked for, plus a batch header.
+        // Enough for the records asked for, plus a batch header and the bytes between the
+        // index entry the scan starts from and `offset` (up to about one index interval).
         let wanted = (max - out.len())
             .saturating_mul(seg.bytes_per_offset())
-            .saturating_add(record::HEADER_LEN);
+            .saturating_add(record::HEADER_LEN)
+            .saturating_add(core.config.index_interval_bytes as usize);
         let scanned = seg
             .read_scan(pos, end, wanted, |at, h, lent| {
                 if h.next_offset() <= offset {
