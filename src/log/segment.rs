@@ -241,7 +241,7 @@ fn take_buffer(len: usize) -> BytesMut {
     // (up to `CHUNK`), which the pool keeps: a fresh buffer per call made repeated reads of
     // 1,000 records of 100 B (110 KB each) spend more on page faults than on the copy.
     reused.unwrap_or_else(|| {
-        page_aligned(if len <= POOL_MIN {
+        line_aligned(if len <= POOL_MIN {
             len
         } else {
             len.next_power_of_two().min(CHUNK).max(len)
@@ -249,18 +249,21 @@ fn take_buffer(len: usize) -> BytesMut {
     })
 }
 
-/// A zeroed buffer of `len` bytes that starts on a page boundary. The kernel's copy from the
+/// A zeroed buffer of `len` bytes that starts on a cache line. The kernel's copy from the
 /// page cache (`rep movsb`) is much slower into a destination that is not cache-line aligned:
 /// a 1 MiB read buffer at 16 bytes past a page (where the allocator puts a large block) made a
-/// sequential read of a 37 MB file take 5.5 ms instead of 3.8 (see docs/BENCHMARKS.md).
-fn page_aligned(len: usize) -> BytesMut {
-    let page = PAGE as usize;
-    let mut buf = BytesMut::zeroed(len + page);
-    let skip = buf.as_ptr().align_offset(page).min(page);
+/// sequential read of a 37 MB file take 5.5 ms instead of 3.8; at a page or at 64 bytes past
+/// one it made no difference (see docs/BENCHMARKS.md).
+fn line_aligned(len: usize) -> BytesMut {
+    let mut buf = BytesMut::zeroed(len + CACHE_LINE);
+    let skip = buf.as_ptr().align_offset(CACHE_LINE).min(CACHE_LINE);
     bytes::Buf::advance(&mut buf, skip);
     buf.truncate(len);
     buf
 }
+
+/// The alignment of read buffers.
+const CACHE_LINE: usize = 64;
 
 /// Returns a buffer to the pool; one still sliced by records or batches a caller holds comes
 /// back into use when they are dropped.
@@ -537,22 +540,18 @@ mod tests {
         }
     }
 
-    /// Read buffers start on a page, fresh or reused from the pool, small or chunk-sized (a
+    /// Read buffers start on a cache line, fresh or reused from the pool, small or large (a
     /// buffer 16 bytes past a page made the kernel's copy into it a third slower).
     #[test]
-    fn read_buffers_start_on_a_page_and_keep_it_when_reused() {
+    fn read_buffers_start_on_a_cache_line_and_keep_it_when_reused() {
         for len in [100, POOL_MIN + 1, 110_000, CHUNK, CHUNK + 4095] {
             let buf = take_buffer(len);
             assert!(buf.len() >= len, "len {len}");
-            assert_eq!(buf.as_ptr() as usize % PAGE as usize, 0, "len {len}");
+            assert_eq!(buf.as_ptr() as usize % CACHE_LINE, 0, "len {len}");
             let at = buf.as_ptr();
             give_back(buf.freeze());
             let again = take_buffer(len.min(CHUNK));
-            assert_eq!(
-                again.as_ptr() as usize % PAGE as usize,
-                0,
-                "len {len}, reused"
-            );
+            assert_eq!(again.as_ptr() as usize % CACHE_LINE, 0, "len {len}, reused");
             if len > POOL_MIN {
                 assert_eq!(
                     again.as_ptr(),
