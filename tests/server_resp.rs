@@ -123,6 +123,26 @@ fn keys_and_expiry() {
     );
     assert!(c.expire::<_, bool>("user:1", 100).unwrap());
     assert!(c.pttl::<_, i64>("user:1").unwrap() > 99_000);
+    // EXPIRETIME / PEXPIRETIME: the Unix time of the expiry; -1 without one, -2 when missing.
+    let at = 4_102_444_800i64; // 2100-01-01
+    assert!(c.expire_at::<_, bool>("user:2", at).unwrap());
+    let expiretime = |c: &mut redis::Connection, cmd: &str, key: &str| -> i64 {
+        redis::cmd(cmd).arg(key).query(c).unwrap()
+    };
+    assert_eq!(expiretime(&mut c, "EXPIRETIME", "user:2"), at);
+    let ms = expiretime(&mut c, "PEXPIRETIME", "user:2");
+    assert!((at * 1000 - 1..=at * 1000 + 1).contains(&ms), "{ms}");
+    assert_eq!(expiretime(&mut c, "EXPIRETIME", "cart:1"), -1);
+    assert_eq!(expiretime(&mut c, "PEXPIRETIME", "none"), -2);
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let ms = expiretime(&mut c, "PEXPIRETIME", "user:1");
+    assert!(
+        (unix_now + 90_000..=unix_now + 100_001).contains(&ms),
+        "{ms}"
+    );
     assert!(c.persist::<_, bool>("user:1").unwrap());
     assert_eq!(c.ttl::<_, i64>("none").unwrap(), -2);
     let _: () = c.pexpire("cart:1", 1).unwrap();

@@ -246,6 +246,9 @@ fn keys_scan_and_dbsize_see_stream_keys() {
     let pttl: i64 = query(&mut c, &["PTTL", "odd key_\u{e9}"]);
     let none: i64 = query(&mut c, &["TTL", "orders"]);
     assert_eq!((ttl, pttl, none), (-1, -1, -2));
+    let at: i64 = query(&mut c, &["EXPIRETIME", "odd key_\u{e9}"]);
+    let pat: i64 = query(&mut c, &["PEXPIRETIME", "odd key_\u{e9}"]);
+    assert_eq!((at, pat), (-1, -1), "a stream never expires");
     // FLUSHALL takes streams too, their groups with them.
     xadd(&mut c, "orders", "f", "v");
     let _: () = query(&mut c, &["XGROUP", "CREATE", "orders", "g", "0"]);

@@ -375,11 +375,39 @@ impl Namespace {
     /// Time left to live: `None` when absent, `Some(None)` when the entry does not expire.
     #[must_use]
     pub fn ttl(&self, key: impl AsRef<[u8]>) -> Option<Option<Duration>> {
-        let key = key.as_ref();
+        let (deadline, now) = self.deadline(key.as_ref())?;
+        Some(deadline.map(|d| Duration::from_millis(d - now)))
+    }
+
+    /// When the entry expires, in milliseconds by the cache's [`Clock`](crate::Clock) (since
+    /// the Unix epoch with the system clock), as Redis's `PEXPIRETIME`: `None` when absent,
+    /// `Some(None)` when the entry does not expire.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let cache = quipu::Cache::new();
+    /// let ns = cache.default_namespace();
+    /// ns.insert_with_ttl("s:1", "ana", Duration::from_secs(60))?;
+    /// ns.insert("s:2", "luis")?;
+    /// let at = ns.expires_at("s:1").flatten().expect("it expires");
+    /// assert!(at > 1_700_000_000_000); // the Unix time in ms, a minute from now
+    /// assert_eq!(ns.expires_at("s:2"), Some(None));
+    /// assert_eq!(ns.expires_at("s:3"), None);
+    /// # Ok::<(), quipu::Error>(())
+    /// ```
+    #[must_use]
+    pub fn expires_at(&self, key: impl AsRef<[u8]>) -> Option<Option<u64>> {
+        self.deadline(key.as_ref()).map(|(deadline, _)| deadline)
+    }
+
+    /// A live entry's deadline (`None` inside: it never expires) and the clock reading it was
+    /// checked against.
+    fn deadline(&self, key: &[u8]) -> Option<(Option<u64>, u64)> {
         let (hash, shard) = self.inner.locate(key);
         let now = self.inner.clock.now_millis();
         let deadline = shard.read().deadline(hash, key, now)?;
-        Some((deadline != NEVER).then(|| Duration::from_millis(deadline - now)))
+        Some(((deadline != NEVER).then_some(deadline), now))
     }
 
     /// Sets a new time to live on a live entry (`None` makes it never expire); returns whether

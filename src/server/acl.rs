@@ -155,10 +155,10 @@ fn key_positions(cmd: &str, args: &[Bytes]) -> Keys {
         "get" | "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "incr"
         | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" | "setrange" | "strlen"
         | "getrange" | "substr" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl"
-        | "pttl" | "persist" | "type" | "hset" | "hmset" | "hsetnx" | "hget" | "hmget"
-        | "hgetall" | "hkeys" | "hvals" | "hlen" | "hexists" | "hstrlen" | "hdel" | "hincrby"
-        | "xadd" | "xlen" | "xrange" | "xrevrange" | "xack" | "xpending" | "xclaim"
-        | "xautoclaim" | "xdel" | "xtrim" => Keys::At(vec![1]),
+        | "pttl" | "expiretime" | "pexpiretime" | "persist" | "type" | "hset" | "hmset"
+        | "hsetnx" | "hget" | "hmget" | "hgetall" | "hkeys" | "hvals" | "hlen" | "hexists"
+        | "hstrlen" | "hdel" | "hincrby" | "xadd" | "xlen" | "xrange" | "xrevrange" | "xack"
+        | "xpending" | "xclaim" | "xautoclaim" | "xdel" | "xtrim" => Keys::At(vec![1]),
         _ => Keys::None,
     }
 }

@@ -113,13 +113,24 @@ pub(crate) fn ttl(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) {
     if args.len() != 2 {
         return wrong_args(out, &args[0]);
     }
-    match shared.db.ns(&args[1]).ttl(&args[1]) {
+    let ns = shared.db.ns(&args[1]);
+    // TTL and PTTL: time left; EXPIRETIME and PEXPIRETIME: the Unix time of the expiry.
+    let when = match cmd {
+        "ttl" => ns
+            .ttl(&args[1])
+            .map(|t| t.map(|d| (d.as_millis() as i64 + 500) / 1000)),
+        "pttl" => ns.ttl(&args[1]).map(|t| t.map(|d| d.as_millis() as i64)),
+        "expiretime" => ns
+            .expires_at(&args[1])
+            .map(|t| t.map(|ms| (ms / 1000) as i64)),
+        _ => ns.expires_at(&args[1]).map(|t| t.map(|ms| ms as i64)),
+    };
+    match when {
         // A stream never expires.
         None if streams::exists(shared, &args[1]) => out.int(-1),
         None => out.int(-2),
         Some(None) => out.int(-1),
-        Some(Some(d)) if cmd == "ttl" => out.int(((d.as_millis() + 500) / 1000) as i64),
-        Some(Some(d)) => out.int(d.as_millis() as i64),
+        Some(Some(n)) => out.int(n),
     }
 }
 

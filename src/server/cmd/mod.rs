@@ -178,7 +178,7 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         "del" | "unlink" => keys::del(shared, args, out),
         "exists" => keys::exists(shared, args, out),
         "expire" | "pexpire" | "expireat" | "pexpireat" => keys::expire(shared, cmd, args, out),
-        "ttl" | "pttl" => keys::ttl(shared, cmd, args, out),
+        "ttl" | "pttl" | "expiretime" | "pexpiretime" => keys::ttl(shared, cmd, args, out),
         "persist" => keys::persist(db, args, out),
         "type" => keys::type_of(shared, args, out),
         "keys" => keys::keys(shared, args, out),
