@@ -194,7 +194,73 @@ fn hashes_and_wrongtype() {
     assert!(c.hexists::<_, _, bool>("sess:1", "cart").unwrap());
     let all: std::collections::HashMap<String, String> = c.hgetall("sess:1").unwrap();
     assert_eq!(all.get("cart").map(String::as_str), Some("5"));
-    assert_eq!(c.hdel::<_, _, i64>("sess:1", "cart").unwrap(), 1);
+    // HINCRBYFLOAT: a new field starts at 0; a value that is not a float is an error and
+    // nothing changes.
+    let total: String = redis::cmd("HINCRBYFLOAT")
+        .arg("sess:1")
+        .arg("total")
+        .arg("10.5")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(total, "10.5");
+    let total: String = redis::cmd("HINCRBYFLOAT")
+        .arg("sess:1")
+        .arg("total")
+        .arg("-0.25")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(total, "10.25");
+    let err = redis::cmd("HINCRBYFLOAT")
+        .arg("sess:1")
+        .arg("user")
+        .arg("1")
+        .query::<String>(&mut c)
+        .unwrap_err();
+    assert!(err.to_string().contains("not a float"), "{err}");
+    assert_eq!(c.hget::<_, _, String>("sess:1", "user").unwrap(), "ana");
+    // HSCAN: the whole (small) hash in one page and cursor 0, MATCH and NOVALUES applied.
+    let (cursor, page): (String, Vec<String>) = redis::cmd("HSCAN")
+        .arg("sess:1")
+        .arg(0)
+        .arg("COUNT")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(cursor, "0");
+    assert_eq!(page, vec!["user", "ana", "cart", "5", "total", "10.25"]);
+    let (_, page): (String, Vec<String>) = redis::cmd("HSCAN")
+        .arg("sess:1")
+        .arg(0)
+        .arg("MATCH")
+        .arg("c*")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(page, vec!["cart", "5"]);
+    let (_, page): (String, Vec<String>) = redis::cmd("HSCAN")
+        .arg("sess:1")
+        .arg(0)
+        .arg("NOVALUES")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(page, vec!["user", "cart", "total"]);
+    let err = redis::cmd("HSCAN")
+        .arg("sess:1")
+        .arg(0)
+        .arg("COUNT")
+        .arg(0)
+        .query::<Value>(&mut c)
+        .unwrap_err();
+    assert!(err.to_string().contains("syntax"), "{err}");
+    let (_, page): (String, Vec<String>) = redis::cmd("HSCAN")
+        .arg("missing")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    assert!(page.is_empty());
+    assert_eq!(
+        c.hdel::<_, _, i64>("sess:1", &["cart", "total"]).unwrap(),
+        2
+    );
     let keys: Vec<String> = c.hkeys("sess:1").unwrap();
     assert_eq!(keys, vec!["user"]);
     let err = c.get::<_, String>("sess:1").unwrap_err();
@@ -202,6 +268,12 @@ fn hashes_and_wrongtype() {
     let _: () = c.set("str", "x").unwrap();
     let err = c.hget::<_, _, String>("str", "f").unwrap_err();
     assert!(err.to_string().contains("WRONGTYPE"));
+    let err = redis::cmd("HSCAN")
+        .arg("str")
+        .arg(0)
+        .query::<Value>(&mut c)
+        .unwrap_err();
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
     assert_eq!(c.hdel::<_, _, i64>("sess:1", "user").unwrap(), 1);
     assert!(
         !c.exists::<_, bool>("sess:1").unwrap(),

@@ -157,8 +157,9 @@ fn key_positions(cmd: &str, args: &[Bytes]) -> Keys {
         | "getrange" | "substr" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl"
         | "pttl" | "expiretime" | "pexpiretime" | "persist" | "type" | "hset" | "hmset"
         | "hsetnx" | "hget" | "hmget" | "hgetall" | "hkeys" | "hvals" | "hlen" | "hexists"
-        | "hstrlen" | "hdel" | "hincrby" | "xadd" | "xlen" | "xrange" | "xrevrange" | "xack"
-        | "xpending" | "xclaim" | "xautoclaim" | "xdel" | "xtrim" => Keys::At(vec![1]),
+        | "hstrlen" | "hdel" | "hincrby" | "hincrbyfloat" | "hscan" | "xadd" | "xlen"
+        | "xrange" | "xrevrange" | "xack" | "xpending" | "xclaim" | "xautoclaim" | "xdel"
+        | "xtrim" => Keys::At(vec![1]),
         _ => Keys::None,
     }
 }

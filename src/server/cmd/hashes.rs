@@ -4,10 +4,11 @@
 use bytes::Bytes;
 
 use super::strings::reply_err;
-use super::{not_int, parse_i64, wrong_args};
+use super::{not_int, parse_f64, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
+use crate::glob::glob_match;
 use crate::server::db::{Db, Value, WRONGTYPE, decode, encode_hash};
-use crate::server::reply::Out;
+use crate::server::reply::{Out, format_double};
 
 /// Runs `f` on the hash at `key` (empty when absent); `Err(())` for another type.
 fn modify_hash(
@@ -138,13 +139,7 @@ pub(crate) fn hincrby(db: &Db, args: &[Bytes], out: &mut Out) {
     let mut result = None;
     let mut not_integer = false;
     let r = modify_hash(db, &args[1], |fields| {
-        let slot = match fields.iter_mut().position(|(f, _)| f == &args[2]) {
-            Some(i) => i,
-            None => {
-                fields.push((args[2].clone(), Bytes::from_static(b"0")));
-                fields.len() - 1
-            }
-        };
+        let slot = slot_of(fields, &args[2]);
         let Some(n) = parse_i64(&fields[slot].1).and_then(|n| n.checked_add(by)) else {
             not_integer = true;
             return false;
@@ -158,5 +153,99 @@ pub(crate) fn hincrby(db: &Db, args: &[Bytes], out: &mut Out) {
         (Ok(Err(())), _) => out.error(WRONGTYPE),
         (Ok(Ok(())), Some(n)) => out.int(n),
         (Ok(Ok(())), None) => out.error("ERR hash value is not an integer"),
+    }
+}
+
+/// The index of field `name`, added with the value 0 when absent (for the increments; the
+/// addition is dropped with the rest of the change when the increment fails).
+fn slot_of(fields: &mut Vec<(Bytes, Bytes)>, name: &Bytes) -> usize {
+    fields
+        .iter()
+        .position(|(f, _)| f == name)
+        .unwrap_or_else(|| {
+            fields.push((name.clone(), Bytes::from_static(b"0")));
+            fields.len() - 1
+        })
+}
+
+pub(crate) fn hincrbyfloat(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() != 4 {
+        return wrong_args(out, &args[0]);
+    }
+    let Some(by) = parse_f64(&args[3]) else {
+        return out.error("ERR value is not a valid float");
+    };
+    let mut result = None;
+    let r = modify_hash(db, &args[1], |fields| {
+        let slot = slot_of(fields, &args[2]);
+        let Some(sum) = parse_f64(&fields[slot].1)
+            .map(|n| n + by)
+            .filter(|s| s.is_finite())
+        else {
+            return false;
+        };
+        let s = format_double(sum);
+        fields[slot].1 = Bytes::from(s.clone());
+        result = Some(s);
+        true
+    });
+    match (r, result) {
+        (Err(e), _) => reply_err(out, &e),
+        (Ok(Err(())), _) => out.error(WRONGTYPE),
+        (Ok(Ok(())), Some(s)) => out.bulk(s.as_bytes()),
+        (Ok(Ok(())), None) => {
+            out.error("ERR hash value is not a float or the result is not finite")
+        }
+    }
+}
+
+/// `HSCAN key cursor [MATCH pattern] [COUNT n] [NOVALUES]`. A hash is stored whole, so the
+/// first call returns every matching field and cursor 0, as Redis does for a small hash
+/// (COUNT is checked and otherwise a hint); a non-zero cursor, which this never hands out,
+/// returns nothing more.
+pub(crate) fn hscan(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() < 3 {
+        return wrong_args(out, &args[0]);
+    }
+    let Some(cursor) = std::str::from_utf8(&args[2])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return out.error("ERR invalid cursor");
+    };
+    let (mut pattern, mut values) = (None, true);
+    let mut i = 3;
+    while i < args.len() {
+        match String::from_utf8_lossy(&args[i]).to_lowercase().as_str() {
+            "match" if i + 1 < args.len() => pattern = Some(args[i + 1].clone()),
+            "count" if i + 1 < args.len() => match parse_i64(&args[i + 1]) {
+                Some(n) if n > 0 => {}
+                _ => return syntax(out),
+            },
+            "novalues" => {
+                values = false;
+                i += 1;
+                continue;
+            }
+            _ => return syntax(out),
+        }
+        i += 2;
+    }
+    let Ok(fields) = read_hash(db, &args[1]) else {
+        return out.error(WRONGTYPE);
+    };
+    let page: Vec<&(Bytes, Bytes)> = fields
+        .iter()
+        .filter(|_| cursor == 0)
+        .filter(|(f, _)| pattern.as_ref().is_none_or(|p| glob_match(p, f)))
+        .collect();
+    out.array(2);
+    out.bulk(b"0");
+    out.array(page.len() * if values { 2 } else { 1 });
+    for (f, v) in page {
+        out.bulk(f);
+        if values {
+            out.bulk(v);
+        }
     }
 }

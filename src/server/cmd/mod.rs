@@ -94,6 +94,15 @@ pub(crate) fn parse_i64(b: &[u8]) -> Option<i64> {
     std::str::from_utf8(b).ok()?.parse().ok()
 }
 
+/// A float argument or stored value as Redis reads one (`inf`, `nan` and friends refused).
+pub(crate) fn parse_f64(b: &[u8]) -> Option<f64> {
+    std::str::from_utf8(b)
+        .ok()?
+        .parse::<f64>()
+        .ok()
+        .filter(|f| !f.is_nan())
+}
+
 pub(crate) fn not_int(out: &mut Out) {
     out.error("ERR value is not an integer or out of range");
 }
@@ -193,6 +202,8 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         }
         "hdel" => hashes::hdel(db, args, out),
         "hincrby" => hashes::hincrby(db, args, out),
+        "hincrbyfloat" => hashes::hincrbyfloat(db, args, out),
+        "hscan" => hashes::hscan(db, args, out),
         // pub/sub
         "publish" => pubsub::publish(shared, args, out),
         "subscribe" | "psubscribe" => pubsub::subscribe(db, conn, cmd, args, out),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 
-use super::{not_int, parse_i64, syntax, wrong_args};
+use super::{not_int, parse_f64, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::error::{CacheError, Error};
 use crate::server::Shared;
@@ -423,20 +423,14 @@ pub(crate) fn incr_float(db: &Db, args: &[Bytes], out: &mut Out) {
     if args.len() != 3 {
         return wrong_args(out, &args[0]);
     }
-    let Some(by) = std::str::from_utf8(&args[2])
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-    else {
+    let Some(by) = parse_f64(&args[2]) else {
         return out.error("ERR value is not a valid float");
     };
     let mut result = None;
     let r = modify_str(db, &args[1], |cur| {
         let n = match cur {
             None => 0.0,
-            Some(v) => match std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.parse::<f64>().ok())
-            {
+            Some(v) => match parse_f64(v) {
                 Some(n) => n,
                 None => return Ok(Modify::Keep),
             },
