@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::strings::reply_err;
-use super::{not_int, parse_f64, parse_i64, syntax, wrong_args};
+use super::{not_int, parse_cursor, parse_f64, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::glob::glob_match;
 use crate::server::db::{Db, Value, WRONGTYPE, decode, encode_hash};
@@ -207,10 +207,7 @@ pub(crate) fn hscan(db: &Db, args: &[Bytes], out: &mut Out) {
     if args.len() < 3 {
         return wrong_args(out, &args[0]);
     }
-    let Some(cursor) = std::str::from_utf8(&args[2])
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
-    else {
+    let Some(cursor) = parse_cursor(&args[2]) else {
         return out.error("ERR invalid cursor");
     };
     let (mut pattern, mut values) = (None, true);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{not_int, parse_i64, syntax, wrong_args};
+use super::{not_int, parse_cursor, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::glob::glob_match;
 use crate::server::Shared;
@@ -208,10 +208,7 @@ pub(crate) fn scan(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if args.len() < 2 || !args.len().is_multiple_of(2) {
         return wrong_args(out, &args[0]);
     }
-    let Some(cursor) = std::str::from_utf8(&args[1])
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
-    else {
+    let Some(cursor) = parse_cursor(&args[1]) else {
         return out.error("ERR invalid cursor");
     };
     let (mut pattern, mut count, mut kind) = (Bytes::from_static(b"*"), 10usize, None);

@@ -103,6 +103,11 @@ pub(crate) fn parse_f64(b: &[u8]) -> Option<f64> {
         .filter(|f| !f.is_nan())
 }
 
+/// A SCAN-family cursor.
+pub(crate) fn parse_cursor(b: &[u8]) -> Option<u64> {
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
 pub(crate) fn not_int(out: &mut Out) {
     out.error("ERR value is not an integer or out of range");
 }
