@@ -190,6 +190,12 @@ fn hashes_and_wrongtype() {
     );
     assert_eq!(c.hget::<_, _, String>("sess:1", "user").unwrap(), "ana");
     assert_eq!(c.hincr::<_, _, _, i64>("sess:1", "cart", 3).unwrap(), 5);
+    let err = c
+        .hincr::<_, _, _, i64>("sess:1", "cart", i64::MAX)
+        .unwrap_err();
+    assert!(err.to_string().contains("overflow"), "{err}");
+    let err = c.hincr::<_, _, _, i64>("sess:1", "user", 1).unwrap_err();
+    assert!(err.to_string().contains("not an integer"), "{err}");
     assert_eq!(c.hlen::<_, i64>("sess:1").unwrap(), 2);
     assert!(c.hexists::<_, _, bool>("sess:1", "cart").unwrap());
     let all: std::collections::HashMap<String, String> = c.hgetall("sess:1").unwrap();

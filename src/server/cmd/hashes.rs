@@ -136,23 +136,23 @@ pub(crate) fn hincrby(db: &Db, args: &[Bytes], out: &mut Out) {
     let Some(by) = parse_i64(&args[3]) else {
         return not_int(out);
     };
-    let mut result = None;
-    let mut not_integer = false;
+    // The sum, or Redis's error for a value that is not an integer or a sum that overflows.
+    let mut result = Err("ERR hash value is not an integer");
     let r = modify_hash(db, &args[1], |fields| {
         let slot = slot_of(fields, &args[2]);
-        let Some(n) = parse_i64(&fields[slot].1).and_then(|n| n.checked_add(by)) else {
-            not_integer = true;
-            return false;
-        };
+        result = parse_i64(&fields[slot].1).map_or(result, |n| {
+            n.checked_add(by)
+                .ok_or("ERR increment or decrement would overflow")
+        });
+        let Ok(n) = result else { return false };
         fields[slot].1 = Bytes::from(n.to_string());
-        result = Some(n);
         true
     });
     match (r, result) {
         (Err(e), _) => reply_err(out, &e),
         (Ok(Err(())), _) => out.error(WRONGTYPE),
-        (Ok(Ok(())), Some(n)) => out.int(n),
-        (Ok(Ok(())), None) => out.error("ERR hash value is not an integer"),
+        (Ok(Ok(())), Ok(n)) => out.int(n),
+        (Ok(Ok(())), Err(e)) => out.error(e),
     }
 }
 
