@@ -348,12 +348,9 @@ impl Partition {
                     let _ = trim_preallocated(&mut st);
                     let next = st.next_offset;
                     let file = Arc::clone(&st.active().file);
-                    let synced = fsync(&self.core, &file).is_ok();
-                    if synced {
+                    if fsync(&self.core, &file).is_ok() {
                         mark_durable(&self.core, &mut st, next);
                         self.core.durable.advance(next);
-                    }
-                    if synced {
                         // Everything is durable (the fsync covered a sealed segment still
                         // waiting for its own): the next open need not walk the segments. The
                         // record rewrites the index whole, pending entries included.
