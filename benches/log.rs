@@ -64,6 +64,16 @@ fn append_buffered(c: &mut Criterion) {
             drop(w);
             discard(&dir);
         });
+        // A stricter floor than `BufWriter`: the same bytes written in whole 64 KiB chunks at
+        // multiples of 64 KiB, which the page cache takes faster (docs/BENCHMARKS.md), as
+        // quipu's buffered writes are.
+        g.bench_function(BenchmarkId::new("file_aligned_64k", size), |b| {
+            let dir = bench_dir("floor-aligned");
+            let mut w = AlignedWriter::new(File::create(dir.join("f")).expect("file"));
+            b.iter(|| w.write_all(&payload).expect("write"));
+            drop(w);
+            discard(&dir);
+        });
         g.bench_function(BenchmarkId::new("file_write_all_unbuffered", size), |b| {
             let dir = bench_dir("floor-unbuffered");
             let mut f = File::create(dir.join("f")).expect("file");
@@ -109,6 +119,37 @@ fn append_buffered(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// A write buffer that writes exactly 64 KiB at a time: every write ends on a multiple of
+/// 64 KiB, a record that does not fit is split across two writes.
+struct AlignedWriter {
+    file: File,
+    buf: Vec<u8>,
+}
+
+impl AlignedWriter {
+    const CHUNK: usize = 64 * 1024;
+
+    fn new(file: File) -> Self {
+        AlignedWriter {
+            file,
+            buf: Vec::with_capacity(Self::CHUNK),
+        }
+    }
+
+    fn write_all(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let take = data.len().min(Self::CHUNK - self.buf.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == Self::CHUNK {
+                self.file.write_all(&self.buf)?;
+                self.buf.clear();
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The data directory of `db` (its log lives in `<data>/log`).

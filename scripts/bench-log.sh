@@ -26,6 +26,8 @@ for size in (100, 1024):
     row(f"  {size} B, 1 appender vs File::write_all (no buffer)", f"append_never/quipu/{size}", f"append_never/file_write_all_unbuffered/{size}")
     row(f"  {size} B, 1 Appender vs BufWriter::write_all", f"append_never/quipu_appender/{size}", f"append_never/file_bufwriter/{size}", target="<= 2")
     row(f"  {size} B, batches of 100 vs BufWriter::write_all", f"append_never/quipu_batch_of_100/{size}", f"append_never/file_bufwriter/{size}")
+    row(f"  {size} B, 1 Appender vs 64 KiB-aligned writes", f"append_never/quipu_appender/{size}", f"append_never/file_aligned_64k/{size}")
+    row(f"  {size} B, BufWriter vs 64 KiB-aligned writes", f"append_never/file_bufwriter/{size}", f"append_never/file_aligned_64k/{size}")
 print("\nappend, Durability::Always: quipu records/s / (write + fsync per record) records/s")
 floor = "append_always/file_write_fsync_per_record"
 for n, target in ((1, None), (4, None), (16, ">= 8")):

@@ -294,3 +294,112 @@ fn a_failed_fsync_of_a_rolled_segment_poisons_the_partition() {
     t.append(Message::new("healthy again"))
         .expect("append after reopen");
 }
+
+/// The value of record `i` in the write-alignment test: its offset, and a length that varies
+/// so that batches end anywhere.
+fn numbered(i: u64) -> Vec<u8> {
+    let mut v = format!("{i:08}-").into_bytes();
+    v.resize(60 + (i as usize * 7) % 90, b'a' + (i % 26) as u8);
+    v
+}
+
+fn check_all(p: &quipu::Partition, end: u64) {
+    let mut next = 0;
+    while next < end {
+        let records = p.read(next, 10_000).expect("read");
+        assert!(!records.is_empty(), "nothing read at {next} of {end}");
+        for r in records {
+            assert_eq!(r.offset, next);
+            assert_eq!(
+                r.value.as_deref(),
+                Some(&numbered(next)[..]),
+                "record {next}"
+            );
+            next += 1;
+        }
+    }
+}
+
+/// A buffered topic writes its buffer out in pieces that end on 64 KiB boundaries (the page
+/// cache takes those faster), so a batch's head can be in the file before its tail: the
+/// writes stay contiguous, a read in between gets every record whole, and so does a reader
+/// running alongside the writer and the next open.
+#[test]
+fn buffered_writes_end_on_64k_boundaries_and_reads_get_whole_batches() {
+    const ALIGN: u64 = 64 * 1024;
+    let dir = common::tempdir();
+    let storage = FaultyStorage::default();
+    let db = common::open_faulty(dir.path(), &storage);
+    // An interval no test reaches: nothing but this test's reads writes the buffer out whole.
+    let t = db
+        .log()
+        .create_topic(
+            "t",
+            TopicConfig::default()
+                .with_partitions(1)
+                .with_durability(Durability::Interval(std::time::Duration::from_secs(3600))),
+        )
+        .expect("create");
+    let p = Arc::clone(t.partition(0).expect("partition"));
+    let writes = || storage.faults.writes.lock().expect("writes").clone();
+    let mut appender = p.appender();
+    let mut next = 0u64;
+    let mut append = |n: u64| {
+        for _ in 0..n {
+            appender
+                .append(&Message::new(numbered(next)))
+                .expect("append");
+            next += 1;
+        }
+        appender.flush().expect("flush");
+        next
+    };
+
+    let end = append(20_000);
+    let before_read = writes();
+    assert!(before_read.len() >= 15, "{} writes", before_read.len());
+    let mut at = 0;
+    for &(pos, len) in &before_read {
+        assert_eq!(pos, at, "writes are contiguous: {before_read:?}");
+        at = pos + len;
+        assert_eq!(at % ALIGN, 0, "a write ends on 64 KiB: {before_read:?}");
+    }
+    // The read writes out the rest of the buffer, from the head of a cut batch on.
+    check_all(&p, end);
+    let after_read = writes();
+    let &(pos, _) = after_read.last().expect("the read wrote");
+    assert_eq!(
+        pos, at,
+        "the read wrote on from where the last write stopped"
+    );
+
+    // A reader alongside the writer: every record it gets is whole and in order.
+    let reader = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || {
+            let mut next = 0;
+            while next < 60_000 {
+                for r in p.read(next, 5_000).expect("read") {
+                    assert_eq!(r.value.as_deref(), Some(&numbered(next)[..]), "{next}");
+                    next += 1;
+                }
+            }
+        })
+    };
+    let end = append(40_000);
+    reader.join().expect("the reader found every record whole");
+    let all = writes();
+    let mut at = 0;
+    for &(pos, len) in &all {
+        assert_eq!(pos, at, "writes are contiguous");
+        at = pos + len;
+    }
+    drop(appender);
+    drop((p, t, db));
+
+    let db = common::open(dir.path());
+    let t = db.log().topic("t").expect("topic");
+    let p = t.partition(0).expect("partition");
+    assert_eq!(p.end_offset(), end);
+    check_all(p, end);
+}

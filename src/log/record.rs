@@ -355,6 +355,20 @@ pub(crate) fn encode_kept(buf: &mut Vec<u8>, original: &BatchHeader, kept: &[Rec
     finish_batch(&mut buf[start..], header);
 }
 
+/// The length of the longest prefix of `bytes` made of whole batches: the write buffer's
+/// batches, all sealed, that a write cut at `bytes.len()` holds entirely.
+pub(crate) fn whole_batches_len(bytes: &[u8]) -> usize {
+    let mut pos = 0;
+    while let Ok(h) = decode_header(&bytes[pos..]) {
+        let len = h.len as usize;
+        if len < HEADER_LEN || len > bytes.len() - pos {
+            break;
+        }
+        pos += len;
+    }
+    pos
+}
+
 /// Parses the fixed header at the start of `bytes` without checking the CRC.
 pub(crate) fn decode_header(bytes: &[u8]) -> Result<BatchHeader, DecodeError> {
     if bytes.len() < HEADER_LEN {
@@ -926,6 +940,26 @@ mod tests {
             covered > 100,
             "the small path covers common records: {covered}"
         );
+    }
+
+    #[test]
+    fn whole_batches_len_stops_before_the_first_cut_batch() {
+        let mut buf = Vec::new();
+        let mut ends = vec![0];
+        for (base, n) in [(0u64, 1usize), (1, 5), (6, 2)] {
+            let msgs: Vec<Message> = (0..n).map(|i| Message::new(vec![b'v'; 10 + i])).collect();
+            encode_batch(&mut buf, base, &msgs, 1_000, None);
+            ends.push(buf.len());
+        }
+        for cut in 0..=buf.len() {
+            let whole = ends
+                .iter()
+                .copied()
+                .filter(|&e| e <= cut)
+                .max()
+                .unwrap_or(0);
+            assert_eq!(whole_batches_len(&buf[..cut]), whole, "cut at {cut}");
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub mod server;
@@ -51,6 +51,9 @@ pub struct Faults {
     pub write_budget: AtomicI64,
     /// fsyncs performed.
     pub syncs: AtomicU64,
+    /// Every write to a segment file, as (position, length), one per `write_at` or
+    /// `write_vectored_at` call, in order.
+    pub writes: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Default for Faults {
@@ -61,6 +64,7 @@ impl Default for Faults {
             hold_sync: AtomicBool::new(false),
             write_budget: AtomicI64::new(-1),
             syncs: AtomicU64::new(0),
+            writes: Mutex::new(Vec::new()),
         }
     }
 }
@@ -111,6 +115,11 @@ impl StorageFile for FaultyFile {
         }
     }
     fn write_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        self.faults
+            .writes
+            .lock()
+            .expect("writes")
+            .push((pos, data.len() as u64));
         match self.admit(data) {
             Ok(all) => self.inner.write_at(all, pos),
             Err(part) => {
@@ -118,6 +127,10 @@ impl StorageFile for FaultyFile {
                 Err(disk_full())
             }
         }
+    }
+    fn write_vectored_at(&self, parts: &[&[u8]], pos: u64) -> io::Result<()> {
+        // One write of the concatenation, recorded and admitted as such.
+        self.write_at(&parts.concat(), pos)
     }
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
         self.inner.read_at(buf, pos)
