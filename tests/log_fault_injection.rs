@@ -215,19 +215,23 @@ fn append_until_roll(t: &Arc<quipu::Topic>) -> u64 {
 /// A data dir behind a `FaultyStorage` with topic `t` of `Never`, 4 KiB segments and one
 /// record appended while the storage was healthy.
 fn rolling_never_topic() -> (tempfile::TempDir, FaultyStorage, Quipu, Arc<quipu::Topic>) {
+    let (dir, storage, db, t) = faulty_topic(
+        TopicConfig::default()
+            .with_durability(Durability::Never)
+            .with_segment_bytes(4096),
+    );
+    t.append(Message::new("first")).expect("append");
+    (dir, storage, db, t)
+}
+
+/// A data dir behind a `FaultyStorage`, with topic `t` of `config`.
+fn faulty_topic(
+    config: TopicConfig,
+) -> (tempfile::TempDir, FaultyStorage, Quipu, Arc<quipu::Topic>) {
     let dir = common::tempdir();
     let storage = FaultyStorage::default();
     let db = common::open_faulty(dir.path(), &storage);
-    let t = db
-        .log()
-        .create_topic(
-            "t",
-            TopicConfig::default()
-                .with_durability(Durability::Never)
-                .with_segment_bytes(4096),
-        )
-        .expect("create");
-    t.append(Message::new("first")).expect("append");
+    let t = db.log().create_topic("t", config).expect("create");
     (dir, storage, db, t)
 }
 
@@ -327,19 +331,12 @@ fn check_all(p: &quipu::Partition, end: u64) {
 #[test]
 fn buffered_writes_end_on_64k_boundaries_and_reads_get_whole_batches() {
     const ALIGN: u64 = 64 * 1024;
-    let dir = common::tempdir();
-    let storage = FaultyStorage::default();
-    let db = common::open_faulty(dir.path(), &storage);
     // An interval no test reaches: nothing but this test's reads writes the buffer out whole.
-    let t = db
-        .log()
-        .create_topic(
-            "t",
-            TopicConfig::default()
-                .with_partitions(1)
-                .with_durability(Durability::Interval(std::time::Duration::from_secs(3600))),
-        )
-        .expect("create");
+    let (dir, storage, db, t) = faulty_topic(
+        TopicConfig::default()
+            .with_partitions(1)
+            .with_durability(Durability::Interval(std::time::Duration::from_secs(3600))),
+    );
     let p = Arc::clone(t.partition(0).expect("partition"));
     let writes = || storage.faults.writes.lock().expect("writes").clone();
     let mut appender = p.appender();
