@@ -15,7 +15,12 @@ fn courier() -> UserRule {
     UserRule {
         name: "courier".into(),
         password: "ruta-42".into(),
-        commands: vec!["*".into(), "-flushall".into(), "-flushdb".into()],
+        commands: vec![
+            "*".into(),
+            "-flushall".into(),
+            "-flushdb".into(),
+            "-shutdown".into(),
+        ],
         keys: vec!["delivery:42:*".into()],
         channels: vec!["delivery.42.*".into()],
     }
@@ -65,6 +70,8 @@ fn acl_users_are_held_to_their_commands_keys_and_channels() {
     assert!(noperm(&err_of(c.get::<_, Option<String>>("orders:1"))));
     let f: RedisResult<()> = redis::cmd("FLUSHALL").query(&mut c);
     assert!(err_of(f).contains("has no permissions to run the 'flushall' command"));
+    let down: RedisResult<()> = redis::cmd("SHUTDOWN").query(&mut c);
+    assert!(err_of(down).contains("has no permissions to run the 'shutdown' command"));
     let k: RedisResult<Vec<String>> = redis::cmd("KEYS").arg("*").query(&mut c);
     assert!(noperm(&err_of(k)));
     assert_eq!(
@@ -441,4 +448,33 @@ fn info_counts_every_command_of_every_connection() {
     let _: () = pipe.query(&mut worker).unwrap();
     // 11 from the worker, and the observer's first INFO.
     assert_eq!(commands_processed(&mut observer) - before, 12);
+}
+
+/// `SHUTDOWN` with options it does not take, or `ABORT`, is an error and stops nothing; a
+/// plain `SHUTDOWN` closes the connection without a reply, and the server stops accepting.
+#[test]
+fn shutdown_refuses_bad_options_and_otherwise_stops_the_server() {
+    let srv = Running::start(ServerConfig::default());
+    let mut c = srv.con();
+    for (args, reply) in [
+        (&["ABORT"][..], "No shutdown in progress"),
+        (&["SAVE", "NOSAVE"][..], "syntax error"),
+        (&["ABORT", "NOW"][..], "syntax error"),
+        (&["LATER"][..], "syntax error"),
+    ] {
+        let r: RedisResult<()> = redis::cmd("SHUTDOWN").arg(args).query(&mut c);
+        let e = err_of(r);
+        assert!(e.contains(reply), "SHUTDOWN {args:?}: {e}");
+    }
+    let _: () = c.set("still", "up").unwrap();
+    assert_eq!(
+        srv.raw(b"SHUTDOWN NOSAVE NOW\r\nPING\r\n"),
+        b"",
+        "no reply, closed"
+    );
+    eventually(10, || {
+        TcpStream::connect(("127.0.0.1", srv.port))
+            .is_err()
+            .then_some(())
+    });
 }

@@ -50,12 +50,18 @@ fn free_port() -> u16 {
 /// Starts `quipu serve` on `dir` and waits until it says it is ready; retries on another port
 /// if the chosen one was taken in between.
 fn start_server(dir: &Path) -> (Child, u16) {
+    start_server_with(dir, &[])
+}
+
+/// As [`start_server`], with `extra` flags.
+fn start_server_with(dir: &Path, extra: &[&str]) -> (Child, u16) {
     for _ in 0..10 {
         let port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_quipu"))
             .args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--port", &port.to_string(), "--no-http"])
+            .args(extra)
             .env_remove("QUIPU_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -326,4 +332,66 @@ fn acknowledged_xadds_survive_sigkill() {
         "too few acknowledged XADDs ({}) to test anything",
         acked.len()
     );
+}
+
+/// Waits up to 30 s for `child` to exit by itself.
+fn exit_status(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A client's `SHUTDOWN` and SIGTERM both stop the binary gracefully: it exits with success
+/// and every XADD it acknowledged is there after a restart. The stream is `appendfsync no`,
+/// whose last entries only the shutdown's flush writes out in time.
+#[test]
+fn shutdown_and_sigterm_stop_the_binary_gracefully() {
+    let dir = common::tempdir();
+    let flags = ["--appendfsync", "no"];
+    let mut acked: Vec<String> = Vec::new();
+    for how in ["SHUTDOWN", "SIGTERM"] {
+        let (mut child, port) = start_server_with(dir.path(), &flags);
+        let mut con = connect(port);
+        let mut pipe = redis::pipe();
+        for i in 0..2_000 {
+            pipe.cmd("XADD").arg("orders").arg("*").arg("n").arg(i);
+        }
+        let ids: Vec<String> = pipe.query(&mut con).expect("xadd");
+        acked.extend(ids);
+        if how == "SHUTDOWN" {
+            let r: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query(&mut con);
+            assert!(r.is_err(), "the connection closes without a reply");
+        } else {
+            let sent = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(sent.success());
+        }
+        let status = exit_status(&mut child);
+        assert!(status.success(), "{how}: exited with {status}");
+    }
+    let (mut child, port) = start_server_with(dir.path(), &flags);
+    let mut con = connect(port);
+    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("orders")
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .expect("xrange");
+    let ids: Vec<String> = entries.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids, acked, "every acknowledged entry, in order");
+    for (i, (_, fields)) in entries.iter().enumerate() {
+        assert_eq!(fields["n"], (i % 2_000).to_string());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -233,6 +233,7 @@ fn main() -> std::process::ExitCode {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            () = server.stop_requested() => eprintln!("quipu: SHUTDOWN from a client"),
         }
         eprintln!("quipu: shutting down: finishing commands, flushing the log, snapshotting");
         server.shutdown().await

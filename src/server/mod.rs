@@ -201,6 +201,8 @@ pub(crate) struct Shared {
     pub stream_durability: Durability,
     /// The configured ACL users.
     pub users: Vec<Arc<UserRule>>,
+    /// Set to stop the server gracefully (`SHUTDOWN`, [`Server::shutdown`]).
+    pub stop: watch::Sender<bool>,
     next_id: AtomicU64,
     limits: Limits,
 }
@@ -317,8 +319,10 @@ impl Server {
         for ns in db.namespaces() {
             db.notifier.watch(&ns);
         }
+        let (stop, stopped) = watch::channel(false);
         let shared = Arc::new(Shared {
             db,
+            stop: stop.clone(),
             log: quipu.log().clone(),
             streams: streams::Streams::default(),
             channels: channels::Channels::new(
@@ -339,7 +343,6 @@ impl Server {
             clients: Clients::default(),
             next_id: AtomicU64::new(1),
         });
-        let (stop, stopped) = watch::channel(false);
         let probe = resp_probe(&shared);
         let web = http::start(
             &shared.config,
@@ -392,6 +395,14 @@ impl Server {
     #[must_use]
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http
+    }
+
+    /// Returns once a stop was asked for: by a client's `SHUTDOWN` or by
+    /// [`Server::shutdown`]. The binary waits for this next to SIGTERM and SIGINT, then calls
+    /// [`Server::shutdown`] to wait for the stop to complete.
+    pub async fn stop_requested(&self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
     }
 
     /// Stops accepting, lets connections finish their current commands, then closes the data

@@ -64,6 +64,7 @@ pub(crate) fn exec(
             out.ok();
             return Flow::Close;
         }
+        "shutdown" => return shutdown(shared, args, out),
         "reset" => {
             conn.sub = None;
             conn.channels.clear();
@@ -412,4 +413,37 @@ fn info(shared: &Arc<Shared>, out: &mut Out) {
         keys,
     );
     out.bulk(text.as_bytes());
+}
+
+/// `SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]`: stops the server as SIGTERM does (stop
+/// accepting, finish the commands in flight, flush the log, snapshot critical namespaces). The
+/// log is flushed and the snapshots taken whatever the options: `NOSAVE` would lose
+/// acknowledged writes, and there is no save to wait for (`NOW`) or to force (`FORCE`); they
+/// are accepted for the scripts that pass them. As in Redis, success closes the connection
+/// without a reply; `ABORT` answers that no shutdown is in progress (one cannot be stopped).
+fn shutdown(shared: &Shared, args: &[Bytes], out: &mut Out) -> Flow {
+    let mut abort = false;
+    let (mut save, mut nosave) = (false, false);
+    for arg in &args[1..] {
+        match arg.to_ascii_lowercase().as_slice() {
+            b"nosave" => nosave = true,
+            b"save" => save = true,
+            b"now" | b"force" => {}
+            b"abort" => abort = true,
+            _ => {
+                super::syntax(out);
+                return Flow::Continue;
+            }
+        }
+    }
+    if save && nosave || abort && args.len() > 2 {
+        super::syntax(out);
+        return Flow::Continue;
+    }
+    if abort {
+        out.error("ERR No shutdown in progress.");
+        return Flow::Continue;
+    }
+    shared.stop.send_replace(true);
+    Flow::Close
 }
