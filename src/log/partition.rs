@@ -723,16 +723,7 @@ fn place_batch(core: &Core, st: &mut State, batch: &mut Vec<u8>) -> Result<(), L
         return Ok(());
     }
     let cut = (boundary - buffered_end) as usize;
-    let from = st.buf_in_file;
-    let buf = std::mem::take(&mut st.buf);
-    let result = write_parts(
-        core,
-        st,
-        &[&buf[from..], &batch[..cut]],
-        written + from as u64,
-    );
-    st.buf = buf;
-    result?;
+    write_buffer(core, st, st.buf.len(), &batch[..cut])?;
     // Every batch that was in the buffer is in the file now, whole.
     st.active().add_written(st.buf.len() as u64);
     std::mem::swap(&mut st.buf, batch);
@@ -815,15 +806,10 @@ pub(crate) fn flush_buffer(core: &Core, st: &mut State) -> Result<(), LogError> 
 /// fsync), and drops from the buffer the batches now in the file whole. `upto` is the
 /// buffer's length or an alignment boundary; the open batch is sealed.
 fn write_out(core: &Core, st: &mut State, upto: usize) -> Result<(), LogError> {
-    let from = st.buf_in_file;
-    if upto <= from {
+    if upto <= st.buf_in_file {
         return Ok(());
     }
-    let written = st.active().written();
-    let buf = std::mem::take(&mut st.buf);
-    let result = write_parts(core, st, &[&buf[from..upto]], written + from as u64);
-    st.buf = buf;
-    result?;
+    write_buffer(core, st, upto, &[])?;
     let whole = if upto == st.buf.len() {
         upto
     } else {
@@ -838,13 +824,15 @@ fn write_out(core: &Core, st: &mut State, upto: usize) -> Result<(), LogError> {
     Ok(())
 }
 
-/// Writes `parts` at `pos` of the active segment's file, past its whole batches and the
-/// buffer's head already there. A failure poisons the partition and cuts the file back to its
-/// whole batches, so no torn batch sits before later ones.
-fn write_parts(core: &Core, st: &mut State, parts: &[&[u8]], pos: u64) -> Result<(), LogError> {
+/// Writes what of `buf[..upto]` is not in the file yet, then `tail`, in one write to the
+/// active segment's file, after its whole batches. A failure poisons the partition and cuts
+/// the file back to its whole batches, so no torn batch sits before later ones.
+fn write_buffer(core: &Core, st: &mut State, upto: usize, tail: &[u8]) -> Result<(), LogError> {
     let active = Arc::clone(st.active());
-    let bytes: usize = parts.iter().map(|p| p.len()).sum();
-    if let Err(e) = active.file.write_vectored_at(parts, pos) {
+    let head = &st.buf[st.buf_in_file..upto];
+    let bytes = head.len() + tail.len();
+    let pos = active.written() + st.buf_in_file as u64;
+    if let Err(e) = active.file.write_vectored_at(&[head, tail], pos) {
         let at = active.written();
         let _ = active.file.truncate(at);
         st.allocated = at;
