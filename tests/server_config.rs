@@ -43,6 +43,7 @@ fn a_bad_value_is_an_error_not_a_default() {
         "max_http_clients = 0",
         "max_clients = 0",
         "max_http_clients = 100000000000",
+        "busy_poll_us = 10001",
     ] {
         let config: ServerConfig = toml::from_str(bad).unwrap();
         let field = bad.split(' ').next().unwrap();
@@ -52,6 +53,10 @@ fn a_bad_value_is_an_error_not_a_default() {
     let config: ServerConfig = toml::from_str("max_http_clients = 50").unwrap();
     assert_eq!(config.max_http_clients, 50);
     config.validate().unwrap();
+    for ok in ["busy_poll_us = 0", "busy_poll_us = 10000"] {
+        let config: ServerConfig = toml::from_str(ok).unwrap();
+        config.validate().unwrap();
+    }
     let defaults: ServerConfig = toml::from_str("").unwrap();
     assert_eq!(defaults, ServerConfig::default());
 }

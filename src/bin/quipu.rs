@@ -88,6 +88,10 @@ struct ServeArgs {
     /// loop (default: half the cores, rounded up, leaving the rest to the application).
     #[arg(long, env = "QUIPU_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// Microseconds an I/O thread keeps polling after its connections' last read before it
+    /// sleeps (default 20; 0: sleep at once, no spinning).
+    #[arg(long, env = "QUIPU_BUSY_POLL_US")]
+    busy_poll_us: Option<u64>,
     /// HTTP port (WebSocket, SSE, long polling, /metrics); 0 picks a free one.
     #[arg(long, env = "QUIPU_HTTP_PORT")]
     http_port: Option<u16>,
@@ -146,6 +150,9 @@ fn load(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(v) = args.threads {
         config.threads = usize::from(v);
+    }
+    if let Some(v) = args.busy_poll_us {
+        config.busy_poll_us = v;
     }
     Ok(config)
 }

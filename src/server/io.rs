@@ -10,7 +10,11 @@
 //! out in turn, so the load is even while clients are alike; nothing moves a busy connection
 //! later. Commands still run against the shared sharded engine from every thread.
 
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
@@ -26,7 +30,7 @@ pub(crate) struct IoThreads {
 
 impl IoThreads {
     /// Starts `n` threads (at least one).
-    pub(crate) fn start(n: usize) -> std::io::Result<Self> {
+    pub(crate) fn start(n: usize, spin: Duration) -> std::io::Result<Self> {
         let mut me = Self {
             handles: Vec::new(),
             stop: Vec::new(),
@@ -36,6 +40,9 @@ impl IoThreads {
         for i in 0..n.max(1) {
             let runtime = Builder::new_current_thread().enable_all().build()?;
             let (stop, stopped) = oneshot::channel::<()>();
+            if !spin.is_zero() {
+                runtime.spawn(poll_while_busy(spin));
+            }
             me.handles.push(runtime.handle().clone());
             me.stop.push(stop);
             let thread = std::thread::Builder::new()
@@ -79,6 +86,64 @@ impl Drop for IoThreads {
     }
 }
 
+thread_local! {
+    /// Reads this thread's connections have made (wrapping); the poller watches it.
+    static ACTIVITY: Cell<u64> = const { Cell::new(0) };
+    /// The parked poller of this thread, woken by the next read.
+    static POLLER: RefCell<Option<Waker>> = const { RefCell::new(None) };
+}
+
+/// Called by a connection after each read that brought input: keeps this thread's poller
+/// spinning, or wakes it. Costs a thread-local increment when the poller is already awake.
+pub(crate) fn note_activity() {
+    ACTIVITY.with(|a| a.set(a.get().wrapping_add(1)));
+    if let Some(w) = POLLER.with(|p| p.borrow_mut().take()) {
+        w.wake();
+    }
+}
+
+fn activity() -> u64 {
+    ACTIVITY.with(Cell::get)
+}
+
+/// Keeps the thread's event loop polling epoll without blocking while its connections are
+/// busy, and lets it block once none has read anything for `spin`.
+///
+/// Why: with clients that wait for each reply (no pipelining), the thread runs out of work
+/// between requests and blocks in `epoll_wait`; the client's next `send` then has to wake it,
+/// and on a VM that wake-up (an interrupt to an idle virtual CPU) is paid inside the client's
+/// system call. Spinning through `yield_now` (the runtime polls epoll with a zero timeout
+/// between each turn) takes the wake-ups away while traffic flows, as io_uring's polling
+/// thread does for `sq_thread_idle`: docs/BENCHMARKS.md has the measurements. The cost is the
+/// thread's core while traffic flows with gaps under `spin`; an idle server spins for `spin`
+/// once after its last request, then blocks as before.
+async fn poll_while_busy(spin: Duration) {
+    loop {
+        let seen = activity();
+        poll_fn(|cx| {
+            if activity() == seen {
+                POLLER.with(|p| *p.borrow_mut() = Some(cx.waker().clone()));
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+        let mut last = activity();
+        let mut since = Instant::now();
+        loop {
+            tokio::task::yield_now().await;
+            let now = activity();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= spin {
+                break;
+            }
+        }
+    }
+}
+
 /// The default number of I/O threads: half the cores, rounded up (one on a 2-core VPS).
 ///
 /// Measured on 2 cores with the client on the same machine (docs/BENCHMARKS.md): one thread
@@ -100,7 +165,7 @@ mod tests {
 
     #[test]
     fn tasks_run_on_every_thread_in_turn_and_stop_ends_them() {
-        let mut io = IoThreads::start(2).unwrap();
+        let mut io = IoThreads::start(2, Duration::ZERO).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         for _ in 0..4 {
             let tx = tx.clone();
@@ -118,5 +183,44 @@ mod tests {
         // A task that never ends does not keep a thread from stopping.
         io.next().spawn(std::future::pending::<()>());
         io.stop();
+    }
+
+    /// The CPU time an I/O thread spends while its connection reads every millisecond for
+    /// 200 ms, then while nothing reads for 200 ms.
+    fn cpu_busy_then_idle(spin: Duration) -> (Duration, Duration) {
+        let mut io = IoThreads::start(1, spin).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        io.next().spawn(async move {
+            let cpu = || {
+                let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+                Duration::new(t.tv_sec.unsigned_abs(), t.tv_nsec.unsigned_abs() as u32)
+            };
+            let (c0, w0) = (cpu(), Instant::now());
+            while w0.elapsed() < Duration::from_millis(200) {
+                note_activity();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let busy = cpu() - c0;
+            let c1 = cpu();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tx.send((busy, cpu() - c1)).unwrap();
+        });
+        let r = rx.recv().unwrap();
+        io.stop();
+        r
+    }
+
+    #[test]
+    fn the_thread_polls_while_reads_come_closer_than_the_spin_and_sleeps_once_they_stop() {
+        // Reads 1 ms apart, under a 5 ms spin: the thread never blocks, so it is on the CPU
+        // for most of those 200 ms (a loaded test machine may take some of them away).
+        let (busy, idle) = cpu_busy_then_idle(Duration::from_millis(5));
+        assert!(busy > Duration::from_millis(40), "busy {busy:?}");
+        // Once reads stop it spins 5 ms more, then sleeps.
+        assert!(idle < Duration::from_millis(30), "idle {idle:?}");
+        // Without the spin the thread sleeps between reads: the CPU went to the poller.
+        let (busy, idle) = cpu_busy_then_idle(Duration::ZERO);
+        assert!(busy < Duration::from_millis(30), "no spin, busy {busy:?}");
+        assert!(idle < Duration::from_millis(30), "no spin, idle {idle:?}");
     }
 }

@@ -106,6 +106,11 @@ pub struct ServerConfig {
     /// Threads that serve RESP connections, each with its own event loop (default 0: half
     /// the cores, rounded up). Commands from every thread run against the same sharded engine.
     pub threads: usize,
+    /// Microseconds an I/O thread keeps polling for input after its connections' last read
+    /// before it blocks (default 20; 0 blocks at once). Spares clients that wait for each
+    /// reply the cost of waking the thread; costs the thread's core while traffic flows with
+    /// gaps shorter than this (docs/OPERATIONS.md).
+    pub busy_poll_us: u64,
 }
 
 impl Default for ServerConfig {
@@ -129,6 +134,7 @@ impl Default for ServerConfig {
             tokens: Vec::new(),
             durable_channels: Vec::new(),
             threads: 0,
+            busy_poll_us: 20,
         }
     }
 }
@@ -153,9 +159,19 @@ impl ServerConfig {
     /// Checks the settings that would otherwise fail later.
     ///
     /// # Errors
-    /// A bad `appendfsync`, a duplicate or reserved user name.
+    /// A bad `appendfsync`, a duplicate or reserved user name, a client cap of 0 or over
+    /// 2^20, a `busy_poll_us` over 10,000.
     pub fn validate(&self) -> Result<(), Error> {
         self.stream_durability()?;
+        if self.busy_poll_us > MAX_BUSY_POLL_US {
+            return Err(Error::Config(ConfigError::Invalid {
+                field: "busy_poll_us",
+                reason: format!(
+                    "must be 0 to {MAX_BUSY_POLL_US} microseconds, not {}",
+                    self.busy_poll_us
+                ),
+            }));
+        }
         for (field, n) in [
             ("max_clients", self.max_clients),
             ("max_http_clients", self.max_http_clients),
@@ -182,6 +198,10 @@ impl ServerConfig {
 /// The most clients `max_clients` and `max_http_clients` may each allow (each is a file
 /// descriptor).
 const MAX_CLIENTS: usize = 1 << 20;
+
+/// The longest `busy_poll_us` (10 ms): past the gaps between a busy client's requests, a
+/// longer spin only burns the core.
+const MAX_BUSY_POLL_US: u64 = 10_000;
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -357,7 +377,8 @@ impl Server {
             0 => io::default_threads(),
             n => n,
         };
-        let io = io::IoThreads::start(threads).map_err(|e| Error::Io {
+        let spin = Duration::from_micros(shared.config.busy_poll_us);
+        let io = io::IoThreads::start(threads, spin).map_err(|e| Error::Io {
             path: PathBuf::new(),
             source: e,
         })?;
@@ -758,6 +779,7 @@ async fn serve<R, W>(
                 }
                 // Once per read, not per command: a pipeline's commands share one clock read.
                 client.touch();
+                io::note_activity();
             }
         }
     }
