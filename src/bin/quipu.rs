@@ -7,20 +7,21 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read once before `main`: its heap in transparent huge pages (where the
-/// system allows them, `madvise` or `always`). A lookup in a large cache misses the cache on the
-/// table, the slot and the value, and on this VM each miss also walks the page tables twice;
-/// with 2 MiB pages the walks mostly go. Measured (docs/BENCHMARKS.md): GET 1 KiB `-P 16`
-/// 364–400k/s → 495–552k/s, SET 1 KiB `-P 16` 305–324k/s → 407–420k/s once the heap has grown,
-/// at 232 instead of 201 bytes of RSS per 64-byte key. Unlike Redis, quipu never forks, so huge
-/// pages cost no copy-on-write. `_RJEM_MALLOC_CONF=thp:never` in the environment turns them
-/// off (it is read after this string and overrides it).
+/// jemalloc's options, read once before `main`: no transparent huge pages, even where the
+/// system would grant them (Redis's `disable-thp yes`). They made a grown heap's lookups faster
+/// (fresh server, GET 1 KiB `-P 16` +7–15 %: fewer page-table walks), but each new 2 MiB page
+/// is a fault that zeroes it whole, and on a VM whose memory the host has not backed yet one
+/// such fault took 5 ms (a 4 KiB fault 1.5 µs): while the cache grew, every connection of the
+/// thread waited behind it (SET 1 KiB `-P 16` p99 6.7 ms against 2.2–2.9 without; `-P 1`
+/// 0.86× Redis against 0.97×), and RSS per 64-byte key was 229 bytes against 202
+/// (docs/BENCHMARKS.md, 2026-12-03). `_RJEM_MALLOC_CONF=thp:always,metadata_thp:always` in the
+/// environment turns them on (it is read after this string and overrides it).
 // SAFETY: tikv-jemalloc-sys names jemalloc's weak `const char *malloc_conf` `_rjem_malloc_conf`;
 // this strong definition replaces it. A `&'static [u8; N]` is one thin pointer to bytes that
 // live for the whole program, are never written and end with the NUL jemalloc reads up to.
 // Every test that starts the real binary (tests/server_crash.rs) runs with it.
 #[unsafe(export_name = "_rjem_malloc_conf")]
-pub static MALLOC_CONF: &[u8; 31] = b"thp:always,metadata_thp:always\0";
+pub static MALLOC_CONF: &[u8; 32] = b"thp:never,metadata_thp:disabled\0";
 
 use std::path::PathBuf;
 
