@@ -93,8 +93,15 @@ thread_local! {
     static POLLER: RefCell<Option<Waker>> = const { RefCell::new(None) };
 }
 
-/// Called by a connection after each read that brought input: keeps this thread's poller
-/// spinning, or wakes it. Costs a thread-local increment when the poller is already awake.
+/// Reads of at most this many commands keep the thread polling. A pipelined read (`-P 16`)
+/// amortises its wake-up over its commands, and on 2 cores a thread that spins between such
+/// batches takes the CPU the client and the kernel's loopback work need: GET 1 KiB `-P 16`
+/// was 520–559k/s spinning against 589–619k/s not (docs/BENCHMARKS.md).
+pub(crate) const SPIN_WORTHY_COMMANDS: u64 = 2;
+
+/// Called by a connection after a read of a few commands (`SPIN_WORTHY_COMMANDS`): keeps
+/// this thread's poller spinning, or wakes it. Costs a thread-local increment when the poller
+/// is already awake.
 pub(crate) fn note_activity() {
     ACTIVITY.with(|a| a.set(a.get().wrapping_add(1)));
     if let Some(w) = POLLER.with(|p| p.borrow_mut().take()) {

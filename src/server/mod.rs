@@ -718,6 +718,11 @@ async fn serve<R, W>(
             }
         }
         if commands > 0 {
+            if commands <= io::SPIN_WORTHY_COMMANDS {
+                // A client that sends a command or two per read waits for each reply: keep
+                // this thread polling for its next one (`busy_poll_us`).
+                io::note_activity();
+            }
             shared
                 .stats
                 .commands
@@ -779,7 +784,6 @@ async fn serve<R, W>(
                 }
                 // Once per read, not per command: a pipeline's commands share one clock read.
                 client.touch();
-                io::note_activity();
             }
         }
     }
