@@ -94,9 +94,10 @@ thread_local! {
 }
 
 /// Reads of at most this many commands keep the thread polling. A pipelined read (`-P 16`)
-/// amortises its wake-up over its commands, and on 2 cores a thread that spins between such
-/// batches takes the CPU the client and the kernel's loopback work need: GET 1 KiB `-P 16`
-/// was 520–559k/s spinning against 589–619k/s not (docs/BENCHMARKS.md).
+/// shares its wake-up among its commands, so spinning for the next one saves little, while on
+/// a small machine the spinning core is one the client and the kernel's loopback work could
+/// use. (A first A/B seemed to show pipelined GETs 5–10 % slower with the spin; fresh servers
+/// of the same binary differed as much, so that figure is not evidence either way.)
 pub(crate) const SPIN_WORTHY_COMMANDS: u64 = 2;
 
 /// Called by a connection after a read of a few commands (`SPIN_WORTHY_COMMANDS`): keeps
