@@ -93,14 +93,16 @@ thread_local! {
     static POLLER: RefCell<Option<Waker>> = const { RefCell::new(None) };
 }
 
-/// Reads of at most this many commands keep the thread polling. A pipelined read (`-P 16`)
-/// shares its wake-up among its commands, so spinning for the next one saves little, while on
-/// a small machine the spinning core is one the client and the kernel's loopback work could
-/// use. (A first A/B seemed to show pipelined GETs 5–10 % slower with the spin; fresh servers
-/// of the same binary differed as much, so that figure is not evidence either way.)
-pub(crate) const SPIN_WORTHY_COMMANDS: u64 = 2;
+/// A read of at most this many commands comes from a client that waits for each reply: it
+/// keeps the thread polling (`note_activity`), and its reply is written at once. A pipelined
+/// read (`-P 16`) shares its wake-up among its commands, so spinning for the next one saves
+/// little, while on a small machine the spinning core is one the client and the kernel's
+/// loopback work could use; its replies wait for the end of the event-loop turn. (A first A/B
+/// seemed to show pipelined GETs 5–10 % slower with the spin; fresh servers of the same binary
+/// differed as much, so that figure is not evidence either way.)
+pub(crate) const UNPIPELINED_COMMANDS: u64 = 2;
 
-/// Called by a connection after a read of a few commands (`SPIN_WORTHY_COMMANDS`): keeps
+/// Called by a connection after a read of a few commands (`UNPIPELINED_COMMANDS`): keeps
 /// this thread's poller spinning, or wakes it. Costs a thread-local increment when the poller
 /// is already awake.
 pub(crate) fn note_activity() {

@@ -717,24 +717,22 @@ async fn serve<R, W>(
                 }
             }
         }
-        let batch = commands;
-        if commands > 0 {
-            if commands <= io::SPIN_WORTHY_COMMANDS {
+        // This read's commands: for the stats, the poller and when the replies go out.
+        let batch = std::mem::take(&mut commands);
+        if batch > 0 {
+            if batch <= io::UNPIPELINED_COMMANDS {
                 // A client that sends a command or two per read waits for each reply: keep
                 // this thread polling for its next one (`busy_poll_us`).
                 io::note_activity();
             }
-            shared
-                .stats
-                .commands
-                .fetch_add(std::mem::take(&mut commands), Relaxed);
+            shared.stats.commands.fetch_add(batch, Relaxed);
         }
         // Let go of the last command's arguments: the input buffer is then ours alone again
         // and `reserve` reuses it instead of allocating a new one.
         args.clear();
         pending.flush(&mut out).await;
         if !out.buf.is_empty() {
-            if batch > io::SPIN_WORTHY_COMMANDS {
+            if batch > io::UNPIPELINED_COMMANDS {
                 // A pipeline's replies wait for the thread's other ready connections to run,
                 // then go out with theirs, as Redis writes replies once per event-loop turn.
                 // Written one connection at a time between commands, each reply woke a client
