@@ -83,6 +83,10 @@ pub(crate) struct State {
     /// The sync thread runs (it exits when idle; [`ensure_sync_thread`] starts it again).
     pub sync_alive: bool,
     pub sync_requested: bool,
+    /// The request was made by appenders whose thread runs the fsync itself once it has nothing
+    /// else to do ([`Partition::lead_sync`]) or hands it over ([`Partition::hand_off_sync`]):
+    /// the sync thread was not woken for it.
+    pub sync_deferred: bool,
     /// An fsync of the group is in flight (by the sync thread or a leading appender).
     pub syncing: bool,
     /// A rolled segment waits for the sync thread to fsync it.
@@ -166,7 +170,7 @@ impl Partition {
     /// [`LogError::EmptyBatch`], [`LogError::RecordTooLarge`], [`LogError::Poisoned`],
     /// [`LogError::StorageFull`], [`LogError::Io`], [`LogError::Closed`].
     pub fn append(&self, msgs: &[Message]) -> Result<AppendReceipt, LogError> {
-        let pending = self.write(msgs, None, true)?;
+        let pending = self.write(msgs, None, Leader::Blocking)?;
         self.finish(pending)
     }
 
@@ -187,7 +191,7 @@ impl Partition {
             id: producer_id,
             sequence,
         };
-        let pending = self.write(msgs, Some(stamp), true)?;
+        let pending = self.write(msgs, Some(stamp), Leader::Blocking)?;
         self.finish(pending)
     }
 
@@ -196,8 +200,59 @@ impl Partition {
     /// # Errors
     /// As [`append`](Self::append).
     pub async fn append_async(&self, msgs: &[Message]) -> Result<AppendReceipt, LogError> {
-        let pending = self.write(msgs, None, false)?;
+        let pending = self.write(msgs, None, Leader::SyncThread)?;
         self.finish_async(pending).await
+    }
+
+    /// [`append_async`](Self::append_async) for a thread that runs the fsync itself once it
+    /// has nothing else to do: on an `Always` topic the sync thread is not woken for these
+    /// records. The caller's thread must then soon call [`lead_sync`](Self::lead_sync) (when
+    /// idle) or [`hand_off_sync`](Self::hand_off_sync) (when it stays busy); until one of them
+    /// runs, this waits. The server's I/O threads append XADDs this way: the sync thread's
+    /// wake-up and its wake-up of the I/O thread were two cross-core wake-ups per fsync, each
+    /// ~66 µs on a VM whose idle virtual CPU halts (docs/BENCHMARKS.md).
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub(crate) async fn append_async_leading(
+        &self,
+        msgs: &[Message],
+    ) -> Result<AppendReceipt, LogError> {
+        let pending = self.write(msgs, None, Leader::WhenIdle)?;
+        self.finish_async(pending).await
+    }
+
+    /// Runs the fsync that appends made by [`append_async_leading`](Self::append_async_leading)
+    /// wait for, here and now, blocking the caller for its duration. Returns whether it ran
+    /// one: not when nothing waits or the sync thread has the request. When an fsync is
+    /// already running, what it does not cover goes to the sync thread after it.
+    pub(crate) fn lead_sync(&self) -> bool {
+        let mut st = self.core.state.lock();
+        if !st.sync_requested || !st.sync_deferred || st.closed || st.poisoned.is_some() {
+            return false;
+        }
+        if st.syncing {
+            // The running fsync wakes the sync thread for the rest when it ends.
+            st.sync_deferred = false;
+            return false;
+        }
+        st.syncing = true;
+        st.sync_requested = false;
+        st.sync_deferred = false;
+        super::sync::sync_group(&self.core, st);
+        true
+    }
+
+    /// Gives a deferred fsync request (see [`append_async_leading`](Self::append_async_leading))
+    /// to the sync thread: for a thread that stayed busy.
+    pub(crate) fn hand_off_sync(&self) {
+        let mut st = self.core.state.lock();
+        if st.sync_requested && st.sync_deferred {
+            st.sync_deferred = false;
+            if !st.syncing {
+                self.core.sync_wanted.notify_one();
+            }
+        }
     }
 
     /// Async [`append_idempotent`](Self::append_idempotent).
@@ -214,7 +269,7 @@ impl Partition {
             id: producer_id,
             sequence,
         };
-        let pending = self.write(msgs, Some(stamp), false)?;
+        let pending = self.write(msgs, Some(stamp), Leader::SyncThread)?;
         self.finish_async(pending).await
     }
 
@@ -236,7 +291,7 @@ impl Partition {
         batch: OpenBatch,
         retime: bool,
     ) -> Result<AppendReceipt, LogError> {
-        let pending = self.write_encoded(buf, batch, retime, true)?;
+        let pending = self.write_encoded(buf, batch, retime, Leader::Blocking)?;
         self.finish(pending)
     }
 
@@ -247,7 +302,7 @@ impl Partition {
         batch: OpenBatch,
         retime: bool,
     ) -> Result<AppendReceipt, LogError> {
-        let pending = self.write_encoded(buf, batch, retime, false)?;
+        let pending = self.write_encoded(buf, batch, retime, Leader::SyncThread)?;
         self.finish_async(pending).await
     }
 
@@ -377,13 +432,13 @@ impl Partition {
         }
     }
 
-    /// Encodes and buffers a batch; does not wait for durability. `can_lead`: the caller may fsync a group itself (sync
-    /// callers; an async task must not block its runtime on an fsync).
+    /// Encodes and buffers a batch; does not wait for durability. `leader`: who runs the fsync
+    /// an `Always` append waits for.
     fn write(
         &self,
         msgs: &[Message],
         producer: Option<ProducerStamp>,
-        can_lead: bool,
+        leader: Leader,
     ) -> Result<Pending, LogError> {
         let core = &self.core;
         if msgs.is_empty() {
@@ -460,7 +515,7 @@ impl Partition {
         if let Some(stamp) = producer {
             st.producers.record(stamp, count, base);
         }
-        let lead = commit(core, st, end, now, max_ts, count, can_lead);
+        let lead = commit(core, st, end, now, max_ts, count, leader);
         Ok(Pending {
             base,
             end,
@@ -476,7 +531,7 @@ impl Partition {
         buf: &mut Vec<u8>,
         mut batch: OpenBatch,
         retime: bool,
-        can_lead: bool,
+        leader: Leader,
     ) -> Result<Pending, LogError> {
         let core = &self.core;
         let (mut st, clock_now) = begin_write(core)?;
@@ -503,7 +558,7 @@ impl Partition {
             now,
             header.max_timestamp,
             header.count,
-            can_lead,
+            leader,
         );
         Ok(Pending {
             base,
@@ -733,9 +788,22 @@ fn place_batch(core: &Core, st: &mut State, batch: &mut Vec<u8>) -> Result<(), L
     Ok(())
 }
 
+/// Who runs the fsync an `Always` append waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leader {
+    /// The sync thread, woken by the append.
+    SyncThread,
+    /// The appender itself when it is alone (a blocking caller, which waits anyway: two thread
+    /// switches fewer per append); the sync thread otherwise.
+    Blocking,
+    /// The appender's thread once it has nothing else to do (`Partition::lead_sync`), or the
+    /// sync thread if it hands the request over (`Partition::hand_off_sync`).
+    WhenIdle,
+}
+
 /// Books `count` records just placed in the buffer, ending at offset `end`, and tells whoever
-/// waits for them: readers at once, the sync thread for `Always`. Returns whether the caller
-/// fsyncs the group itself (`can_lead`: it may block on an fsync).
+/// waits for them: readers at once, the sync thread for `Always` (unless `leader` defers it).
+/// Returns whether the caller fsyncs the group itself now (a blocking lone appender).
 fn commit(
     core: &Core,
     st: &mut State,
@@ -743,7 +811,7 @@ fn commit(
     now: u64,
     max_ts: u64,
     count: u32,
-    can_lead: bool,
+    leader: Leader,
 ) -> bool {
     st.next_offset = end;
     st.active_since.get_or_insert(now);
@@ -757,7 +825,11 @@ fn commit(
     match core.config.durability {
         Durability::Always => {
             st.group.pending += 1;
-            if can_lead && !st.syncing && st.group.last_size == 1 && st.group.pending == 1 {
+            if leader == Leader::Blocking
+                && !st.syncing
+                && st.group.last_size == 1
+                && st.group.pending == 1
+            {
                 // A lone appender fsyncs its own record rather than hand it to the sync
                 // thread, which would cost two thread switches per append. (Letting the
                 // appender that completes a larger group lead was measured: it fragments
@@ -768,6 +840,14 @@ fn commit(
             }
             if !st.sync_requested {
                 st.sync_requested = true;
+                st.sync_deferred = leader == Leader::WhenIdle;
+                if !st.sync_deferred {
+                    core.sync_wanted.notify_one();
+                }
+            } else if st.sync_deferred && leader != Leader::WhenIdle {
+                // An appender that will not lead joined a deferred group: the sync thread
+                // takes it over.
+                st.sync_deferred = false;
                 core.sync_wanted.notify_one();
             } else if st.group.window_open && st.group.pending >= st.group.last_size {
                 core.sync_wanted.notify_one();
@@ -1095,6 +1175,7 @@ pub(crate) fn state(
         closed: false,
         sync_alive: false,
         sync_requested: false,
+        sync_deferred: false,
         syncing: false,
         seal_wanted: false,
         dirty_since: None,
@@ -1128,5 +1209,99 @@ pub(crate) fn core(
         fsync_lock: Mutex::new(None),
         fsync_failed: AtomicBool::new(false),
         sync_thread: Mutex::new(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::LogConfig;
+    use crate::log::{Log, Topic};
+
+    fn always_topic(dir: &Path) -> (Log, Arc<Topic>) {
+        let log = Log::open(dir, LogConfig::default()).expect("open");
+        let topic = log
+            .create_topic(
+                "t",
+                TopicConfig::default().with_durability(Durability::Always),
+            )
+            .expect("create");
+        (log, topic)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    /// Long enough for a sync thread that was woken to have fsynced.
+    const UNLED: Duration = Duration::from_millis(200);
+
+    #[test]
+    fn a_deferred_fsync_waits_for_its_thread_to_lead_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (log, topic) = always_topic(dir.path());
+        let p = Arc::clone(topic.partition(0).expect("partition"));
+        assert!(!p.lead_sync(), "nothing waits yet");
+        runtime().block_on(async {
+            let msgs = [Message::new("a")];
+            let mut append = pin!(p.append_async_leading(&msgs));
+            // The sync thread was not woken: unled, the append is not acknowledged.
+            assert!(tokio::time::timeout(UNLED, &mut append).await.is_err());
+            assert_eq!(p.durable_offset(), 0);
+            let before = log.stats().fsyncs;
+            assert!(p.lead_sync());
+            assert_eq!(log.stats().fsyncs, before + 1);
+            let receipt = append.await.expect("append");
+            assert!(receipt.synced);
+            assert_eq!(p.durable_offset(), 1);
+            assert!(!p.lead_sync(), "nothing waits any more");
+        });
+    }
+
+    #[test]
+    fn a_deferred_fsync_handed_off_is_run_by_the_sync_thread() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_log, topic) = always_topic(dir.path());
+        let p = Arc::clone(topic.partition(0).expect("partition"));
+        runtime().block_on(async {
+            let msgs = [Message::new("a")];
+            let mut append = pin!(p.append_async_leading(&msgs));
+            assert!(tokio::time::timeout(UNLED, &mut append).await.is_err());
+            p.hand_off_sync();
+            let receipt = tokio::time::timeout(Duration::from_secs(10), append)
+                .await
+                .expect("the sync thread fsyncs it")
+                .expect("append");
+            assert!(receipt.synced);
+            assert!(!p.lead_sync(), "the sync thread has it");
+        });
+    }
+
+    #[test]
+    fn an_appender_that_will_not_lead_gives_a_deferred_group_to_the_sync_thread() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_log, topic) = always_topic(dir.path());
+        let p = Arc::clone(topic.partition(0).expect("partition"));
+        runtime().block_on(async {
+            let first = [Message::new("a")];
+            let mut deferred = pin!(p.append_async_leading(&first));
+            assert!(tokio::time::timeout(UNLED, &mut deferred).await.is_err());
+            // An ordinary append wakes the sync thread, whose fsync covers both.
+            let second = [Message::new("b")];
+            let (a, b) = tokio::time::timeout(
+                Duration::from_secs(10),
+                futures_util::future::join(deferred, p.append_async(&second)),
+            )
+            .await
+            .expect("both are fsynced without a lead");
+            assert!(a.expect("deferred").synced && b.expect("ordinary").synced);
+            assert_eq!(p.durable_offset(), 2);
+        });
     }
 }

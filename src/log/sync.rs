@@ -109,9 +109,9 @@ pub(crate) fn sync_loop(core: &Core) {
                 break;
             }
             match durability {
-                Durability::Always if st.sync_requested && !st.syncing => {
+                Durability::Always if st.sync_requested && !st.sync_deferred && !st.syncing => {
                     wait_for_group(core, &mut st);
-                    if st.syncing || !st.sync_requested {
+                    if st.syncing || !st.sync_requested || st.sync_deferred {
                         // An appender completed the group and leads its fsync itself.
                         continue;
                     }
@@ -193,7 +193,8 @@ pub(crate) fn sync_group(core: &Core, mut st: MutexGuard<'_, State>) {
     match result {
         Ok(()) => {
             mark_durable(core, &mut st, target);
-            let more = st.sync_requested;
+            // Appends that came during the fsync, unless their thread leads the next one.
+            let more = st.sync_requested && !st.sync_deferred;
             drop(st);
             // Released outside the state lock, which they will want next.
             core.durable.advance(target);

@@ -12,12 +12,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
+
+use crate::log::Partition;
 
 /// The running I/O threads; dropping this stops them (their remaining tasks are dropped).
 #[derive(Debug)]
@@ -87,11 +90,26 @@ impl Drop for IoThreads {
 }
 
 thread_local! {
-    /// Reads this thread's connections have made (wrapping); the poller watches it.
+    /// Reads of a few commands this thread's connections have made, and fsyncs it was asked
+    /// to lead (wrapping); the poller spins while it moves.
     static ACTIVITY: Cell<u64> = const { Cell::new(0) };
+    /// Every read this thread's connections have made (wrapping): the poller's sign that the
+    /// thread still has work.
+    static WORK: Cell<u64> = const { Cell::new(0) };
     /// The parked poller of this thread, woken by the next read.
     static POLLER: RefCell<Option<Waker>> = const { RefCell::new(None) };
+    /// Whether this thread runs a poller, which leads deferred fsyncs.
+    static POLLING: Cell<bool> = const { Cell::new(false) };
+    /// Partitions whose fsync this thread runs once it is idle, and since when the first of
+    /// them waits.
+    static LEADS: RefCell<Vec<Arc<Partition>>> = const { RefCell::new(Vec::new()) };
+    static LEADS_SINCE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
+
+/// How long a busy thread keeps an fsync it was to lead before it hands it to the sync
+/// thread: the bound on what leading adds to an XADD under load that never lets the thread
+/// idle (the sync thread's own group-commit window may add up to 2 ms).
+const LEAD_WAIT: Duration = Duration::from_millis(1);
 
 /// A read of at most this many commands comes from a client that waits for each reply: it
 /// keeps the thread polling (`note_activity`), and its reply is written at once. A pipelined
@@ -116,6 +134,70 @@ fn activity() -> u64 {
     ACTIVITY.with(Cell::get)
 }
 
+/// Called by a connection after every read with commands in it.
+pub(crate) fn note_work() {
+    WORK.with(|w| w.set(w.get().wrapping_add(1)));
+}
+
+fn work() -> u64 {
+    WORK.with(Cell::get)
+}
+
+/// Whether this thread will run the fsync that `partition`'s appends wait for once it has
+/// nothing else to do, as Redis's event loop does before it sleeps; the caller then appends
+/// with [`Partition::append_async_leading`]. Only threads with a poller (`busy_poll_us` > 0)
+/// lead; the others leave fsyncs to the sync thread.
+///
+/// Why: handing the fsync to the partition's sync thread costs two cross-core wake-ups per
+/// fsync (the append wakes the sync thread, the fsync's end wakes this thread), and on a VM
+/// one such wake-up of an idle virtual CPU took ~66 µs, half an fsync (docs/BENCHMARKS.md).
+/// Run here, the fsync starts when the thread has read all it can, and the appenders it
+/// releases are this thread's own tasks, woken without a system call. The price: while it
+/// runs, this thread's other connections wait, as all of Redis's do.
+pub(crate) fn lead_when_idle(partition: &Arc<Partition>) -> bool {
+    if !POLLING.with(Cell::get) {
+        return false;
+    }
+    LEADS.with(|leads| {
+        let mut leads = leads.borrow_mut();
+        if !leads.iter().any(|p| Arc::ptr_eq(p, partition)) {
+            leads.push(Arc::clone(partition));
+        }
+    });
+    LEADS_SINCE.with(|since| {
+        if since.get().is_none() {
+            since.set(Some(Instant::now()));
+        }
+    });
+    // Wakes the poller, which spins until it has led or handed off the fsync.
+    note_activity();
+    true
+}
+
+/// Runs the fsyncs this thread was to lead; returns whether there were any.
+fn lead_all() -> bool {
+    let leads = LEADS.with(|leads| std::mem::take(&mut *leads.borrow_mut()));
+    LEADS_SINCE.with(|since| since.set(None));
+    for partition in &leads {
+        // Blocks for the fsync: the thread had nothing else to run.
+        partition.lead_sync();
+    }
+    !leads.is_empty()
+}
+
+/// Hands the fsyncs this thread was to lead to their sync threads if the first has waited
+/// `LEAD_WAIT` while the thread stayed busy.
+fn hand_off_if_late() {
+    let late = LEADS_SINCE.with(|since| since.get().is_some_and(|t| t.elapsed() >= LEAD_WAIT));
+    if late {
+        let leads = LEADS.with(|leads| std::mem::take(&mut *leads.borrow_mut()));
+        LEADS_SINCE.with(|since| since.set(None));
+        for partition in &leads {
+            partition.hand_off_sync();
+        }
+    }
+}
+
 /// Keeps the thread's event loop polling epoll without blocking while its connections are
 /// busy, and lets it block once none has read anything for `spin`.
 ///
@@ -127,7 +209,11 @@ fn activity() -> u64 {
 /// thread does for `sq_thread_idle`: docs/BENCHMARKS.md has the measurements. The cost is the
 /// thread's core while traffic flows with gaps under `spin`; an idle server spins for `spin`
 /// once after its last request, then blocks as before.
+///
+/// It also runs the fsyncs that XADDs on this thread wait for ([`lead_when_idle`]): after a
+/// whole turn of the event loop in which no connection read anything.
 async fn poll_while_busy(spin: Duration) {
+    POLLING.with(|p| p.set(true));
     loop {
         let seen = activity();
         poll_fn(|cx| {
@@ -139,19 +225,38 @@ async fn poll_while_busy(spin: Duration) {
             }
         })
         .await;
-        let mut last = activity();
+        let mut last = (activity(), work());
         let mut since = Instant::now();
+        // Turns in a row without a read. Two before leading: a task woken in the same turn as
+        // this one may run after it, so one quiet turn does not prove the thread idle.
+        let mut quiet = 0u32;
         loop {
             tokio::task::yield_now().await;
-            let now = activity();
+            let now = (activity(), work());
             if now != last {
                 last = now;
                 since = Instant::now();
-            } else if since.elapsed() >= spin {
+                quiet = 0;
+                hand_off_if_late();
+                continue;
+            }
+            quiet += 1;
+            if quiet >= 2 && lead_all() {
+                // The fsync's appenders run next: their replies are activity to wait for.
+                since = Instant::now();
+                quiet = 0;
+            } else if since.elapsed() >= spin && !leading() {
+                // (An fsync to lead keeps it spinning until it leads: parked, nothing would
+                // wake it for that.)
                 break;
             }
         }
     }
+}
+
+/// Whether this thread has fsyncs to lead.
+fn leading() -> bool {
+    LEADS.with(|leads| !leads.borrow().is_empty())
 }
 
 /// The default number of I/O threads: half the cores, rounded up (one on a 2-core VPS).
@@ -218,6 +323,83 @@ mod tests {
         let r = rx.recv().unwrap();
         io.stop();
         r
+    }
+
+    fn always_partition(dir: &std::path::Path) -> (crate::log::Log, Arc<Partition>) {
+        let log = crate::log::Log::open(dir, crate::config::LogConfig::default()).unwrap();
+        let topic = log
+            .create_topic(
+                "t",
+                crate::config::TopicConfig::default()
+                    .with_durability(crate::config::Durability::Always),
+            )
+            .unwrap();
+        let p = Arc::clone(topic.partition(0).unwrap());
+        (log, p)
+    }
+
+    #[test]
+    fn an_idle_thread_leads_the_fsync_of_its_appends_and_one_without_a_poller_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, p) = always_partition(dir.path());
+        for spin in [Duration::from_micros(20), Duration::ZERO] {
+            let mut io = IoThreads::start(1, spin).unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let p = Arc::clone(&p);
+            io.next().spawn(async move {
+                let msgs = [crate::log::Message::new("x")];
+                let led = lead_when_idle(&p);
+                let receipt = if led {
+                    p.append_async_leading(&msgs).await
+                } else {
+                    p.append_async(&msgs).await
+                };
+                tx.send((led, receipt.map(|r| r.synced))).unwrap();
+            });
+            let (led, synced) = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("acknowledged");
+            assert_eq!(led, !spin.is_zero(), "spin {spin:?}");
+            assert!(synced.unwrap(), "spin {spin:?}");
+            io.stop();
+        }
+        assert_eq!(p.durable_offset(), 2);
+    }
+
+    #[test]
+    fn a_thread_that_stays_busy_hands_its_fsync_to_the_sync_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, p) = always_partition(dir.path());
+        let mut io = IoThreads::start(1, Duration::from_micros(20)).unwrap();
+        let busy_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::clone(&busy_done);
+        // A connection that reads on every turn of the event loop for 2 s: the thread is
+        // never idle, so it never leads.
+        io.next().spawn(async move {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(2) {
+                note_work();
+                tokio::task::yield_now().await;
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        io.next().spawn(async move {
+            let msgs = [crate::log::Message::new("x")];
+            assert!(lead_when_idle(&p));
+            let synced = p.append_async_leading(&msgs).await.unwrap().synced;
+            tx.send((synced, busy_done.load(std::sync::atomic::Ordering::SeqCst)))
+                .unwrap();
+        });
+        let (synced, busy_over) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("acknowledged");
+        assert!(synced);
+        assert!(
+            !busy_over,
+            "acknowledged while the thread was still busy: handed off"
+        );
+        io.stop();
     }
 
     #[test]

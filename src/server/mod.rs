@@ -720,6 +720,7 @@ async fn serve<R, W>(
         // This read's commands: for the stats, the poller and when the replies go out.
         let batch = std::mem::take(&mut commands);
         if batch > 0 {
+            io::note_work();
             if batch <= io::UNPIPELINED_COMMANDS {
                 // A client that sends a command or two per read waits for each reply: keep
                 // this thread polling for its next one (`busy_poll_us`).

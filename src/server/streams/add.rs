@@ -155,10 +155,12 @@ fn append_run(
         let n = run.msgs.len();
         let result = async {
             let partition = Arc::clone(run.topic.partition(0).map_err(|e| format!("ERR {e}"))?);
-            let r = partition
-                .append_async(&run.msgs)
-                .await
-                .map_err(|e| format!("ERR {e}"))?;
+            let r = if crate::server::io::lead_when_idle(&partition) {
+                partition.append_async_leading(&run.msgs).await
+            } else {
+                partition.append_async(&run.msgs).await
+            }
+            .map_err(|e| format!("ERR {e}"))?;
             if let Some(max) = run.maxlen {
                 // Whole segments only: `MAXLEN ~` semantics.
                 let _ = run
