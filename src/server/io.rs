@@ -234,8 +234,12 @@ async fn poll_while_busy(spin: Duration) {
             tokio::task::yield_now().await;
             let now = (activity(), work());
             if now != last {
+                // Only reads of a few commands keep it spinning (`UNPIPELINED_COMMANDS`);
+                // any read makes the turn busy.
+                if now.0 != last.0 {
+                    since = Instant::now();
+                }
                 last = now;
-                since = Instant::now();
                 quiet = 0;
                 hand_off_if_late();
                 continue;
