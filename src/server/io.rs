@@ -370,6 +370,38 @@ mod tests {
         assert_eq!(p.durable_offset(), 2);
     }
 
+    /// Two I/O threads appending to one partition: one's lead finds the other's fsync running
+    /// (and leaves the rest to the sync thread) or covers the other's records. Every append
+    /// must still be acknowledged, durable.
+    #[test]
+    fn two_threads_leading_one_partition_acknowledge_every_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, p) = always_partition(dir.path());
+        let mut io = IoThreads::start(2, Duration::from_micros(20)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (tasks, appends) = (16, 40);
+        for t in 0..tasks {
+            let p = Arc::clone(&p);
+            let tx = tx.clone();
+            io.next().spawn(async move {
+                for i in 0..appends {
+                    let msgs = [crate::log::Message::new(format!("{t}-{i}"))];
+                    assert!(lead_when_idle(&p));
+                    let r = p.append_async_leading(&msgs).await.unwrap();
+                    assert!(r.synced);
+                    assert!(p.durable_offset() > r.offset);
+                }
+                tx.send(()).unwrap();
+            });
+        }
+        for _ in 0..tasks {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("every task finishes");
+        }
+        assert_eq!(p.durable_offset(), tasks * appends);
+        io.stop();
+    }
+
     #[test]
     fn a_thread_that_stays_busy_hands_its_fsync_to_the_sync_thread() {
         let dir = tempfile::tempdir().unwrap();
