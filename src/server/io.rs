@@ -100,10 +100,20 @@ thread_local! {
     static POLLER: RefCell<Option<Waker>> = const { RefCell::new(None) };
     /// Whether this thread runs a poller, which leads deferred fsyncs.
     static POLLING: Cell<bool> = const { Cell::new(false) };
-    /// Partitions whose fsync this thread runs once it is idle, and since when the first of
-    /// them waits.
-    static LEADS: RefCell<Vec<Arc<Partition>>> = const { RefCell::new(Vec::new()) };
-    static LEADS_SINCE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The fsyncs this thread runs once it is idle.
+    static LEADS: RefCell<Leads> = const {
+        RefCell::new(Leads {
+            partitions: Vec::new(),
+            since: None,
+        })
+    };
+}
+
+/// Partitions whose fsync an I/O thread runs once it is idle, and since when the first of them
+/// waits.
+struct Leads {
+    partitions: Vec<Arc<Partition>>,
+    since: Option<Instant>,
 }
 
 /// How long a busy thread keeps an fsync it was to lead before it hands it to the sync
@@ -160,14 +170,10 @@ pub(crate) fn lead_when_idle(partition: &Arc<Partition>) -> bool {
     }
     LEADS.with(|leads| {
         let mut leads = leads.borrow_mut();
-        if !leads.iter().any(|p| Arc::ptr_eq(p, partition)) {
-            leads.push(Arc::clone(partition));
+        if !leads.partitions.iter().any(|p| Arc::ptr_eq(p, partition)) {
+            leads.partitions.push(Arc::clone(partition));
         }
-    });
-    LEADS_SINCE.with(|since| {
-        if since.get().is_none() {
-            since.set(Some(Instant::now()));
-        }
+        leads.since.get_or_insert_with(Instant::now);
     });
     // Wakes the poller, which spins until it has led or handed off the fsync.
     note_activity();
@@ -176,8 +182,7 @@ pub(crate) fn lead_when_idle(partition: &Arc<Partition>) -> bool {
 
 /// Runs the fsyncs this thread was to lead; returns whether there were any.
 fn lead_all() -> bool {
-    let leads = LEADS.with(|leads| std::mem::take(&mut *leads.borrow_mut()));
-    LEADS_SINCE.with(|since| since.set(None));
+    let leads = take_leads();
     for partition in &leads {
         // Blocks for the fsync: the thread had nothing else to run.
         partition.lead_sync();
@@ -188,14 +193,26 @@ fn lead_all() -> bool {
 /// Hands the fsyncs this thread was to lead to their sync threads if the first has waited
 /// `LEAD_WAIT` while the thread stayed busy.
 fn hand_off_if_late() {
-    let late = LEADS_SINCE.with(|since| since.get().is_some_and(|t| t.elapsed() >= LEAD_WAIT));
+    let late = LEADS.with(|leads| {
+        leads
+            .borrow()
+            .since
+            .is_some_and(|t| t.elapsed() >= LEAD_WAIT)
+    });
     if late {
-        let leads = LEADS.with(|leads| std::mem::take(&mut *leads.borrow_mut()));
-        LEADS_SINCE.with(|since| since.set(None));
-        for partition in &leads {
+        for partition in &take_leads() {
             partition.hand_off_sync();
         }
     }
+}
+
+/// Empties this thread's list of fsyncs to lead; returns what it held.
+fn take_leads() -> Vec<Arc<Partition>> {
+    LEADS.with(|leads| {
+        let mut leads = leads.borrow_mut();
+        leads.since = None;
+        std::mem::take(&mut leads.partitions)
+    })
 }
 
 /// Keeps the thread's event loop polling epoll without blocking while its connections are
@@ -260,7 +277,7 @@ async fn poll_while_busy(spin: Duration) {
 
 /// Whether this thread has fsyncs to lead.
 fn leading() -> bool {
-    LEADS.with(|leads| !leads.borrow().is_empty())
+    LEADS.with(|leads| !leads.borrow().partitions.is_empty())
 }
 
 /// The default number of I/O threads: half the cores, rounded up (one on a 2-core VPS).
