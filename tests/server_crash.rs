@@ -55,12 +55,30 @@ fn start_server(dir: &Path) -> (Child, u16) {
 
 /// As [`start_server`], with `extra` flags.
 fn start_server_with(dir: &Path, extra: &[&str]) -> (Child, u16) {
+    let (child, port, _) = start_server_ready(dir, &[&["--no-http"], extra].concat());
+    (child, port)
+}
+
+/// As [`start_server`], with `extra` flags and HTTP on a free port: also returns that port.
+fn start_server_http(dir: &Path, extra: &[&str]) -> (Child, u16, u16) {
+    let (child, port, ready) = start_server_ready(dir, &[&["--http-port", "0"], extra].concat());
+    // "… HTTP on http://127.0.0.1:PORT"
+    let http = ready
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP port in {ready:?}"));
+    (child, port, http)
+}
+
+/// Starts the server with `extra` flags; returns it, its RESP port and its "ready" line.
+fn start_server_ready(dir: &Path, extra: &[&str]) -> (Child, u16, String) {
     for _ in 0..10 {
         let port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_quipu"))
             .args(["serve", "--data-dir"])
             .arg(dir)
-            .args(["--port", &port.to_string(), "--no-http"])
+            .args(["--port", &port.to_string()])
             .args(extra)
             .env_remove("QUIPU_CONFIG")
             .stdout(Stdio::null())
@@ -78,7 +96,7 @@ fn start_server_with(dir: &Path, extra: &[&str]) -> (Child, u16) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains("ready") => return (child, port),
+                Ok(line) if line.contains("ready") => return (child, port, line),
                 Ok(_) => {}
                 // Exited (port taken) or never ready: try again.
                 Err(_) => break,
@@ -394,4 +412,155 @@ fn shutdown_and_sigterm_stop_the_binary_gracefully() {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The channel of the durable-PUBLISH crash test, and how many rounds it runs.
+const CHANNEL: &str = "orders.crash";
+const PUBLISH_ROUNDS: u32 = 3;
+
+/// Every event of a durable channel, read back by long polling from offset 0: (offset, data).
+fn poll_all(http: u16, channel: &str) -> Vec<(u64, String)> {
+    use std::io::{Read, Write};
+    let mut events = Vec::new();
+    loop {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect HTTP");
+        write!(
+            s,
+            "GET /poll/{channel}?offset={}&timeout_ms=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            events.len()
+        )
+        .expect("send");
+        let mut response = String::new();
+        s.read_to_string(&mut response).expect("read");
+        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200"), "poll: {head}");
+        let v: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        let batch = v["events"].as_array().expect("events");
+        if batch.is_empty() {
+            return events;
+        }
+        for e in batch {
+            let offset = e["offset"].as_u64().expect("offset");
+            assert_eq!(offset, events.len() as u64, "offsets are dense");
+            events.push((offset, e["data"].as_str().expect("data").to_owned()));
+        }
+    }
+}
+
+/// PUBLISHes to a durable channel from `THREADS` connections (two of them pipelining) until
+/// the server dies; returns the acknowledged payloads and the highest seq each thread sent.
+fn publish_until_killed(
+    port: u16,
+    round: u32,
+    child: &mut Child,
+) -> (Vec<String>, HashMap<u32, u64>) {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut con = connect(port);
+                let batch = if t % 2 == 1 { PIPELINE } else { 1 };
+                let (mut seq, mut sent) = (0, None);
+                while !stop.load(Ordering::SeqCst) {
+                    let mut pipe = redis::pipe();
+                    for s in seq..seq + batch {
+                        pipe.cmd("PUBLISH")
+                            .arg(CHANNEL)
+                            .arg(format!("r{round}-t{t}-s{s}"));
+                    }
+                    sent = Some(seq + batch - 1);
+                    let Ok(replies) = pipe.query::<Vec<i64>>(&mut con) else {
+                        break;
+                    };
+                    assert_eq!(replies.len() as u64, batch);
+                    let mut a = acked.lock().expect("acked");
+                    a.extend((seq..seq + batch).map(|s| format!("r{round}-t{t}-s{s}")));
+                    seq += batch;
+                }
+                (t, sent)
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().expect("acked").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "round {round}: no PUBLISH acknowledged"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..400)));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    stop.store(true, Ordering::SeqCst);
+    let mut sent = HashMap::new();
+    for h in handles {
+        if let (t, Some(s)) = h.join().expect("publisher") {
+            sent.insert(t, s);
+        }
+    }
+    let acked = std::mem::take(&mut *acked.lock().expect("acked"));
+    (acked, sent)
+}
+
+/// A PUBLISH on a durable channel is acknowledged only once its message is in the channel's
+/// log: after a SIGKILL at a random moment and a restart, every acknowledged message is there,
+/// in each publisher's order, and nothing that was never sent.
+#[test]
+fn acknowledged_durable_publishes_survive_sigkill() {
+    let dir = common::tempdir();
+    let config = dir.path().join("quipu.toml");
+    std::fs::write(&config, "durable_channels = [\"orders.*\"]\n").expect("config");
+    let data = dir.path().join("data");
+    let config = config.to_str().expect("path");
+    let mut acked: Vec<String> = Vec::new();
+    let mut sent: HashMap<(u32, u32), u64> = HashMap::new();
+    for round in 0..=PUBLISH_ROUNDS {
+        let (mut child, port, http) = start_server_http(&data, &["--config", config]);
+        let events = if round == 0 {
+            Vec::new()
+        } else {
+            poll_all(http, CHANNEL)
+        };
+        let mut next_seq: HashMap<(u32, u32), u64> = HashMap::new();
+        for (offset, data) in &events {
+            let (r, t, s) =
+                parse(data.as_bytes()).unwrap_or_else(|| panic!("{offset}: {data:?} never sent"));
+            assert!(
+                sent.get(&(r, t)).is_some_and(|max| s <= *max),
+                "{offset}: {data} holds a seq never sent"
+            );
+            let want = next_seq.entry((r, t)).or_insert(0);
+            assert_eq!(s, *want, "{offset}: {data} out of order");
+            *want += 1;
+        }
+        let found: BTreeSet<&str> = events.iter().map(|(_, d)| d.as_str()).collect();
+        for a in &acked {
+            assert!(
+                found.contains(a.as_str()),
+                "round {round}: acknowledged {a} is missing"
+            );
+        }
+        if round == PUBLISH_ROUNDS {
+            child.kill().expect("kill");
+            child.wait().expect("reap");
+            break;
+        }
+        let (new, max_sent) = publish_until_killed(port, round, &mut child);
+        acked.extend(new);
+        for (t, s) in max_sent {
+            sent.insert((round, t), s);
+        }
+    }
+    eprintln!(
+        "{PUBLISH_ROUNDS} rounds, {} acknowledged PUBLISHes checked",
+        acked.len()
+    );
+    assert!(
+        acked.len() > 100,
+        "too few acknowledged PUBLISHes ({})",
+        acked.len()
+    );
 }

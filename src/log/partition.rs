@@ -157,6 +157,11 @@ impl Partition {
         self.core.id
     }
 
+    /// The durability of the partition's topic.
+    pub(crate) fn durability(&self) -> Durability {
+        self.core.config.durability
+    }
+
     /// The partition's directory.
     #[must_use]
     pub fn dir(&self) -> &Path {

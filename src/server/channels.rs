@@ -189,7 +189,10 @@ impl Channels {
         let this = self.clone();
         let channel = channel.to_owned();
         let task = tokio::spawn(async move {
-            let r = topic.append_async(Message::new(payload.clone())).await?;
+            // One partition: the channel's order is the log's.
+            let partition = Arc::clone(topic.partition(0)?);
+            let msgs = [Message::new(payload.clone())];
+            let r = super::io::append(&partition, &msgs).await?;
             Ok::<_, Error>(this.live(&channel, payload, Some(r.offset)))
         });
         task.await.map_err(|e| Error::Io {

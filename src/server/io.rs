@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
 
-use crate::log::Partition;
+use crate::config::Durability;
+use crate::error::LogError;
+use crate::log::{AppendReceipt, Message, Partition};
 
 /// The running I/O threads; dropping this stops them (their remaining tasks are dropped).
 #[derive(Debug)]
@@ -178,6 +180,21 @@ pub(crate) fn lead_when_idle(partition: &Arc<Partition>) -> bool {
     // Wakes the poller, which spins until it has led or handed off the fsync.
     note_activity();
     true
+}
+
+/// Appends `msgs` to `partition` from a task on this thread and waits until they are as
+/// durable as the topic asks: on an `Always` topic from a thread with a poller, the fsync is
+/// this thread's to lead ([`lead_when_idle`]); otherwise it is the sync thread's.
+pub(crate) async fn append(
+    partition: &Arc<Partition>,
+    msgs: &[Message],
+) -> Result<AppendReceipt, LogError> {
+    // Only an fsync per append is worth leading: other topics never wait for one.
+    if partition.durability() == Durability::Always && lead_when_idle(partition) {
+        partition.append_async_leading(msgs).await
+    } else {
+        partition.append_async(msgs).await
+    }
 }
 
 /// Runs the fsyncs this thread was to lead; returns whether there were any.

@@ -155,15 +155,9 @@ fn append_run(
         let n = run.msgs.len();
         let result = async {
             let partition = Arc::clone(run.topic.partition(0).map_err(|e| format!("ERR {e}"))?);
-            // Only an fsync per append is worth leading: other topics never wait for one.
-            let leads = run.topic.config().durability == crate::config::Durability::Always
-                && crate::server::io::lead_when_idle(&partition);
-            let r = if leads {
-                partition.append_async_leading(&run.msgs).await
-            } else {
-                partition.append_async(&run.msgs).await
-            }
-            .map_err(|e| format!("ERR {e}"))?;
+            let r = crate::server::io::append(&partition, &run.msgs)
+                .await
+                .map_err(|e| format!("ERR {e}"))?;
             if let Some(max) = run.maxlen {
                 // Whole segments only: `MAXLEN ~` semantics.
                 let _ = run
