@@ -170,6 +170,37 @@ fn consume(port: u16, stop: &AtomicBool) -> Vec<String> {
     acked
 }
 
+/// The crash point: waits (20 s at most) until `any_acked` says a write was acknowledged,
+/// SIGKILLs `child` at a random moment of the next 400 ms while the writers are busy, stops
+/// them and returns the highest seq each writer sent.
+fn kill_while_writing(
+    child: &mut Child,
+    round: u32,
+    any_acked: impl Fn() -> bool,
+    stop: &AtomicBool,
+    writers: Vec<std::thread::JoinHandle<(u32, Option<u64>)>>,
+) -> HashMap<u32, u64> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !any_acked() {
+        assert!(
+            Instant::now() < deadline,
+            "round {round}: nothing acknowledged"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..400)));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    stop.store(true, Ordering::SeqCst);
+    let mut sent = HashMap::new();
+    for h in writers {
+        if let (t, Some(s)) = h.join().expect("writer") {
+            sent.insert(t, s);
+        }
+    }
+    sent
+}
+
 /// What one round's clients were told: acknowledged XADDs, the highest seq each writer sent,
 /// and the entries the group acknowledged.
 type Round = (Acked, HashMap<u32, u64>, Vec<String>);
@@ -216,26 +247,13 @@ fn write_until_killed(port: u16, round: u32, child: &mut Child) -> Round {
             })
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while acks.load(Ordering::SeqCst) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "round {round}: no XADD acknowledged"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // The crash point: a random moment while the writers are busy.
-    std::thread::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..400)));
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
-    stop.store(true, Ordering::SeqCst);
-    let mut sent = HashMap::new();
-    for h in handles {
-        let (t, s) = h.join().expect("writer");
-        if let Some(s) = s {
-            sent.insert(t, s);
-        }
-    }
+    let sent = kill_while_writing(
+        child,
+        round,
+        || acks.load(Ordering::SeqCst) > 0,
+        &stop,
+        handles,
+    );
     let xacked = consumer.join().expect("consumer");
     let acked = std::mem::take(&mut *acked.lock().expect("acked"));
     (acked, sent, xacked)
@@ -483,24 +501,8 @@ fn publish_until_killed(
             })
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while acked.lock().expect("acked").is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "round {round}: no PUBLISH acknowledged"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..400)));
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
-    stop.store(true, Ordering::SeqCst);
-    let mut sent = HashMap::new();
-    for h in handles {
-        if let (t, Some(s)) = h.join().expect("publisher") {
-            sent.insert(t, s);
-        }
-    }
+    let any_acked = || !acked.lock().expect("acked").is_empty();
+    let sent = kill_while_writing(child, round, any_acked, &stop, handles);
     let acked = std::mem::take(&mut *acked.lock().expect("acked"));
     (acked, sent)
 }

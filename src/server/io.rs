@@ -156,9 +156,9 @@ fn work() -> u64 {
 }
 
 /// Whether this thread will run the fsync that `partition`'s appends wait for once it has
-/// nothing else to do, as Redis's event loop does before it sleeps; the caller then appends
-/// with [`Partition::append_async_leading`]. Only threads with a poller (`busy_poll_us` > 0)
-/// lead; the others leave fsyncs to the sync thread.
+/// nothing else to do, as Redis's event loop does before it sleeps; the caller ([`append`],
+/// for XADD and durable PUBLISH) then appends with [`Partition::append_async_leading`]. Only
+/// threads with a poller (`busy_poll_us` > 0) lead; the others leave fsyncs to the sync thread.
 ///
 /// Why: handing the fsync to the partition's sync thread costs two cross-core wake-ups per
 /// fsync (the append wakes the sync thread, the fsync's end wakes this thread), and on a VM
@@ -166,7 +166,7 @@ fn work() -> u64 {
 /// Run here, the fsync starts when the thread has read all it can, and the appenders it
 /// releases are this thread's own tasks, woken without a system call. The price: while it
 /// runs, this thread's other connections wait, as all of Redis's do.
-pub(crate) fn lead_when_idle(partition: &Arc<Partition>) -> bool {
+fn lead_when_idle(partition: &Arc<Partition>) -> bool {
     if !POLLING.with(Cell::get) {
         return false;
     }
@@ -244,8 +244,9 @@ fn take_leads() -> Vec<Arc<Partition>> {
 /// thread's core while traffic flows with gaps under `spin`; an idle server spins for `spin`
 /// once after its last request, then blocks as before.
 ///
-/// It also runs the fsyncs that XADDs on this thread wait for ([`lead_when_idle`]): after a
-/// whole turn of the event loop in which no connection read anything.
+/// It also runs the fsyncs that XADDs and durable PUBLISHes on this thread wait for
+/// ([`lead_when_idle`]): after two turns of the event loop in which no connection read
+/// anything.
 async fn poll_while_busy(spin: Duration) {
     POLLING.with(|p| p.set(true));
     loop {
