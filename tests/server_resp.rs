@@ -316,6 +316,7 @@ fn hashes_and_wrongtype() {
 
 #[test]
 fn pipelining_and_errors() {
+    use std::io::Write;
     let srv = start(None);
     let mut c = srv.con();
     let mut pipe = redis::pipe();
@@ -352,6 +353,37 @@ fn pipelining_and_errors() {
         .query::<()>(&mut c)
         .unwrap_err();
     assert!(err.to_string().contains("unknown command"));
+    // Redis's text, byte for byte: every argument quoted and followed by a space...
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    raw.write_all(b"*3\r\n$6\r\nNOSUCH\r\n$1\r\nx\r\n$2\r\nyz\r\n")
+        .unwrap();
+    assert_eq!(
+        read_until(&mut raw, "\r\n"),
+        "-ERR unknown command 'NOSUCH', with args beginning with: 'x' 'yz' \r\n"
+    );
+    // ...and at most 128 bytes of them, however large they are.
+    let big = vec![b'q'; 100_000];
+    let mut req = format!("*3\r\n$6\r\nNOSUCH\r\n${}\r\n", big.len()).into_bytes();
+    req.extend_from_slice(&big);
+    req.extend_from_slice(b"\r\n$1\r\ny\r\n");
+    raw.write_all(&req).unwrap();
+    let want = format!(
+        "-ERR unknown command 'NOSUCH', with args beginning with: '{}' \r\n",
+        "q".repeat(128)
+    );
+    assert_eq!(read_until(&mut raw, "\r\n"), want);
+    // Other errors that repeat an argument repeat at most 128 bytes of it too.
+    for cmd in ["XGROUP", "XINFO"] {
+        let mut req = format!("*2\r\n${}\r\n{cmd}\r\n${}\r\n", cmd.len(), big.len()).into_bytes();
+        req.extend_from_slice(&big);
+        req.extend_from_slice(b"\r\n");
+        raw.write_all(&req).unwrap();
+        let want = format!(
+            "-ERR unknown subcommand '{}'. Try {cmd} HELP.\r\n",
+            "q".repeat(128)
+        );
+        assert_eq!(read_until(&mut raw, "\r\n"), want);
+    }
     let err = redis::cmd("GET").query::<()>(&mut c).unwrap_err();
     assert!(err.to_string().contains("wrong number of arguments"));
     // Inline commands, as telnet or nc send them.

@@ -83,6 +83,15 @@ pub struct Stats {
     pub clients: AtomicU64,
 }
 
+/// Bytes of a client's argument that an error reply repeats (Redis's `%.128s`): a bad request
+/// of large arguments gets a short reply.
+pub(crate) const SHOWN_MAX: usize = 128;
+
+/// A client's argument as an error reply repeats it: its first `SHOWN_MAX` bytes.
+pub(crate) fn shown(arg: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&arg[..arg.len().min(SHOWN_MAX)])
+}
+
 pub(crate) fn wrong_args(out: &mut Out, name: &[u8]) {
     out.error(&format!(
         "ERR wrong number of arguments for '{}' command",

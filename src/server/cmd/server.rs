@@ -122,20 +122,31 @@ pub(crate) fn exec(
         }
         "config" => config(shared, args, out),
         "acl" => acl(conn, shared, args, out),
-        _ => {
-            let shown: Vec<String> = args[1..]
-                .iter()
-                .take(8)
-                .map(|a| format!("'{}'", String::from_utf8_lossy(a)))
-                .collect();
-            out.error(&format!(
-                "ERR unknown command '{}', with args beginning with: {}",
-                String::from_utf8_lossy(&args[0]),
-                shown.join(" ")
-            ));
-        }
+        _ => out.error(&unknown_command(args)),
     }
     Flow::Continue
+}
+
+/// Redis 7's reply to an unknown command: its name (at most `SHOWN_MAX` bytes), then each
+/// argument quoted and followed by a space while the arguments shown are under `SHOWN_MAX`
+/// bytes, the last one cut to fit.
+fn unknown_command(args: &[Bytes]) -> String {
+    use super::SHOWN_MAX;
+    let mut shown = Vec::new();
+    for a in &args[1..] {
+        if shown.len() >= SHOWN_MAX {
+            break;
+        }
+        let room = SHOWN_MAX - shown.len();
+        shown.push(b'\'');
+        shown.extend_from_slice(&a[..a.len().min(room)]);
+        shown.extend_from_slice(b"' ");
+    }
+    format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        super::shown(&args[0]),
+        String::from_utf8_lossy(&shown)
+    )
 }
 
 fn hello(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) {
@@ -340,7 +351,8 @@ fn config_set(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
             "notify-keyspace-events" => events = Some(value),
             _ => {
                 return out.error(&format!(
-                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                    super::shown(name.as_bytes())
                 ));
             }
         }

@@ -309,7 +309,7 @@ pub(crate) fn xgroup(shared: &Shared, args: &[Bytes], out: &mut Out) {
         _ => {
             return out.error(&format!(
                 "ERR unknown subcommand '{}'. Try XGROUP HELP.",
-                String::from_utf8_lossy(&args[1])
+                crate::server::cmd::shown(&args[1])
             ));
         }
     };

@@ -22,7 +22,7 @@ pub(crate) fn xinfo(shared: &Shared, args: &[Bytes], out: &mut Out) {
         _ => {
             return out.error(&format!(
                 "ERR unknown subcommand '{}'. Try XINFO HELP.",
-                String::from_utf8_lossy(&args[1])
+                crate::server::cmd::shown(&args[1])
             ));
         }
     };

@@ -328,7 +328,7 @@ pub(crate) fn xclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
             _ => {
                 return out.error(&format!(
                     "ERR Unrecognized XCLAIM option '{}'",
-                    String::from_utf8_lossy(&args[i])
+                    crate::server::cmd::shown(&args[i])
                 ));
             }
         }
