@@ -681,3 +681,135 @@ fn get_and_set_short_path_keeps_order_and_rules() {
     assert_eq!(text.matches(big.as_str()).count(), 40);
     assert_eq!(c.get::<_, String>("fast").unwrap(), "v1");
 }
+
+/// Sends one command on `raw` and returns its reply, which must be a single line.
+fn ask(raw: &mut std::net::TcpStream, args: &[&str]) -> String {
+    use std::io::Write;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    raw.write_all(req.as_bytes()).unwrap();
+    let reply = read_until(raw, "\r\n");
+    reply.trim_end().to_owned()
+}
+
+/// Replies to bad calls and corner cases, each checked against Redis 7.0's own (taken from a
+/// `redis-server` 7.0.15 with the same commands).
+#[test]
+fn errors_and_corner_cases_match_redis() {
+    let srv = start(None);
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    let wrong = |c: &str| format!("-ERR wrong number of arguments for '{c}' command");
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        // Arity, checked before anything else.
+        (vec!["TIME", "x"], wrong("time")),
+        (vec!["DBSIZE", "x"], wrong("dbsize")),
+        (vec!["PING", "a", "b"], wrong("ping")),
+        (vec!["GET"], wrong("get")),
+        (vec!["HSET", "h", "f"], wrong("hset")),
+        (vec!["FLUSHDB", "x"], "-ERR syntax error".into()),
+        (vec!["FLUSHDB", "ASYNC"], "+OK".into()),
+        (
+            vec!["SELECT", "abc"],
+            "-ERR value is not an integer or out of range".into(),
+        ),
+        // Subcommands.
+        (
+            vec!["CLIENT", "FOO"],
+            "-ERR unknown subcommand 'FOO'. Try CLIENT HELP.".into(),
+        ),
+        (vec!["CLIENT", "ID", "x"], wrong("client|id")),
+        (vec!["CONFIG", "GET"], wrong("config|get")),
+        (
+            vec!["PUBSUB", "FOO"],
+            "-ERR unknown subcommand 'FOO'. Try PUBSUB HELP.".into(),
+        ),
+        (vec!["PUBSUB", "NUMPAT", "x"], wrong("pubsub|numpat")),
+        // Numbers.
+        (vec!["SET", "big", "9223372036854775807"], "+OK".into()),
+        (
+            vec!["INCR", "big"],
+            "-ERR increment or decrement would overflow".into(),
+        ),
+        (vec!["SET", "neg", "-9223372036854775808"], "+OK".into()),
+        (
+            vec!["DECR", "neg"],
+            "-ERR increment or decrement would overflow".into(),
+        ),
+        (vec!["INCR", "nokey"], ":1".into()),
+        (
+            vec!["INCRBYFLOAT", "f", "inf"],
+            "-ERR increment would produce NaN or Infinity".into(),
+        ),
+        (
+            vec!["INCRBYFLOAT", "f", "abc"],
+            "-ERR value is not a valid float".into(),
+        ),
+        // GETEX takes one of its options at most.
+        (vec!["SET", "k", "v"], "+OK".into()),
+        (
+            vec!["GETEX", "k", "EX", "10", "PX", "10"],
+            "-ERR syntax error".into(),
+        ),
+        (
+            vec!["GETEX", "k", "PERSIST", "EX", "10"],
+            "-ERR syntax error".into(),
+        ),
+        (vec!["TTL", "k"], ":-1".into()),
+        // EXPIRE's conditions combine, and some refuse each other.
+        (
+            vec!["EXPIRE", "k", "10", "NX", "GT"],
+            "-ERR NX and XX, GT or LT options at the same time are not compatible".into(),
+        ),
+        (
+            vec!["EXPIRE", "k", "10", "GT", "LT"],
+            "-ERR GT and LT options at the same time are not compatible".into(),
+        ),
+        (
+            vec!["EXPIRE", "k", "10", "FOO"],
+            "-ERR Unsupported option FOO".into(),
+        ),
+        (vec!["EXPIRE", "k", "100", "XX", "GT"], ":0".into()),
+        (vec!["EXPIRE", "k", "100"], ":1".into()),
+        (vec!["EXPIRE", "k", "50", "XX", "GT"], ":0".into()),
+        (vec!["EXPIRE", "k", "200", "XX", "GT"], ":1".into()),
+        (vec!["EXPIRE", "k", "300", "LT"], ":0".into()),
+        (vec!["TTL", "k"], ":200".into()),
+        // SCAN's COUNT.
+        (
+            vec!["SCAN", "0", "COUNT", "abc"],
+            "-ERR value is not an integer or out of range".into(),
+        ),
+        (vec!["SCAN", "0", "COUNT", "0"], "-ERR syntax error".into()),
+        // XRANGE with COUNT 0: a null array on a stream, an empty one on a missing key.
+        (
+            vec!["XRANGE", "nostream", "-", "+", "COUNT", "0"],
+            "*0".into(),
+        ),
+        // AUTH with a user name when no password is set: the pair is wrong.
+        (
+            vec!["AUTH", "a", "b"],
+            "-WRONGPASS invalid username-password pair or user is disabled.".into(),
+        ),
+    ];
+    for (args, want) in &cases {
+        assert_eq!(&ask(&mut raw, args), want, "{args:?}");
+    }
+    let mut c = srv.con();
+    let _: String = redis::cmd("XADD")
+        .arg("st")
+        .arg("*")
+        .arg("f")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        ask(&mut raw, &["XRANGE", "st", "-", "+", "COUNT", "0"]),
+        "*-1"
+    );
+    assert_eq!(
+        ask(&mut raw, &["XRANGE", "st", "-", "+", "COUNT", "-5"]),
+        "*-1"
+    );
+}

@@ -70,13 +70,24 @@ pub(crate) fn expire(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) 
     let Some(ms) = ms else {
         return out.error(&format!("ERR invalid expire time in '{cmd}' command"));
     };
-    // NX / XX / GT / LT conditions.
-    let mut cond = None;
+    // NX / XX / GT / LT conditions, combined and refused as Redis does.
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in &args[3..] {
         match String::from_utf8_lossy(opt).to_lowercase().as_str() {
-            c @ ("nx" | "xx" | "gt" | "lt") => cond = Some(c.to_owned()),
-            _ => return syntax(out),
+            "nx" => nx = true,
+            "xx" => xx = true,
+            "gt" => gt = true,
+            "lt" => lt = true,
+            _ => {
+                return out.error(&format!("ERR Unsupported option {}", super::shown(opt)));
+            }
         }
+    }
+    if nx && (xx || gt || lt) {
+        return out.error("ERR NX and XX, GT or LT options at the same time are not compatible");
+    }
+    if gt && lt {
+        return out.error("ERR GT and LT options at the same time are not compatible");
     }
     let key = &args[1];
     let ns = db.ns(key);
@@ -90,13 +101,11 @@ pub(crate) fn expire(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) 
         }
         return out.int(0);
     };
-    let ok = match cond.as_deref() {
-        Some("nx") => current.is_none(),
-        Some("xx") => current.is_some(),
-        Some("gt") => current.is_some_and(|c| ms > c.as_millis() as i64),
-        Some("lt") => current.is_none_or(|c| ms < c.as_millis() as i64),
-        _ => true,
-    };
+    // A key without a TTL counts as one that never expires for GT and LT.
+    let ok = !(nx && current.is_some()
+        || xx && current.is_none()
+        || gt && current.is_none_or(|c| ms <= c.as_millis() as i64)
+        || lt && current.is_some_and(|c| ms >= c.as_millis() as i64));
     if !ok {
         return out.int(0);
     }
@@ -217,7 +226,8 @@ pub(crate) fn scan(shared: &Shared, args: &[Bytes], out: &mut Out) {
             "match" => pattern = kv[1].clone(),
             "count" => match parse_i64(&kv[1]) {
                 Some(n) if n > 0 => count = n as usize,
-                _ => return syntax(out),
+                Some(_) => return syntax(out),
+                None => return not_int(out),
             },
             "type" => kind = Some(String::from_utf8_lossy(&kv[1]).to_lowercase()),
             _ => return syntax(out),
@@ -289,7 +299,14 @@ pub(crate) fn dbsize(shared: &Shared, out: &mut Out) {
 }
 
 /// `FLUSHDB` / `FLUSHALL`: every key goes, streams (their topics and groups) included.
-pub(crate) fn flush(shared: &Shared, out: &mut Out) {
+/// `FLUSHDB` and `FLUSHALL` (one database: the same), with Redis's optional `ASYNC` or `SYNC`
+/// (both flush at once).
+pub(crate) fn flush(shared: &Shared, args: &[Bytes], out: &mut Out) {
+    match args {
+        [_] => {}
+        [_, mode] if mode.eq_ignore_ascii_case(b"async") || mode.eq_ignore_ascii_case(b"sync") => {}
+        _ => return syntax(out),
+    }
     for ns in shared.db.namespaces() {
         ns.invalidate_all();
     }

@@ -157,6 +157,68 @@ fn allowed_in_subscribe(cmd: &str) -> bool {
 pub(crate) use pubsub::detach as detach_payload;
 pub(crate) use strings::Short;
 
+/// Redis 7's arity of a command quipu runs, from its `COMMAND INFO`: the number of arguments
+/// with the name, or minus the least number. `None` for a command quipu does not know.
+fn arity(cmd: &str) -> Option<i32> {
+    Some(match cmd {
+        "dbsize" | "reset" | "time" => 1,
+        "get" | "getdel" | "incr" | "decr" | "strlen" | "ttl" | "pttl" | "expiretime"
+        | "pexpiretime" | "persist" | "type" | "keys" | "hgetall" | "hkeys" | "hvals" | "hlen"
+        | "xlen" | "echo" | "select" => 2,
+        "setnx" | "getset" | "incrby" | "decrby" | "incrbyfloat" | "append" | "rename" | "hget"
+        | "hexists" | "hstrlen" | "publish" => 3,
+        "setex" | "psetex" | "setrange" | "getrange" | "substr" | "hsetnx" | "hincrby"
+        | "hincrbyfloat" => 4,
+        "flushdb" | "flushall" | "unsubscribe" | "punsubscribe" | "ping" | "quit" | "shutdown"
+        | "hello" | "info" | "command" => -1,
+        "mget" | "getex" | "del" | "unlink" | "exists" | "scan" | "subscribe" | "psubscribe"
+        | "pubsub" | "xgroup" | "xinfo" | "auth" | "client" | "config" | "acl" => -2,
+        "set" | "mset" | "msetnx" | "expire" | "pexpire" | "expireat" | "pexpireat" | "hmget"
+        | "hdel" | "hscan" | "xpending" | "xdel" => -3,
+        "hset" | "hmset" | "xrange" | "xrevrange" | "xread" | "xack" | "xtrim" => -4,
+        "xadd" => -5,
+        "xclaim" | "xautoclaim" => -6,
+        "xreadgroup" => -7,
+        _ => return None,
+    })
+}
+
+/// Whether `argc` arguments (the name included) fit `arity` as Redis counts it.
+pub(crate) fn arity_fits(arity: i32, argc: usize) -> bool {
+    let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+    let arity = i64::from(arity);
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
+    }
+}
+
+/// Redis's check of a container command's subcommand (`CLIENT ID`, `CONFIG GET`): `arity` is
+/// the subcommand's (from Redis's `COMMAND INFO`), `None` for one quipu does not run. Writes
+/// Redis's error and returns false when the call fails the check.
+pub(crate) fn subcommand_fits(out: &mut Out, args: &[Bytes], arity: Option<i32>) -> bool {
+    let container = String::from_utf8_lossy(&args[0]).to_lowercase();
+    match arity {
+        None => {
+            out.error(&format!(
+                "ERR unknown subcommand '{}'. Try {} HELP.",
+                shown(&args[1]),
+                container.to_uppercase()
+            ));
+            false
+        }
+        Some(a) if !arity_fits(a, args.len()) => {
+            out.error(&format!(
+                "ERR wrong number of arguments for '{container}|{}' command",
+                String::from_utf8_lossy(&args[1]).to_lowercase()
+            ));
+            false
+        }
+        Some(_) => true,
+    }
+}
+
 /// Runs one command.
 pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) -> Flow {
     let Some(first) = args.first() else {
@@ -171,6 +233,11 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
     } else {
         ""
     };
+    // Checked before authentication and permissions, as Redis does.
+    if arity(cmd).is_some_and(|a| !arity_fits(a, args.len())) {
+        wrong_args(out, first);
+        return Flow::Continue;
+    }
     if !conn.authed && !matches!(cmd, "auth" | "hello" | "quit" | "reset") {
         out.error("NOAUTH Authentication required.");
         return Flow::Continue;
@@ -208,7 +275,7 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         "scan" => keys::scan(shared, args, out),
         "rename" => keys::rename(shared, args, out),
         "dbsize" => keys::dbsize(shared, out),
-        "flushdb" | "flushall" => keys::flush(shared, out),
+        "flushdb" | "flushall" => keys::flush(shared, args, out),
         // hashes
         "hset" | "hmset" | "hsetnx" => hashes::hset(db, cmd, args, out),
         "hget" | "hmget" | "hgetall" | "hkeys" | "hvals" | "hlen" | "hexists" | "hstrlen" => {

@@ -332,6 +332,10 @@ pub(crate) fn get_and(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
         let mut i = 2;
         while i < args.len() {
             let opt = String::from_utf8_lossy(&args[i]).to_lowercase();
+            if i > 2 {
+                // One of PERSIST, EX, PX, EXAT, PXAT at most, as in Redis.
+                return syntax(out);
+            }
             match opt.as_str() {
                 "persist" => change = Some(TtlChange::Clear),
                 "ex" | "px" | "exat" | "pxat" if i + 1 < args.len() => {
@@ -390,9 +394,10 @@ pub(crate) fn incr(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     incr_by(db, &args[1], by, out);
 }
 
-/// Adds `by` to the integer at `key` (0 when absent) and replies with the sum.
+/// Adds `by` to the integer at `key` (0 when absent) and replies with the sum, or with Redis's
+/// error for a value that is not an integer or a sum that overflows.
 fn incr_by(db: &Db, key: &[u8], by: i64, out: &mut Out) {
-    let mut result = None;
+    let mut result = Err("ERR value is not an integer or out of range");
     let r = modify_str(db, key, |cur| {
         let n = match cur {
             None => 0,
@@ -402,9 +407,10 @@ fn incr_by(db: &Db, key: &[u8], by: i64, out: &mut Out) {
             },
         };
         let Some(sum) = n.checked_add(by) else {
+            result = Err("ERR increment or decrement would overflow");
             return Ok(Modify::Keep);
         };
-        result = Some(sum);
+        result = Ok(sum);
         let mut b = itoa::Buffer::new();
         Ok(Modify::Set(
             encode_str(b.format(sum).as_bytes()),
@@ -414,8 +420,8 @@ fn incr_by(db: &Db, key: &[u8], by: i64, out: &mut Out) {
     match (r, result) {
         (Err(e), _) => reply_err(out, &e),
         (Ok(Err(())), _) => out.error(WRONGTYPE),
-        (Ok(Ok(_)), Some(n)) => out.int(n),
-        (Ok(Ok(_)), None) => not_int(out),
+        (Ok(Ok(_)), Ok(n)) => out.int(n),
+        (Ok(Ok(_)), Err(e)) => out.error(e),
     }
 }
 
@@ -426,7 +432,7 @@ pub(crate) fn incr_float(db: &Db, args: &[Bytes], out: &mut Out) {
     let Some(by) = parse_f64(&args[2]) else {
         return out.error("ERR value is not a valid float");
     };
-    let mut result = None;
+    let mut result = Err("ERR value is not a valid float");
     let r = modify_str(db, &args[1], |cur| {
         let n = match cur {
             None => 0.0,
@@ -437,17 +443,18 @@ pub(crate) fn incr_float(db: &Db, args: &[Bytes], out: &mut Out) {
         };
         let sum = n + by;
         if !sum.is_finite() {
+            result = Err("ERR increment would produce NaN or Infinity");
             return Ok(Modify::Keep);
         }
         let s = format_double(sum);
-        result = Some(s.clone());
+        result = Ok(s.clone());
         Ok(Modify::Set(encode_str(s.as_bytes()), TtlChange::Keep))
     });
     match (r, result) {
         (Err(e), _) => reply_err(out, &e),
         (Ok(Err(())), _) => out.error(WRONGTYPE),
-        (Ok(Ok(_)), Some(s)) => out.bulk(s.as_bytes()),
-        (Ok(Ok(_)), None) => out.error("ERR value is not a valid float"),
+        (Ok(Ok(_)), Ok(s)) => out.bulk(s.as_bytes()),
+        (Ok(Ok(_)), Err(e)) => out.error(e),
     }
 }
 

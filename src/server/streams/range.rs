@@ -62,6 +62,10 @@ pub(crate) fn xrange(shared: &Shared, args: &[Bytes], rev: bool, out: &mut Out) 
     let Ok(p) = t.partition(0) else {
         return out.array(0);
     };
+    if count == 0 {
+        // Redis's reply to `COUNT 0` (or less) on a stream that exists.
+        return super::null_array(out);
+    }
     let (Some(from), Some(to)) = (bound(p, lo, false), bound(p, hi, true)) else {
         return out.error(INVALID_ID);
     };
