@@ -782,6 +782,41 @@ fn errors_and_corner_cases_match_redis() {
             "-ERR value is not an integer or out of range".into(),
         ),
         (vec!["SCAN", "0", "COUNT", "0"], "-ERR syntax error".into()),
+        // Hashes.
+        (vec!["HSET", "h", "f", "v"], ":1".into()),
+        (
+            vec!["HINCRBYFLOAT", "h", "f", "1"],
+            "-ERR hash value is not a float".into(),
+        ),
+        (
+            vec!["HSCAN", "h", "0", "COUNT", "abc"],
+            "-ERR value is not an integer or out of range".into(),
+        ),
+        // Strings longer than Redis's `proto-max-bulk-len` are refused before any allocation.
+        (
+            vec!["SETRANGE", "s", "536870912", "x"],
+            "-ERR string exceeds maximum allowed size (proto-max-bulk-len)".into(),
+        ),
+        (
+            vec!["SETRANGE", "s", "-1", "x"],
+            "-ERR offset is out of range".into(),
+        ),
+        (vec!["SETRANGE", "s", "536870912", ""], ":0".into()),
+        // Deadlines past what milliseconds since the epoch can hold, and EXAT 0.
+        (
+            vec!["SET", "a", "v", "PX", "9223372036854775807"],
+            "-ERR invalid expire time in 'set' command".into(),
+        ),
+        (
+            vec!["SET", "a", "v", "EXAT", "0"],
+            "-ERR invalid expire time in 'set' command".into(),
+        ),
+        (vec!["SET", "a", "v"], "+OK".into()),
+        (
+            vec!["PEXPIRE", "a", "9223372036854775807"],
+            "-ERR invalid expire time in 'pexpire' command".into(),
+        ),
+        (vec!["TTL", "a"], ":-1".into()),
         // XRANGE with COUNT 0: a null array on a stream, an empty one on a missing key.
         (
             vec!["XRANGE", "nostream", "-", "+", "COUNT", "0"],

@@ -193,9 +193,7 @@ pub(crate) fn hincrbyfloat(db: &Db, args: &[Bytes], out: &mut Out) {
         (Err(e), _) => reply_err(out, &e),
         (Ok(Err(())), _) => out.error(WRONGTYPE),
         (Ok(Ok(())), Some(s)) => out.bulk(s.as_bytes()),
-        (Ok(Ok(())), None) => {
-            out.error("ERR hash value is not a float or the result is not finite")
-        }
+        (Ok(Ok(())), None) => out.error("ERR hash value is not a float"),
     }
 }
 
@@ -217,7 +215,8 @@ pub(crate) fn hscan(db: &Db, args: &[Bytes], out: &mut Out) {
             "match" if i + 1 < args.len() => pattern = Some(args[i + 1].clone()),
             "count" if i + 1 < args.len() => match parse_i64(&args[i + 1]) {
                 Some(n) if n > 0 => {}
-                _ => return syntax(out),
+                Some(_) => return syntax(out),
+                None => return not_int(out),
             },
             "novalues" => {
                 values = false;

@@ -61,9 +61,12 @@ pub(crate) fn expire(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) 
         return not_int(out);
     };
     let now = db.cache.clock().now_millis() as i64;
+    // As Redis: a deadline that fits in milliseconds since the epoch.
     let ms = match cmd {
-        "expire" => n.checked_mul(1000),
-        "pexpire" => Some(n),
+        "expire" => n
+            .checked_mul(1000)
+            .filter(|ms| ms.checked_add(now).is_some()),
+        "pexpire" => Some(n).filter(|ms| ms.checked_add(now).is_some()),
         "expireat" => n.checked_mul(1000).map(|at| at.saturating_sub(now)),
         _ => Some(n.saturating_sub(now)),
     };

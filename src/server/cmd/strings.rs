@@ -150,15 +150,16 @@ fn ttl_from(
         not_int(out);
         return Err(());
     };
-    if n <= 0 && matches!(unit, "ex" | "px") {
-        out.error(&format!("ERR invalid expire time in '{cmd}' command"));
-        return Err(());
-    }
+    // As Redis: positive, and a deadline that fits in milliseconds since the epoch.
+    let now = now_ms(db) as i64;
     let ms = match unit {
-        "ex" => n.checked_mul(1000),
-        "px" => Some(n),
-        "exat" => n.checked_mul(1000).map(|at| at - now_ms(db) as i64),
-        _ => Some(n - now_ms(db) as i64),
+        _ if n <= 0 => None,
+        "ex" => n
+            .checked_mul(1000)
+            .filter(|ms| ms.checked_add(now).is_some()),
+        "px" => Some(n).filter(|ms| ms.checked_add(now).is_some()),
+        "exat" => n.checked_mul(1000).map(|at| at - now),
+        _ => Some(n - now),
     };
     match ms {
         None => {
@@ -463,18 +464,26 @@ pub(crate) fn append(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     if args.len() != want {
         return wrong_args(out, &args[0]);
     }
+    let piece = args.last().cloned().unwrap_or_default();
     let offset = if cmd == "setrange" {
         match parse_i64(&args[2]) {
-            Some(n) if (0..512 * 1024 * 1024).contains(&n) => Some(n as usize),
-            Some(_) => return out.error("ERR offset is out of range"),
+            Some(n) if n < 0 => return out.error("ERR offset is out of range"),
+            Some(n) if n as u64 + piece.len() as u64 > STRING_MAX as u64 && !piece.is_empty() => {
+                return out.error(TOO_LONG);
+            }
+            Some(n) => Some(n as usize),
             None => return not_int(out),
         }
     } else {
         None
     };
-    let piece = args.last().cloned().unwrap_or_default();
     let mut len = 0;
+    let mut too_long = false;
     let r = modify_str(db, &args[1], |cur| {
+        if offset.is_none() && cur.map_or(0, <[u8]>::len) + piece.len() > STRING_MAX {
+            too_long = true;
+            return Ok(Modify::Keep);
+        }
         let mut v = cur.map(|b| b.to_vec()).unwrap_or_default();
         match offset {
             None => v.extend_from_slice(&piece),
@@ -495,9 +504,15 @@ pub(crate) fn append(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     match r {
         Err(e) => reply_err(out, &e),
         Ok(Err(())) => out.error(WRONGTYPE),
+        Ok(Ok(_)) if too_long => out.error(TOO_LONG),
         Ok(Ok(_)) => out.int(len as i64),
     }
 }
+
+/// The longest string `APPEND` and `SETRANGE` make: Redis's default `proto-max-bulk-len`.
+const STRING_MAX: usize = 512 * 1024 * 1024;
+
+const TOO_LONG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 
 pub(crate) fn read_part(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     let want = if cmd == "strlen" { 2 } else { 4 };
