@@ -280,6 +280,16 @@ fn xclaim_and_xautoclaim_move_idle_entries() {
         ),
         "COUNT must be > 0"
     );
+    // A claim that takes nothing leaves no consumer behind, as in Redis.
+    let none: Vec<Entry> = query(&mut c, &["XCLAIM", "s", "g", "ghost", "3600000", &ids[0]]);
+    assert!(none.is_empty());
+    let _: Value = query(&mut c, &["XAUTOCLAIM", "s", "g", "ghost2", "3600000", "-"]);
+    let rows: Vec<Vec<Value>> = query(&mut c, &["XINFO", "CONSUMERS", "s", "g"]);
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| redis::from_redis_value_ref(&r[1]).unwrap())
+        .collect();
+    assert_eq!(names, ["dead", "live", "rescuer"]);
 }
 
 #[test]

@@ -354,7 +354,8 @@ pub(crate) fn xclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
         let next = super::ids::after(p, last);
         g.next = g.next.max(next);
     }
-    g.consumer(consumer, now);
+    // The consumer is created by its first claim (`Group::deliver`), as in Redis: a call
+    // that claims nothing leaves none behind.
     let mut claimed = Vec::new();
     for id in ids {
         if force && !pending_id(g, id) && entry(p, id).is_some() {
@@ -416,7 +417,7 @@ pub(crate) fn xautoclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
     let Some(g) = groups.get_mut(group) else {
         return out.error(&no_key_or_group(key, group));
     };
-    g.consumer(consumer, now);
+    // Created by its first claim, as in XCLAIM.
     let how = Claim {
         delivered: now,
         retry: None,
