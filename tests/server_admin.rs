@@ -429,6 +429,95 @@ fn commands_processed(c: &mut redis::Connection) -> u64 {
         .unwrap()
 }
 
+/// The `field:value` pairs of one `INFO` reply, and its section titles in order.
+fn info_fields(text: &str) -> (std::collections::HashMap<String, String>, Vec<String>) {
+    let mut fields = std::collections::HashMap::new();
+    let mut titles = Vec::new();
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("# ") {
+            titles.push(t.to_owned());
+        } else if let Some((k, v)) = line.split_once(':') {
+            fields.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    (fields, titles)
+}
+
+/// `INFO` gives Redis's sections and the fields monitoring tools read, and `INFO <section>`
+/// only the sections asked for.
+#[test]
+fn info_has_redis_sections_and_fields_and_filters_by_section() {
+    let srv = Running::start(ServerConfig::default());
+    let mut c = srv.con();
+    let all: String = redis::cmd("INFO").query(&mut c).unwrap();
+    let (f, titles) = info_fields(&all);
+    assert_eq!(titles, ["Server", "Clients", "Memory", "Stats", "Keyspace"]);
+    assert_eq!(f["process_id"], std::process::id().to_string());
+    assert_eq!(f["run_id"].len(), 40);
+    assert!(f["run_id"].bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(
+        f["maxclients"],
+        ServerConfig::default().max_clients.to_string()
+    );
+    assert_eq!(f["blocked_clients"], "0");
+    assert!(f["used_memory_rss"].parse::<u64>().unwrap() > 0);
+    assert_eq!(
+        f["used_memory_human"].chars().last(),
+        Some('B'),
+        "{}",
+        f["used_memory_human"]
+    );
+    assert_eq!(f["maxmemory_human"], "1.00G");
+    assert!(
+        !f.contains_key("db0"),
+        "no keyspace line for an empty database"
+    );
+    // A client blocked in XREAD is counted while it waits.
+    let mut blocked = srv.con();
+    let reader = std::thread::spawn(move || {
+        let _: redis::Value = redis::cmd("XREAD")
+            .arg(&["BLOCK", "3000", "STREAMS", "waiting", "$"])
+            .query(&mut blocked)
+            .unwrap();
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text: String = redis::cmd("INFO").arg("clients").query(&mut c).unwrap();
+        if info_fields(&text).0["blocked_clients"] == "1" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never counted as blocked: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _: String = redis::cmd("XADD")
+        .arg(&["waiting", "*", "f", "v"])
+        .query(&mut c)
+        .unwrap();
+    reader.join().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&["k", "v", "PX", "1"])
+        .query(&mut c)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let _: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+    let text: String = redis::cmd("INFO")
+        .arg("STATS")
+        .arg("keyspace")
+        .query(&mut c)
+        .unwrap();
+    let (f, titles) = info_fields(&text);
+    assert_eq!(titles, ["Stats", "Keyspace"]);
+    assert_eq!(f["expired_keys"], "1");
+    assert!(f["db0"].starts_with("keys=1,"), "the stream: {}", f["db0"]);
+    assert!(
+        !f.contains_key("blocked_clients"),
+        "a section not asked for"
+    );
+}
+
 #[test]
 fn info_counts_every_command_of_every_connection() {
     let srv = Running::start(ServerConfig::default());

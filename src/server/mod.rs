@@ -203,6 +203,20 @@ const MAX_CLIENTS: usize = 1 << 20;
 /// longer spin only burns the core.
 const MAX_BUSY_POLL_US: u64 = 10_000;
 
+/// 40 random hex digits, as Redis's `run_id` (from the standard library's per-process random
+/// hash keys: no dependency for an identifier nothing secret hangs on).
+fn run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut id = String::with_capacity(48);
+    for i in 0..3u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(i);
+        id.push_str(&format!("{:016x}", h.finish()));
+    }
+    id.truncate(40);
+    id
+}
+
 /// What every connection shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -213,6 +227,8 @@ pub(crate) struct Shared {
     pub stats: Stats,
     pub channels: channels::Channels,
     pub started: Instant,
+    /// `INFO`'s `run_id`: 40 random hex digits, new at every start.
+    pub run_id: String,
     /// Connected clients (`CLIENT LIST`, `CLIENT KILL`).
     pub clients: Clients,
     /// Idle timeout in seconds, 0 for none (`CONFIG SET timeout`).
@@ -360,6 +376,7 @@ impl Server {
             config,
             stats: Stats::default(),
             started: Instant::now(),
+            run_id: run_id(),
             clients: Clients::default(),
             next_id: AtomicU64::new(1),
         });
@@ -522,6 +539,7 @@ async fn accept_loop(
                         Err(_) => drop(permit),
                     },
                     Err(_) => {
+                        shared.stats.rejected.fetch_add(1, Relaxed);
                         tasks.spawn(async move {
                             let mut s = stream;
                             let _ = s.write_all(b"-ERR max number of clients reached\r\n").await;
@@ -691,6 +709,7 @@ async fn serve<R, W>(
                                 return;
                             }
                             out.buf.clear();
+                            let _blocked = cmd::Blocked::new(&shared.stats.blocked);
                             tokio::select! {
                                 reply = wait => out.buf.extend_from_slice(&reply),
                                 () = until_closed(&mut rd, &mut input) => return,

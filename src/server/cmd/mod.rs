@@ -81,6 +81,26 @@ pub struct Stats {
     pub connections: AtomicU64,
     /// Clients connected now.
     pub clients: AtomicU64,
+    /// Connections refused at `max_clients` (`rejected_connections`).
+    pub rejected: AtomicU64,
+    /// Clients waiting in a blocking XREAD or XREADGROUP now (`blocked_clients`).
+    pub blocked: AtomicU64,
+}
+
+/// Counts a client in [`Stats::blocked`] while it lives.
+pub(crate) struct Blocked<'a>(&'a AtomicU64);
+
+impl<'a> Blocked<'a> {
+    pub(crate) fn new(n: &'a AtomicU64) -> Self {
+        n.fetch_add(1, Relaxed);
+        Self(n)
+    }
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// Bytes of a client's argument that an error reply repeats (Redis's `%.128s`): a bad request

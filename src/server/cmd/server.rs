@@ -102,7 +102,7 @@ pub(crate) fn exec(
             None => super::not_int(out),
         },
         "client" => client(shared, conn, args, out),
-        "info" => info(shared, out),
+        "info" => info(shared, args, out),
         "time" => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -409,38 +409,162 @@ fn acl(conn: &Conn, shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
     }
 }
 
-fn info(shared: &Arc<Shared>, out: &mut Out) {
-    let (mut hits, mut misses, mut bytes, mut keys) = (0, 0, 0, 0);
+/// `INFO [section …]`: Redis's field names for what quipu has, in the sections server,
+/// clients, memory, stats and keyspace; no section (or `all`, `default`, `everything`) gives
+/// them all, an unknown one nothing, as in Redis.
+fn info(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
+    let wanted: Vec<String> = args[1..]
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).to_lowercase())
+        .collect();
+    let all = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| matches!(w.as_str(), "all" | "default" | "everything"));
+    let mut text = String::new();
+    for (name, body) in info_sections(shared) {
+        if all || wanted.iter().any(|w| w == name) {
+            if !text.is_empty() {
+                text.push_str("\r\n");
+            }
+            let mut title = name.to_owned();
+            title[..1].make_ascii_uppercase();
+            text.push_str(&format!("# {title}\r\n{body}"));
+        }
+    }
+    out.bulk(text.as_bytes());
+}
+
+/// The sections of `INFO`, each as `field:value` lines.
+fn info_sections(shared: &Arc<Shared>) -> Vec<(&'static str, String)> {
+    let (mut hits, mut misses, mut bytes, mut keys, mut expired, mut evicted) = (0, 0, 0, 0, 0, 0);
     for ns in shared.db.namespaces() {
         let s = ns.stats();
         hits += s.hits;
         misses += s.misses;
         bytes += s.bytes;
         keys += s.entries;
+        expired += s.expired;
+        evicted += s.evicted_size;
     }
     // Streams are keys too, as in DBSIZE.
     keys += crate::server::streams::keys(shared).len() as u64;
     let st = &shared.stats;
-    let text = format!(
-        "# Server\r\nredis_version:7.0.0\r\nquipu_version:{}\r\nredis_mode:standalone\r\nos:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n\
-         # Clients\r\nconnected_clients:{}\r\n\r\n\
-         # Memory\r\nused_memory:{}\r\nmaxmemory:{}\r\n\r\n\
-         # Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n\
-         # Keyspace\r\ndb0:keys={},expires=0,avg_ttl=0\r\n",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::OS,
-        shared.config.port,
-        shared.started.elapsed().as_secs(),
-        st.clients.load(Relaxed),
-        bytes,
-        shared.config.max_bytes,
-        st.connections.load(Relaxed),
-        st.commands.load(Relaxed),
-        hits,
-        misses,
-        keys,
-    );
-    out.bulk(text.as_bytes());
+    let uptime = shared.started.elapsed().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let executable = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let rss = resident_bytes();
+    let max = shared.config.max_bytes;
+    let lines = |fields: &[(&str, String)]| -> String {
+        fields.iter().map(|(k, v)| format!("{k}:{v}\r\n")).collect()
+    };
+    vec![
+        (
+            "server",
+            lines(&[
+                ("redis_version", "7.0.0".into()),
+                ("quipu_version", env!("CARGO_PKG_VERSION").into()),
+                ("redis_mode", "standalone".into()),
+                ("os", std::env::consts::OS.into()),
+                ("arch_bits", usize::BITS.to_string()),
+                ("process_id", std::process::id().to_string()),
+                ("run_id", shared.run_id.clone()),
+                ("tcp_port", shared.config.port.to_string()),
+                ("server_time_usec", now.as_micros().to_string()),
+                ("uptime_in_seconds", uptime.to_string()),
+                ("uptime_in_days", (uptime / 86_400).to_string()),
+                ("executable", executable),
+            ]),
+        ),
+        (
+            "clients",
+            lines(&[
+                ("connected_clients", st.clients.load(Relaxed).to_string()),
+                ("maxclients", shared.config.max_clients.to_string()),
+                ("blocked_clients", st.blocked.load(Relaxed).to_string()),
+            ]),
+        ),
+        (
+            "memory",
+            lines(&[
+                ("used_memory", bytes.to_string()),
+                ("used_memory_human", human_bytes(bytes)),
+                ("used_memory_rss", rss.to_string()),
+                ("used_memory_rss_human", human_bytes(rss)),
+                ("maxmemory", max.to_string()),
+                ("maxmemory_human", human_bytes(max)),
+            ]),
+        ),
+        (
+            "stats",
+            lines(&[
+                (
+                    "total_connections_received",
+                    st.connections.load(Relaxed).to_string(),
+                ),
+                (
+                    "total_commands_processed",
+                    st.commands.load(Relaxed).to_string(),
+                ),
+                (
+                    "rejected_connections",
+                    st.rejected.load(Relaxed).to_string(),
+                ),
+                ("expired_keys", expired.to_string()),
+                ("evicted_keys", evicted.to_string()),
+                ("keyspace_hits", hits.to_string()),
+                ("keyspace_misses", misses.to_string()),
+                (
+                    "pubsub_channels",
+                    shared.db.pubsub.channels("*").len().to_string(),
+                ),
+                (
+                    "pubsub_patterns",
+                    shared.db.pubsub.pattern_count().to_string(),
+                ),
+            ]),
+        ),
+        (
+            "keyspace",
+            if keys == 0 {
+                // Redis lists only databases that hold keys.
+                String::new()
+            } else {
+                format!("db0:keys={keys},expires=0,avg_ttl=0\r\n")
+            },
+        ),
+    ]
+}
+
+/// The process's resident memory in bytes (`VmRSS` of /proc/self/status), 0 where unknown.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(0)
+}
+
+/// Bytes as Redis's `*_human` fields print them: `529B`, `1.50K`, `1.00G`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.2}{}", UNITS[unit])
 }
 
 /// `SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]`: stops the server as SIGTERM does (stop
