@@ -247,6 +247,105 @@ fn idle_clients_are_closed_after_the_timeout_but_subscribers_stay() {
     assert_eq!(msg.get_payload::<String>().unwrap(), "still here");
 }
 
+/// The events of string, hash and generic commands, in order, as Redis 7.0.15 published them
+/// for the same commands (a capture from `redis-server`, `notify-keyspace-events KA`).
+#[test]
+fn keyspace_events_of_string_hash_and_generic_commands_are_redis_s() {
+    let srv = Running::start(ServerConfig::default());
+    let mut c = srv.con();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "notify-keyspace-events", "KA"])
+        .query(&mut c)
+        .unwrap();
+    let mut sub = srv.con();
+    let mut ps = sub.as_pubsub();
+    ps.psubscribe("__keyspace@0__:*").unwrap();
+    ps.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let commands: &[&[&str]] = &[
+        &["SET", "a", "1"],
+        &["SET", "a", "2", "EX", "100"],
+        &["INCR", "n"],
+        &["APPEND", "a", "x"],
+        &["DEL", "a", "n", "zz"],
+        &["HSET", "h", "f", "v"],
+        &["HSETNX", "h", "f", "w"],
+        &["HSETNX", "h", "g", "w"],
+        &["HINCRBY", "h", "c", "1"],
+        &["HINCRBYFLOAT", "h", "d", "1.5"],
+        &["HDEL", "h", "f", "g", "c", "d"],
+        &["SET", "b", "1"],
+        &["RENAME", "b", "c"],
+        &["GETDEL", "c"],
+        &["SETEX", "d", "100", "v"],
+        &["EXPIRE", "d", "200"],
+        &["PERSIST", "d"],
+        &["PERSIST", "d"],
+        &["PEXPIRE", "d", "50000"],
+        &["GETEX", "d", "PERSIST"],
+        &["GETEX", "d", "EX", "100"],
+        &["INCRBYFLOAT", "f", "1"],
+        &["SETRANGE", "sr", "0", "x"],
+        &["SETRANGE", "sr", "0", ""],
+        &["MSET", "m1", "1", "m2", "2"],
+        &["EXPIRE", "m1", "-1"],
+        &["SET", "sentinel", "1"],
+    ];
+    for cmd in commands {
+        let _: redis::Value = redis::cmd(cmd[0]).arg(&cmd[1..]).query(&mut c).unwrap();
+    }
+    let mut got = Vec::new();
+    loop {
+        let m = ps.get_message().unwrap();
+        let key = m
+            .get_channel_name()
+            .trim_start_matches("__keyspace@0__:")
+            .to_owned();
+        let event: String = m.get_payload().unwrap();
+        let done = key == "sentinel";
+        got.push((key, event));
+        if done {
+            break;
+        }
+    }
+    let want = [
+        ("a", "set"),
+        ("a", "set"),
+        ("a", "expire"),
+        ("n", "incrby"),
+        ("a", "append"),
+        ("a", "del"),
+        ("n", "del"),
+        ("h", "hset"),
+        ("h", "hset"),
+        ("h", "hincrby"),
+        ("h", "hincrbyfloat"),
+        ("h", "hdel"),
+        ("h", "del"),
+        ("b", "set"),
+        ("b", "rename_from"),
+        ("c", "rename_to"),
+        ("c", "del"),
+        ("d", "set"),
+        ("d", "expire"),
+        ("d", "expire"),
+        ("d", "persist"),
+        ("d", "expire"),
+        ("d", "persist"),
+        ("d", "expire"),
+        ("f", "incrbyfloat"),
+        ("sr", "setrange"),
+        ("m1", "set"),
+        ("m2", "set"),
+        ("m1", "del"),
+        ("sentinel", "set"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(k, e)| ((*k).to_owned(), (*e).to_owned()))
+        .collect();
+    assert_eq!(got, want);
+}
+
 #[test]
 fn keyspace_notifications_report_set_del_expired_and_evicted() {
     let srv = Running::start(ServerConfig {
@@ -323,6 +422,10 @@ fn keyspace_notifications_report_set_del_expired_and_evicted() {
     assert_eq!(
         next(),
         ("__keyevent@0__:set".to_owned(), "otp:9".to_owned())
+    );
+    assert_eq!(
+        next(),
+        ("__keyevent@0__:expire".to_owned(), "otp:9".to_owned())
     );
     // Expired by the background sweep, without anyone reading the key.
     assert_eq!(

@@ -1,5 +1,7 @@
-//! Keyspace notifications (`notify-keyspace-events`): `set`, `del`, `expired` and `evicted`
-//! published on `__keyspace@0__:<key>` (message: the event) and `__keyevent@0__:<event>`
+//! Keyspace notifications (`notify-keyspace-events`): the events of Redis's string, hash and
+//! generic commands (`set`, `del`, `expire`, `persist`, `rename_from`, `rename_to`, `incrby`,
+//! `incrbyfloat`, `append`, `setrange`, `hset`, `hdel`, `hincrby`, `hincrbyfloat`), `expired`
+//! and `evicted`, published on `__keyspace@0__:<key>` (message: the event) and `__keyevent@0__:<event>`
 //! (message: the key), as Redis does. Off by default; a command pays one relaxed load to learn
 //! that.
 
@@ -63,6 +65,30 @@ pub enum KeyEvent {
     Expired,
     /// A key was evicted to keep its namespace within budget.
     Evicted,
+    /// A TTL set (EXPIRE family, SET EX, SETEX, GETEX EX).
+    Expire,
+    /// A TTL removed (PERSIST, GETEX PERSIST).
+    Persist,
+    /// RENAME's source key.
+    RenameFrom,
+    /// RENAME's destination key.
+    RenameTo,
+    /// INCR, DECR, INCRBY, DECRBY.
+    IncrBy,
+    /// INCRBYFLOAT.
+    IncrByFloat,
+    /// APPEND.
+    Append,
+    /// SETRANGE.
+    SetRange,
+    /// HSET, HMSET, HSETNX.
+    HSet,
+    /// HDEL.
+    HDel,
+    /// HINCRBY.
+    HIncrBy,
+    /// HINCRBYFLOAT.
+    HIncrByFloat,
 }
 
 impl KeyEvent {
@@ -72,15 +98,28 @@ impl KeyEvent {
             Self::Del => "del",
             Self::Expired => "expired",
             Self::Evicted => "evicted",
+            Self::Expire => "expire",
+            Self::Persist => "persist",
+            Self::RenameFrom => "rename_from",
+            Self::RenameTo => "rename_to",
+            Self::IncrBy => "incrby",
+            Self::IncrByFloat => "incrbyfloat",
+            Self::Append => "append",
+            Self::SetRange => "setrange",
+            Self::HSet => "hset",
+            Self::HDel => "hdel",
+            Self::HIncrBy => "hincrby",
+            Self::HIncrByFloat => "hincrbyfloat",
         }
     }
 
     fn class(self) -> u32 {
         match self {
-            Self::Set => STRING,
-            Self::Del => GENERIC,
+            Self::Set | Self::IncrBy | Self::IncrByFloat | Self::Append | Self::SetRange => STRING,
+            Self::Del | Self::Expire | Self::Persist | Self::RenameFrom | Self::RenameTo => GENERIC,
             Self::Expired => EXPIRED,
             Self::Evicted => EVICTED,
+            Self::HSet | Self::HDel | Self::HIncrBy | Self::HIncrByFloat => HASH,
         }
     }
 }

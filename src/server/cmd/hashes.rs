@@ -8,6 +8,7 @@ use super::{not_int, parse_cursor, parse_f64, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::glob::glob_match;
 use crate::server::db::{Db, Value, WRONGTYPE, decode, encode_hash};
+use crate::server::notify::KeyEvent;
 use crate::server::reply::{Out, format_double};
 
 /// Runs `f` on the hash at `key` (empty when absent); `Err(())` for another type.
@@ -49,11 +50,15 @@ pub(crate) fn hset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     if args.len() < 4 || !args.len().is_multiple_of(2) || (cmd == "hsetnx" && args.len() != 4) {
         return wrong_args(out, &args[0]);
     }
-    let mut added = 0;
+    let (mut added, mut set) = (0, false);
     let r = modify_hash(db, &args[1], |fields| {
+        set = true;
         for fv in args[2..].chunks(2) {
             match fields.iter_mut().find(|(f, _)| f == &fv[0]) {
-                Some(_) if cmd == "hsetnx" => return false,
+                Some(_) if cmd == "hsetnx" => {
+                    set = false;
+                    return false;
+                }
                 Some(slot) => slot.1 = fv[1].clone(),
                 None => {
                     fields.push((fv[0].clone(), fv[1].clone()));
@@ -66,8 +71,16 @@ pub(crate) fn hset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     match r {
         Err(e) => reply_err(out, &e),
         Ok(Err(())) => out.error(WRONGTYPE),
-        Ok(Ok(())) if cmd == "hmset" => out.ok(),
-        Ok(Ok(())) => out.int(added),
+        Ok(Ok(())) => {
+            if set {
+                db.notifier.notify(KeyEvent::HSet, &args[1]);
+            }
+            if cmd == "hmset" {
+                out.ok();
+            } else {
+                out.int(added);
+            }
+        }
     }
 }
 
@@ -115,17 +128,27 @@ pub(crate) fn hdel(db: &Db, args: &[Bytes], out: &mut Out) {
     if args.len() < 3 {
         return wrong_args(out, &args[0]);
     }
-    let mut removed = 0;
+    let (mut removed, mut emptied) = (0, false);
     let r = modify_hash(db, &args[1], |fields| {
         let before = fields.len();
         fields.retain(|(f, _)| !args[2..].contains(f));
         removed = before - fields.len();
+        emptied = fields.is_empty();
         removed > 0
     });
     match r {
         Err(e) => reply_err(out, &e),
         Ok(Err(())) => out.error(WRONGTYPE),
-        Ok(Ok(())) => out.int(removed as i64),
+        Ok(Ok(())) => {
+            if removed > 0 {
+                db.notifier.notify(KeyEvent::HDel, &args[1]);
+                if emptied {
+                    // The last field gone takes the key with it.
+                    db.notifier.notify(KeyEvent::Del, &args[1]);
+                }
+            }
+            out.int(removed as i64);
+        }
     }
 }
 
@@ -151,7 +174,10 @@ pub(crate) fn hincrby(db: &Db, args: &[Bytes], out: &mut Out) {
     match (r, result) {
         (Err(e), _) => reply_err(out, &e),
         (Ok(Err(())), _) => out.error(WRONGTYPE),
-        (Ok(Ok(())), Ok(n)) => out.int(n),
+        (Ok(Ok(())), Ok(n)) => {
+            db.notifier.notify(KeyEvent::HIncrBy, &args[1]);
+            out.int(n);
+        }
         (Ok(Ok(())), Err(e)) => out.error(e),
     }
 }
@@ -192,7 +218,10 @@ pub(crate) fn hincrbyfloat(db: &Db, args: &[Bytes], out: &mut Out) {
     match (r, result) {
         (Err(e), _) => reply_err(out, &e),
         (Ok(Err(())), _) => out.error(WRONGTYPE),
-        (Ok(Ok(())), Some(s)) => out.bulk(s.as_bytes()),
+        (Ok(Ok(())), Some(s)) => {
+            db.notifier.notify(KeyEvent::HIncrByFloat, &args[1]);
+            out.bulk(s.as_bytes());
+        }
         (Ok(Ok(())), None) => out.error("ERR hash value is not a float"),
     }
 }

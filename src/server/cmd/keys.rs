@@ -113,12 +113,16 @@ pub(crate) fn expire(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) 
         return out.int(0);
     }
     if ms <= 0 {
+        // A deadline already passed deletes the key, as in Redis.
         let _ = ns.remove(key);
+        db.notifier.notify(KeyEvent::Del, key);
         return out.int(1);
     }
-    out.int(i64::from(
-        ns.expire(key, Some(Duration::from_millis(ms as u64))),
-    ));
+    let set = ns.expire(key, Some(Duration::from_millis(ms as u64)));
+    if set {
+        db.notifier.notify(KeyEvent::Expire, key);
+    }
+    out.int(i64::from(set));
 }
 
 pub(crate) fn ttl(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) {
@@ -152,7 +156,13 @@ pub(crate) fn persist(db: &Db, args: &[Bytes], out: &mut Out) {
     }
     let ns = db.ns(&args[1]);
     match ns.ttl(&args[1]) {
-        Some(Some(_)) => out.int(i64::from(ns.expire(&args[1], None))),
+        Some(Some(_)) => {
+            let removed = ns.expire(&args[1], None);
+            if removed {
+                db.notifier.notify(KeyEvent::Persist, &args[1]);
+            }
+            out.int(i64::from(removed));
+        }
         _ => out.int(0),
     }
 }
@@ -280,6 +290,8 @@ pub(crate) fn rename(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if from != to {
         let _ = src.remove(from);
     }
+    db.notifier.notify(KeyEvent::RenameFrom, from);
+    db.notifier.notify(KeyEvent::RenameTo, to);
     out.ok();
 }
 

@@ -229,6 +229,9 @@ pub(crate) fn set(db: &Db, args: &[Bytes], out: &mut Out) {
     };
     if written && matches!(r, Ok(Ok(_))) {
         db.notifier.notify(KeyEvent::Set, key);
+        if ttl.is_some_and(|t| !t.is_zero()) {
+            db.notifier.notify(KeyEvent::Expire, key);
+        }
     }
     match r {
         Err(e) => reply_err(out, &e),
@@ -276,6 +279,7 @@ pub(crate) fn set_variant(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     }) {
         Ok(_) => {
             db.notifier.notify(KeyEvent::Set, key);
+            db.notifier.notify(KeyEvent::Expire, key);
             out.ok();
         }
         Err(e) => reply_err(out, &e),
@@ -352,6 +356,9 @@ pub(crate) fn get_and(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
             i += 1;
         }
     }
+    // PERSIST is an event only when it removes a TTL.
+    let had_ttl =
+        matches!(change, Some(TtlChange::Clear)) && db.ns(key).ttl(key).flatten().is_some();
     let r = modify_str(db, key, |cur| {
         Ok(match (cmd, cur) {
             ("getset", _) => Modify::Set(encode_str(&args[2]), TtlChange::Clear),
@@ -368,9 +375,18 @@ pub(crate) fn get_and(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
         Err(e) => reply_err(out, &e),
         Ok(Err(())) => out.error(WRONGTYPE),
         Ok(Ok(prev)) => {
-            match (cmd, &prev) {
-                ("getset", _) => db.notifier.notify(KeyEvent::Set, key),
-                ("getdel", Some(_)) => db.notifier.notify(KeyEvent::Del, key),
+            match (cmd, &prev, change) {
+                ("getset", _, _) => db.notifier.notify(KeyEvent::Set, key),
+                ("getdel", Some(_), _) => db.notifier.notify(KeyEvent::Del, key),
+                ("getex", Some(_), Some(TtlChange::Set(t))) if t.is_zero() => {
+                    db.notifier.notify(KeyEvent::Del, key);
+                }
+                ("getex", Some(_), Some(TtlChange::Set(_))) => {
+                    db.notifier.notify(KeyEvent::Expire, key);
+                }
+                ("getex", Some(_), Some(TtlChange::Clear)) if had_ttl => {
+                    db.notifier.notify(KeyEvent::Persist, key);
+                }
                 _ => {}
             }
             out.opt_bulk(prev.as_deref());
@@ -421,7 +437,10 @@ fn incr_by(db: &Db, key: &[u8], by: i64, out: &mut Out) {
     match (r, result) {
         (Err(e), _) => reply_err(out, &e),
         (Ok(Err(())), _) => out.error(WRONGTYPE),
-        (Ok(Ok(_)), Ok(n)) => out.int(n),
+        (Ok(Ok(_)), Ok(n)) => {
+            db.notifier.notify(KeyEvent::IncrBy, key);
+            out.int(n);
+        }
         (Ok(Ok(_)), Err(e)) => out.error(e),
     }
 }
@@ -454,7 +473,10 @@ pub(crate) fn incr_float(db: &Db, args: &[Bytes], out: &mut Out) {
     match (r, result) {
         (Err(e), _) => reply_err(out, &e),
         (Ok(Err(())), _) => out.error(WRONGTYPE),
-        (Ok(Ok(_)), Ok(s)) => out.bulk(s.as_bytes()),
+        (Ok(Ok(_)), Ok(s)) => {
+            db.notifier.notify(KeyEvent::IncrByFloat, &args[1]);
+            out.bulk(s.as_bytes());
+        }
         (Ok(Ok(_)), Err(e)) => out.error(e),
     }
 }
@@ -505,7 +527,18 @@ pub(crate) fn append(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
         Err(e) => reply_err(out, &e),
         Ok(Err(())) => out.error(WRONGTYPE),
         Ok(Ok(_)) if too_long => out.error(TOO_LONG),
-        Ok(Ok(_)) => out.int(len as i64),
+        Ok(Ok(_)) => {
+            let event = if offset.is_some() {
+                KeyEvent::SetRange
+            } else {
+                KeyEvent::Append
+            };
+            // An empty SETRANGE changes nothing and is no event, as in Redis.
+            if !(offset.is_some() && piece.is_empty()) {
+                db.notifier.notify(event, &args[1]);
+            }
+            out.int(len as i64);
+        }
     }
 }
 
