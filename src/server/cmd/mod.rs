@@ -204,7 +204,7 @@ fn arity(cmd: &str) -> Option<i32> {
 }
 
 /// Whether `argc` arguments (the name included) fit `arity` as Redis counts it.
-pub(crate) fn arity_fits(arity: i32, argc: usize) -> bool {
+fn arity_fits(arity: i32, argc: usize) -> bool {
     let argc = i64::try_from(argc).unwrap_or(i64::MAX);
     let arity = i64::from(arity);
     if arity >= 0 {

@@ -116,7 +116,10 @@ pub(crate) fn unsubscribe(conn: &mut Conn, cmd: &str, args: &[Bytes], out: &mut 
 }
 
 pub(crate) fn introspect(db: &Db, args: &[Bytes], out: &mut Out) {
-    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
+    let Some(sub) = args.get(1) else {
+        return wrong_args(out, &args[0]);
+    };
+    let sub = String::from_utf8_lossy(sub).to_lowercase();
     let arity = match sub.as_str() {
         "channels" | "numsub" => Some(-2),
         "numpat" => Some(2),
@@ -146,8 +149,9 @@ pub(crate) fn introspect(db: &Db, args: &[Bytes], out: &mut Out) {
                 out.int(db.pubsub.subscribers(&String::from_utf8_lossy(c)) as i64);
             }
         }
-        // NUMPAT, the one other subcommand that passes the check.
-        _ => out.int(db.pubsub.pattern_count() as i64),
+        "numpat" => out.int(db.pubsub.pattern_count() as i64),
+        // Refused by the check above.
+        _ => out.error("ERR unknown subcommand"),
     }
 }
 

@@ -212,7 +212,10 @@ fn hello(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) {
 }
 
 fn client(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) {
-    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
+    let Some(sub) = args.get(1) else {
+        return wrong_args(out, &args[0]);
+    };
+    let sub = String::from_utf8_lossy(sub).to_lowercase();
     let arity = match sub.as_str() {
         "getname" | "id" | "info" => Some(2),
         "setname" => Some(3),
@@ -246,7 +249,9 @@ fn client(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) 
             let text: String = shared.clients.list().iter().map(|c| c.line()).collect();
             out.bulk(text.as_bytes());
         }
-        _ => kill(shared, conn, args, out),
+        "kill" => kill(shared, conn, args, out),
+        // Refused by the check above.
+        _ => out.error("ERR unknown subcommand"),
     }
 }
 
@@ -299,7 +304,10 @@ fn kill(shared: &Arc<Shared>, conn: &Conn, args: &[Bytes], out: &mut Out) {
 }
 
 fn config(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
-    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
+    let Some(sub) = args.get(1) else {
+        return wrong_args(out, &args[0]);
+    };
+    let sub = String::from_utf8_lossy(sub).to_lowercase();
     let arity = match sub.as_str() {
         "get" => Some(-3),
         "set" => Some(-4),
@@ -343,8 +351,9 @@ fn config(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
         }
         "set" if args.len() >= 4 && args.len().is_multiple_of(2) => config_set(shared, args, out),
         "set" => wrong_args(out, b"config|set"),
-        // RESETSTAT, the one other subcommand that passes the check.
-        _ => out.ok(),
+        "resetstat" => out.ok(),
+        // Refused by the check above.
+        _ => out.error("ERR unknown subcommand"),
     }
 }
 
