@@ -355,18 +355,14 @@ fn pipelining_and_errors() {
     assert!(err.to_string().contains("unknown command"));
     // Redis's text, byte for byte: every argument quoted and followed by a space...
     let mut raw = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
-    raw.write_all(b"*3\r\n$6\r\nNOSUCH\r\n$1\r\nx\r\n$2\r\nyz\r\n")
-        .unwrap();
+    raw.write_all(&frame(&[b"NOSUCH", b"x", b"yz"])).unwrap();
     assert_eq!(
         read_until(&mut raw, "\r\n"),
         "-ERR unknown command 'NOSUCH', with args beginning with: 'x' 'yz' \r\n"
     );
     // ...and at most 128 bytes of them, however large they are.
     let big = vec![b'q'; 100_000];
-    let mut req = format!("*3\r\n$6\r\nNOSUCH\r\n${}\r\n", big.len()).into_bytes();
-    req.extend_from_slice(&big);
-    req.extend_from_slice(b"\r\n$1\r\ny\r\n");
-    raw.write_all(&req).unwrap();
+    raw.write_all(&frame(&[b"NOSUCH", &big, b"y"])).unwrap();
     let want = format!(
         "-ERR unknown command 'NOSUCH', with args beginning with: '{}' \r\n",
         "q".repeat(128)
@@ -374,10 +370,7 @@ fn pipelining_and_errors() {
     assert_eq!(read_until(&mut raw, "\r\n"), want);
     // Other errors that repeat an argument repeat at most 128 bytes of it too.
     for cmd in ["XGROUP", "XINFO"] {
-        let mut req = format!("*2\r\n${}\r\n{cmd}\r\n${}\r\n", cmd.len(), big.len()).into_bytes();
-        req.extend_from_slice(&big);
-        req.extend_from_slice(b"\r\n");
-        raw.write_all(&req).unwrap();
+        raw.write_all(&frame(&[cmd.as_bytes(), &big])).unwrap();
         let want = format!(
             "-ERR unknown subcommand '{}'. Try {cmd} HELP.\r\n",
             "q".repeat(128)
@@ -682,14 +675,22 @@ fn get_and_set_short_path_keeps_order_and_rules() {
     assert_eq!(c.get::<_, String>("fast").unwrap(), "v1");
 }
 
+/// One command as a RESP array of bulk strings.
+fn frame(args: &[&[u8]]) -> Vec<u8> {
+    let mut req = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        req.extend_from_slice(a);
+        req.extend_from_slice(b"\r\n");
+    }
+    req
+}
+
 /// Sends one command on `raw` and returns its reply, which must be a single line.
 fn ask(raw: &mut std::net::TcpStream, args: &[&str]) -> String {
     use std::io::Write;
-    let mut req = format!("*{}\r\n", args.len());
-    for a in args {
-        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-    }
-    raw.write_all(req.as_bytes()).unwrap();
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    raw.write_all(&frame(&args)).unwrap();
     let reply = read_until(raw, "\r\n");
     reply.trim_end().to_owned()
 }
