@@ -1226,15 +1226,18 @@ mod tests {
     use crate::config::LogConfig;
     use crate::log::{Log, Topic};
 
-    fn always_topic(dir: &Path) -> (Log, Arc<Topic>) {
-        let log = Log::open(dir, LogConfig::default()).expect("open");
-        let topic = log
+    /// A log in a fresh directory with one `Always` topic, and the topic's partition.
+    fn always_partition() -> (tempfile::TempDir, Log, Arc<Partition>) {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = Log::open(dir.path(), LogConfig::default()).expect("open");
+        let topic: Arc<Topic> = log
             .create_topic(
                 "t",
                 TopicConfig::default().with_durability(Durability::Always),
             )
             .expect("create");
-        (log, topic)
+        let p = Arc::clone(topic.partition(0).expect("partition"));
+        (dir, log, p)
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -1249,9 +1252,7 @@ mod tests {
 
     #[test]
     fn a_deferred_fsync_waits_for_its_thread_to_lead_it() {
-        let dir = tempfile::tempdir().expect("dir");
-        let (log, topic) = always_topic(dir.path());
-        let p = Arc::clone(topic.partition(0).expect("partition"));
+        let (_dir, log, p) = always_partition();
         assert!(!p.lead_sync(), "nothing waits yet");
         runtime().block_on(async {
             let msgs = [Message::new("a")];
@@ -1271,9 +1272,7 @@ mod tests {
 
     #[test]
     fn a_deferred_fsync_handed_off_is_run_by_the_sync_thread() {
-        let dir = tempfile::tempdir().expect("dir");
-        let (_log, topic) = always_topic(dir.path());
-        let p = Arc::clone(topic.partition(0).expect("partition"));
+        let (_dir, _log, p) = always_partition();
         runtime().block_on(async {
             let msgs = [Message::new("a")];
             let mut append = pin!(p.append_async_leading(&msgs));
@@ -1290,9 +1289,7 @@ mod tests {
 
     #[test]
     fn an_appender_that_will_not_lead_gives_a_deferred_group_to_the_sync_thread() {
-        let dir = tempfile::tempdir().expect("dir");
-        let (_log, topic) = always_topic(dir.path());
-        let p = Arc::clone(topic.partition(0).expect("partition"));
+        let (_dir, _log, p) = always_partition();
         runtime().block_on(async {
             let first = [Message::new("a")];
             let mut deferred = pin!(p.append_async_leading(&first));

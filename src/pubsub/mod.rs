@@ -428,6 +428,13 @@ impl PubSub {
         out
     }
 
+    /// How many channels have at least one subscriber (`INFO`'s `pubsub_channels`), without
+    /// listing them.
+    #[must_use]
+    pub fn channel_count(&self) -> usize {
+        self.hub.registry.read().channels.len()
+    }
+
     /// Pattern subscriptions in place (Redis `PUBSUB NUMPAT`).
     #[must_use]
     pub fn pattern_count(&self) -> usize {

@@ -61,15 +61,9 @@ pub(crate) fn expire(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) 
         return not_int(out);
     };
     let now = db.cache.clock().now_millis() as i64;
-    // As Redis: a deadline that fits in milliseconds since the epoch.
-    let ms = match cmd {
-        "expire" => n
-            .checked_mul(1000)
-            .filter(|ms| ms.checked_add(now).is_some()),
-        "pexpire" => Some(n).filter(|ms| ms.checked_add(now).is_some()),
-        "expireat" => n.checked_mul(1000).map(|at| at.saturating_sub(now)),
-        _ => Some(n.saturating_sub(now)),
-    };
+    let seconds = matches!(cmd, "expire" | "expireat");
+    let absolute = matches!(cmd, "expireat" | "pexpireat");
+    let ms = super::deadline_ms(n, seconds, absolute, now);
     let Some(ms) = ms else {
         return out.error(&format!("ERR invalid expire time in '{cmd}' command"));
     };

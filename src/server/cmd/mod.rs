@@ -119,6 +119,18 @@ pub(crate) fn wrong_args(out: &mut Out, name: &[u8]) {
     ));
 }
 
+/// Milliseconds from `now` (Unix milliseconds) to the deadline an expiry argument names: `n`
+/// seconds or milliseconds, from now or as a Unix time (`absolute`). `None` when the deadline
+/// does not fit in milliseconds since the epoch, which Redis refuses as an invalid expire time.
+pub(crate) fn deadline_ms(n: i64, seconds: bool, absolute: bool, now: i64) -> Option<i64> {
+    let ms = if seconds { n.checked_mul(1000)? } else { n };
+    if absolute {
+        Some(ms.saturating_sub(now))
+    } else {
+        ms.checked_add(now).map(|_| ms)
+    }
+}
+
 pub(crate) fn parse_i64(b: &[u8]) -> Option<i64> {
     std::str::from_utf8(b).ok()?.parse().ok()
 }

@@ -529,7 +529,7 @@ fn info_sections(shared: &Arc<Shared>) -> Vec<(&'static str, String)> {
                 ("keyspace_misses", misses.to_string()),
                 (
                     "pubsub_channels",
-                    shared.db.pubsub.channels("*").len().to_string(),
+                    shared.db.pubsub.channel_count().to_string(),
                 ),
                 (
                     "pubsub_patterns",

@@ -151,15 +151,12 @@ fn ttl_from(
         return Err(());
     };
     // As Redis: positive, and a deadline that fits in milliseconds since the epoch.
-    let now = now_ms(db) as i64;
-    let ms = match unit {
-        _ if n <= 0 => None,
-        "ex" => n
-            .checked_mul(1000)
-            .filter(|ms| ms.checked_add(now).is_some()),
-        "px" => Some(n).filter(|ms| ms.checked_add(now).is_some()),
-        "exat" => n.checked_mul(1000).map(|at| at - now),
-        _ => Some(n - now),
+    let ms = if n <= 0 {
+        None
+    } else {
+        let seconds = matches!(unit, "ex" | "exat");
+        let absolute = matches!(unit, "exat" | "pxat");
+        super::deadline_ms(n, seconds, absolute, now_ms(db) as i64)
     };
     match ms {
         None => {
