@@ -849,3 +849,93 @@ fn errors_and_corner_cases_match_redis() {
         "*-1"
     );
 }
+
+/// COMMAND describes the commands quipu runs as Redis 7.0.15 does (arity, flags, key range,
+/// categories; quipu's tips and key specs are empty), and its errors are Redis's.
+#[test]
+fn command_describes_what_quipu_runs_as_redis_does() {
+    use std::io::Write;
+    let srv = start(None);
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    raw.write_all(&frame(&[b"COMMAND", b"INFO", b"get", b"nosuch"]))
+        .unwrap();
+    let want = "*2\r\n*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n\
+                *3\r\n+@read\r\n+@string\r\n+@fast\r\n*0\r\n*0\r\n*0\r\n$-1\r\n";
+    assert_eq!(read_until(&mut raw, "$-1\r\n"), want);
+    for (args, reply) in [
+        (
+            &["COMMAND", "GETKEYS", "nosuch", "a"][..],
+            "-ERR Invalid command specified",
+        ),
+        (
+            &["COMMAND", "GETKEYS", "get", "a", "b"],
+            "-ERR Invalid number of arguments specified for command",
+        ),
+        (
+            &["COMMAND", "GETKEYS", "publish", "a", "b"],
+            "-ERR The command has no key arguments",
+        ),
+        (
+            &["COMMAND", "GETKEYS", "get"],
+            "-ERR wrong number of arguments for 'command|getkeys' command",
+        ),
+        (
+            &["COMMAND", "COUNT", "x"],
+            "-ERR wrong number of arguments for 'command|count' command",
+        ),
+        (&["COMMAND", "LIST", "FOO"], "-ERR syntax error"),
+        (
+            &["COMMAND", "DOCS"],
+            "-ERR unknown subcommand 'DOCS'. Try COMMAND HELP.",
+        ),
+    ] {
+        assert_eq!(ask(&mut raw, args), reply, "{args:?}");
+    }
+
+    let mut c = srv.con();
+    let all: Vec<Value> = redis::cmd("COMMAND").query(&mut c).unwrap();
+    let count: usize = redis::cmd("COMMAND").arg("COUNT").query(&mut c).unwrap();
+    assert_eq!(all.len(), count);
+    assert!(count > 80, "{count}");
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg(&[
+            "GETKEYS", "XREAD", "COUNT", "1", "STREAMS", "a", "b", "0", "0",
+        ])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(keys, ["a", "b"]);
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg(&["GETKEYS", "MSET", "x", "1", "y", "2"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(keys, ["x", "y"]);
+    let hash: Vec<String> = redis::cmd("COMMAND")
+        .arg(&["LIST", "FILTERBY", "ACLCAT", "hash"])
+        .query(&mut c)
+        .unwrap();
+    assert!(hash.iter().any(|n| n == "hset") && !hash.iter().any(|n| n == "get"));
+    let streams: Vec<String> = redis::cmd("COMMAND")
+        .arg(&["LIST", "FILTERBY", "PATTERN", "xr*"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(streams, ["xrange", "xread", "xreadgroup", "xrevrange"]);
+    // A container lists the subcommands quipu runs, each with its own key range.
+    let Value::Array(info) = redis::cmd("COMMAND")
+        .arg(&["INFO", "xgroup"])
+        .query::<Value>(&mut c)
+        .unwrap()
+    else {
+        panic!("not an array");
+    };
+    let Some(Value::Array(xgroup)) = info.first() else {
+        panic!("{info:?}");
+    };
+    let Some(Value::Array(subs)) = xgroup.get(9) else {
+        panic!("{xgroup:?}");
+    };
+    assert_eq!(
+        subs.len(),
+        5,
+        "create, createconsumer, delconsumer, destroy, setid"
+    );
+}

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
+use super::cmd::table;
 use crate::glob::glob_match;
 
 /// One ACL user of the server config.
@@ -17,8 +18,10 @@ pub struct UserRule {
     pub name: String,
     /// Its password.
     pub password: String,
-    /// Commands it may run, lower case: names, `*` for all (the default), and `-name` to take
-    /// one away again (`["*", "-flushall", "-flushdb"]`).
+    /// Commands it may run, lower case: names, `*` for all (the default), a subcommand as
+    /// `container|sub`, Redis's categories as `@read` or `+@read` (`@all` for all), and any of
+    /// them after `-` to take it away again (`["*", "-@dangerous", "-client|kill"]`); later
+    /// entries win.
     #[serde(default = "everything")]
     pub commands: Vec<String>,
     /// Globs of the keys it may touch (default `*`).
@@ -52,13 +55,33 @@ impl UserRule {
         want.len() == pass.len() && want.iter().zip(pass).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
     }
 
-    fn may_run(&self, cmd: &str) -> bool {
+    fn may_run(&self, cmd: &str, args: &[Bytes]) -> bool {
+        // The subcommand's row for a container (`client|kill` is @dangerous, `client|id` not).
+        let spec = args
+            .get(1)
+            .and_then(|sub| table::subcommand(cmd, sub))
+            .or_else(|| table::spec(cmd));
+        let sub = spec
+            .and_then(|s| s.name.split_once('|'))
+            .map(|(_, sub)| sub);
+        let names = |rule: &str| {
+            rule == "*"
+                || rule == cmd
+                || sub.is_some_and(|sub| {
+                    rule.strip_prefix(cmd)
+                        .and_then(|r| r.strip_prefix('|'))
+                        .is_some_and(|r| r == sub)
+                })
+                || rule.strip_prefix('@').is_some_and(|cat| {
+                    cat == "all" || spec.is_some_and(|s| s.categories.contains(&cat))
+                })
+        };
         let mut allowed = false;
         for c in &self.commands {
             match c.strip_prefix('-') {
-                Some(denied) if denied == cmd || denied == "*" => allowed = false,
+                Some(denied) if names(denied) => allowed = false,
                 Some(_) => {}
-                None if c == "*" || c == cmd => allowed = true,
+                None if names(c.strip_prefix('+').unwrap_or(c)) => allowed = true,
                 None => {}
             }
         }
@@ -84,11 +107,10 @@ impl UserRule {
     /// # Errors
     /// What the user may not do.
     pub fn check(&self, cmd: &str, args: &[Bytes]) -> Result<(), Denied> {
-        if !self.may_run(cmd) {
+        if !self.may_run(cmd, args) {
             return Err(Denied::Command);
         }
         match key_positions(cmd, args) {
-            Keys::None => {}
             Keys::All => {
                 if !self.all_keys() {
                     return Err(Denied::Key);
@@ -128,8 +150,6 @@ pub fn denied_reply(user: &str, cmd: &str, why: Denied) -> String {
 
 /// Where a command's keys are.
 enum Keys {
-    /// It has none.
-    None,
     /// It reaches every key (KEYS, SCAN, FLUSHDB …): the user needs `*`.
     All,
     /// At these argument positions.
@@ -137,30 +157,10 @@ enum Keys {
 }
 
 fn key_positions(cmd: &str, args: &[Bytes]) -> Keys {
-    let n = args.len();
     match cmd {
-        "del" | "unlink" | "exists" | "mget" => Keys::At((1..n).collect()),
-        "mset" | "msetnx" => Keys::At((1..n).step_by(2).collect()),
-        "rename" | "renamenx" => Keys::At(vec![1, 2]),
+        // quipu's rule, stricter than Redis's: a command that reaches every key needs `*`.
         "keys" | "scan" | "flushdb" | "flushall" | "dbsize" | "randomkey" => Keys::All,
-        "xgroup" | "xinfo" => Keys::At(vec![2]),
-        "xread" | "xreadgroup" => {
-            let streams = args
-                .iter()
-                .position(|a| a.eq_ignore_ascii_case(b"streams"))
-                .map_or(n, |p| p + 1);
-            let count = (n - streams) / 2;
-            Keys::At((streams..streams + count).collect())
-        }
-        "get" | "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "incr"
-        | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" | "setrange" | "strlen"
-        | "getrange" | "substr" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl"
-        | "pttl" | "expiretime" | "pexpiretime" | "persist" | "type" | "hset" | "hmset"
-        | "hsetnx" | "hget" | "hmget" | "hgetall" | "hkeys" | "hvals" | "hlen" | "hexists"
-        | "hstrlen" | "hdel" | "hincrby" | "hincrbyfloat" | "hscan" | "xadd" | "xlen"
-        | "xrange" | "xrevrange" | "xack" | "xpending" | "xclaim" | "xautoclaim" | "xdel"
-        | "xtrim" => Keys::At(vec![1]),
-        _ => Keys::None,
+        _ => Keys::At(table::key_positions(args)),
     }
 }
 
@@ -228,6 +228,41 @@ mod tests {
         assert_eq!(
             u.check("xread", &args("XREAD STREAMS delivery:42:s 0")),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn categories_and_subcommands_grant_and_deny_as_in_redis() {
+        let mut u = courier();
+        u.commands = vec!["@read".into(), "+@hash".into(), "-hgetall".into()];
+        assert_eq!(u.check("get", &args("GET delivery:42:a")), Ok(()));
+        assert_eq!(u.check("hset", &args("HSET delivery:42:h f v")), Ok(()));
+        assert_eq!(
+            u.check("hgetall", &args("HGETALL delivery:42:h")),
+            Err(Denied::Command)
+        );
+        assert_eq!(
+            u.check("set", &args("SET delivery:42:a 1")),
+            Err(Denied::Command)
+        );
+        u.commands = vec!["@all".into(), "-@dangerous".into(), "client|kill".into()];
+        assert_eq!(u.check("flushall", &args("FLUSHALL")), Err(Denied::Command));
+        assert_eq!(
+            u.check("keys", &args("KEYS delivery:42:*")),
+            Err(Denied::Command)
+        );
+        // CLIENT KILL is @dangerous, CLIENT ID is not: the subcommand's categories count.
+        assert_eq!(u.check("client", &args("CLIENT ID")), Ok(()));
+        assert_eq!(u.check("client", &args("CLIENT KILL 1.2.3.4:5")), Ok(()));
+        u.commands = vec!["*".into(), "-client|kill".into()];
+        assert_eq!(
+            u.check("client", &args("CLIENT KILL 1.2.3.4:5")),
+            Err(Denied::Command)
+        );
+        assert_eq!(u.check("client", &args("CLIENT ID")), Ok(()));
+        assert_eq!(
+            u.check("client", &args("CLIENT kill x")),
+            Err(Denied::Command)
         );
     }
 

@@ -85,6 +85,15 @@ impl Out {
         }
     }
 
+    /// A set header of `n` elements (an array in RESP2).
+    pub fn set(&mut self, n: usize) {
+        if self.resp3 {
+            self.int_line(b'~', n as i64);
+        } else {
+            self.array(n);
+        }
+    }
+
     /// A push header (pub/sub messages; an array in RESP2).
     pub fn push(&mut self, n: usize) {
         if self.resp3 {

@@ -5,6 +5,7 @@ mod keys;
 mod pubsub;
 mod server;
 mod strings;
+pub(crate) mod table;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -189,49 +190,12 @@ fn allowed_in_subscribe(cmd: &str) -> bool {
 pub(crate) use pubsub::detach as detach_payload;
 pub(crate) use strings::Short;
 
-/// Redis 7's arity of a command quipu runs, from its `COMMAND INFO`: the number of arguments
-/// with the name, or minus the least number. `None` for a command quipu does not know.
-fn arity(cmd: &str) -> Option<i32> {
-    Some(match cmd {
-        "dbsize" | "reset" | "time" => 1,
-        "get" | "getdel" | "incr" | "decr" | "strlen" | "ttl" | "pttl" | "expiretime"
-        | "pexpiretime" | "persist" | "type" | "keys" | "hgetall" | "hkeys" | "hvals" | "hlen"
-        | "xlen" | "echo" | "select" => 2,
-        "setnx" | "getset" | "incrby" | "decrby" | "incrbyfloat" | "append" | "rename" | "hget"
-        | "hexists" | "hstrlen" | "publish" => 3,
-        "setex" | "psetex" | "setrange" | "getrange" | "substr" | "hsetnx" | "hincrby"
-        | "hincrbyfloat" => 4,
-        "flushdb" | "flushall" | "unsubscribe" | "punsubscribe" | "ping" | "quit" | "shutdown"
-        | "hello" | "info" | "command" => -1,
-        "mget" | "getex" | "del" | "unlink" | "exists" | "scan" | "subscribe" | "psubscribe"
-        | "pubsub" | "xgroup" | "xinfo" | "auth" | "client" | "config" | "acl" => -2,
-        "set" | "mset" | "msetnx" | "expire" | "pexpire" | "expireat" | "pexpireat" | "hmget"
-        | "hdel" | "hscan" | "xpending" | "xdel" => -3,
-        "hset" | "hmset" | "xrange" | "xrevrange" | "xread" | "xack" | "xtrim" => -4,
-        "xadd" => -5,
-        "xclaim" | "xautoclaim" => -6,
-        "xreadgroup" => -7,
-        _ => return None,
-    })
-}
-
-/// Whether `argc` arguments (the name included) fit `arity` as Redis counts it.
-fn arity_fits(arity: i32, argc: usize) -> bool {
-    let argc = i64::try_from(argc).unwrap_or(i64::MAX);
-    let arity = i64::from(arity);
-    if arity >= 0 {
-        argc == arity
-    } else {
-        argc >= -arity
-    }
-}
-
-/// Redis's check of a container command's subcommand (`CLIENT ID`, `CONFIG GET`): `arity` is
-/// the subcommand's (from Redis's `COMMAND INFO`), `None` for one quipu does not run. Writes
-/// Redis's error and returns false when the call fails the check.
-pub(crate) fn subcommand_fits(out: &mut Out, args: &[Bytes], arity: Option<i32>) -> bool {
+/// Redis's check of a container command's subcommand (`CLIENT ID`, `CONFIG GET`) against
+/// the command table: writes Redis's error and returns false for a subcommand quipu does not
+/// run or a call of the wrong arity.
+pub(crate) fn subcommand_fits(out: &mut Out, args: &[Bytes]) -> bool {
     let container = String::from_utf8_lossy(&args[0]).to_lowercase();
-    match arity {
+    match table::subcommand(&container, &args[1]) {
         None => {
             out.error(&format!(
                 "ERR unknown subcommand '{}'. Try {} HELP.",
@@ -240,10 +204,10 @@ pub(crate) fn subcommand_fits(out: &mut Out, args: &[Bytes], arity: Option<i32>)
             ));
             false
         }
-        Some(a) if !arity_fits(a, args.len()) => {
+        Some(s) if !table::arity_fits(s.arity, args.len()) => {
             out.error(&format!(
-                "ERR wrong number of arguments for '{container}|{}' command",
-                String::from_utf8_lossy(&args[1]).to_lowercase()
+                "ERR wrong number of arguments for '{}' command",
+                s.name
             ));
             false
         }
@@ -266,7 +230,7 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         ""
     };
     // Checked before authentication and permissions, as Redis does.
-    if arity(cmd).is_some_and(|a| !arity_fits(a, args.len())) {
+    if table::spec(cmd).is_some_and(|s| !table::arity_fits(s.arity, args.len())) {
         wrong_args(out, first);
         return Flow::Continue;
     }

@@ -120,12 +120,7 @@ pub(crate) fn introspect(db: &Db, args: &[Bytes], out: &mut Out) {
         return wrong_args(out, &args[0]);
     };
     let sub = String::from_utf8_lossy(sub).to_lowercase();
-    let arity = match sub.as_str() {
-        "channels" | "numsub" => Some(-2),
-        "numpat" => Some(2),
-        _ => None,
-    };
-    if !super::subcommand_fits(out, args, arity) {
+    if !super::subcommand_fits(out, args) {
         return;
     }
     match sub.as_str() {

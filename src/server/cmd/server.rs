@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 
-use super::{Conn, Flow, wrong_args};
+use super::{Conn, Flow, table, wrong_args};
 use crate::server::Shared;
 use crate::server::acl::UserRule;
 use crate::server::reply::Out;
@@ -111,21 +111,129 @@ pub(crate) fn exec(
             out.bulk(now.as_secs().to_string().as_bytes());
             out.bulk(now.subsec_micros().to_string().as_bytes());
         }
-        "command" => {
-            // Enough for redis-cli and client libraries: they tolerate an empty table.
-            match args
-                .get(1)
-                .map(|a| String::from_utf8_lossy(a).to_lowercase())
-            {
-                Some(s) if s == "count" => out.int(0),
-                _ => out.array(0),
-            }
-        }
+        "command" => command(args, out),
         "config" => config(shared, args, out),
         "acl" => acl(conn, shared, args, out),
         _ => out.error(&unknown_command(args)),
     }
     Flow::Continue
+}
+
+/// `COMMAND`, `COMMAND COUNT | INFO [name …] | LIST [FILTERBY ACLCAT cat | PATTERN glob] |
+/// GETKEYS command arg …`, from the command table, with Redis 7's reply shape (tips and key
+/// specs empty). `COMMAND DOCS` is an unknown subcommand, on purpose: redis-cli then falls back
+/// to the help it carries, which has every command's arguments for its hints.
+fn command(args: &[Bytes], out: &mut Out) {
+    if args.len() > 1 && !super::subcommand_fits(out, args) {
+        return;
+    }
+    let sub = args
+        .get(1)
+        .map(|a| String::from_utf8_lossy(a).to_lowercase());
+    match sub.as_deref() {
+        None => {
+            out.array(table::top_level().count());
+            for s in table::top_level() {
+                command_entry(s, out);
+            }
+        }
+        Some("count") => out.int(table::top_level().count() as i64),
+        Some("info") if args.len() == 2 => command(&args[..1], out),
+        Some("info") => {
+            out.array(args.len() - 2);
+            for name in &args[2..] {
+                match table::spec(&String::from_utf8_lossy(name).to_lowercase()) {
+                    Some(s) => command_entry(s, out),
+                    None => out.null(),
+                }
+            }
+        }
+        Some("list") => command_list(args, out),
+        Some("getkeys") => {
+            let name = String::from_utf8_lossy(&args[2]).to_lowercase();
+            let Some(s) = table::spec(&name) else {
+                return out.error("ERR Invalid command specified");
+            };
+            if !table::arity_fits(s.arity, args.len() - 2) {
+                return out.error("ERR Invalid number of arguments specified for command");
+            }
+            let keys = table::key_positions(&args[2..]);
+            if keys.is_empty() {
+                return out.error("ERR The command has no key arguments");
+            }
+            out.array(keys.len());
+            for i in keys {
+                out.bulk(&args[2 + i]);
+            }
+        }
+        // subcommand_fits let through only the subcommands above.
+        Some(_) => out.error("ERR syntax error"),
+    }
+}
+
+/// `COMMAND LIST [FILTERBY ACLCAT cat | PATTERN glob | MODULE name]`.
+fn command_list(args: &[Bytes], out: &mut Out) {
+    let filter = match &args[2..] {
+        [] => None,
+        [by, kind, value]
+            if by.eq_ignore_ascii_case(b"filterby")
+                && [&b"aclcat"[..], b"pattern", b"module"]
+                    .iter()
+                    .any(|k| kind.eq_ignore_ascii_case(k)) =>
+        {
+            Some((String::from_utf8_lossy(kind).to_lowercase(), &value[..]))
+        }
+        _ => return super::syntax(out),
+    };
+    let names: Vec<&str> = table::top_level()
+        .filter(|s| match &filter {
+            None => true,
+            Some((kind, value)) => match kind.as_str() {
+                "aclcat" => s
+                    .categories
+                    .iter()
+                    .any(|c| c.as_bytes().eq_ignore_ascii_case(value)),
+                "pattern" => crate::glob::glob_match(value, s.name.as_bytes()),
+                // No modules.
+                _ => false,
+            },
+        })
+        .map(|s| s.name)
+        .collect();
+    out.array(names.len());
+    for n in names {
+        out.bulk(n.as_bytes());
+    }
+}
+
+/// One command's `COMMAND INFO` entry, Redis 7's ten fields, its subcommands nested.
+fn command_entry(s: &table::Spec, out: &mut Out) {
+    out.array(10);
+    out.bulk(s.name.as_bytes());
+    out.int(i64::from(s.arity));
+    out.set(s.flags.len());
+    for f in s.flags {
+        out.simple(f);
+    }
+    out.int(i64::from(s.first));
+    out.int(i64::from(s.last));
+    out.int(i64::from(s.step));
+    out.set(s.categories.len());
+    for c in s.categories {
+        out.simple(&format!("@{c}"));
+    }
+    // Tips and key specs.
+    out.set(0);
+    out.array(0);
+    if s.name.contains('|') {
+        out.array(0);
+    } else {
+        let subs: Vec<_> = table::subcommands_of(s.name).collect();
+        out.array(subs.len());
+        for sub in subs {
+            command_entry(sub, out);
+        }
+    }
 }
 
 /// Redis 7's reply to an unknown command: its name (at most `SHOWN_MAX` bytes), then each
@@ -216,15 +324,7 @@ fn client(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) 
         return wrong_args(out, &args[0]);
     };
     let sub = String::from_utf8_lossy(sub).to_lowercase();
-    let arity = match sub.as_str() {
-        "getname" | "id" | "info" => Some(2),
-        "setname" => Some(3),
-        "setinfo" => Some(4),
-        "list" => Some(-2),
-        "kill" => Some(-3),
-        _ => None,
-    };
-    if !super::subcommand_fits(out, args, arity) {
+    if !super::subcommand_fits(out, args) {
         return;
     }
     match sub.as_str() {
@@ -308,13 +408,7 @@ fn config(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
         return wrong_args(out, &args[0]);
     };
     let sub = String::from_utf8_lossy(sub).to_lowercase();
-    let arity = match sub.as_str() {
-        "get" => Some(-3),
-        "set" => Some(-4),
-        "resetstat" => Some(2),
-        _ => None,
-    };
-    if !super::subcommand_fits(out, args, arity) {
+    if !super::subcommand_fits(out, args) {
         return;
     }
     match sub.as_str() {
