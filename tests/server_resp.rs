@@ -519,7 +519,14 @@ fn scan_returns_every_key_present_throughout_while_others_come_and_go() {
     for i in 0..200 {
         assert!(seen.contains(&format!("keep:{i}")), "keep:{i} was missed");
     }
-    let bad: RedisResult<Value> = redis::cmd("SCAN").arg("-1").query(&mut c);
+    // As Redis's strtoul reads it, -1 is the largest cursor: past the end.
+    let (next, page): (u64, Vec<String>) = redis::cmd("SCAN").arg("-1").query(&mut c).unwrap();
+    assert_eq!((next, page.len()), (0, 0));
+    let bad: RedisResult<Value> = redis::cmd("SCAN")
+        .arg("-18446744073709551616")
+        .query(&mut c);
+    assert!(bad.is_err());
+    let bad: RedisResult<Value> = redis::cmd("SCAN").arg("1x").query(&mut c);
     assert!(bad.is_err());
 }
 

@@ -145,9 +145,19 @@ pub(crate) fn parse_f64(b: &[u8]) -> Option<f64> {
         .filter(|f| !f.is_nan())
 }
 
-/// A SCAN-family cursor.
+/// A SCAN-family cursor, read as Redis reads one (`strtoul`): an optional sign, then digits
+/// that fit in 64 bits; a negative cursor wraps (`-1` is the largest).
 pub(crate) fn parse_cursor(b: &[u8]) -> Option<u64> {
-    std::str::from_utf8(b).ok()?.parse().ok()
+    let (negative, digits) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        Some(b'+') => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(if negative { n.wrapping_neg() } else { n })
 }
 
 pub(crate) fn not_int(out: &mut Out) {
