@@ -167,12 +167,7 @@ fn key_positions(cmd: &str, args: &[Bytes]) -> Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(s: &str) -> Vec<Bytes> {
-        s.split(' ')
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect()
-    }
+    use crate::server::cmd::table::tests::args;
 
     fn courier() -> UserRule {
         UserRule {

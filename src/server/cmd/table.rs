@@ -243,10 +243,11 @@ fn range_keys(s: &Spec, argc: usize) -> Vec<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<Bytes> {
+    /// A command split at spaces, for tests here and in the ACL's.
+    pub(crate) fn args(s: &str) -> Vec<Bytes> {
         s.split(' ')
             .map(|a| Bytes::copy_from_slice(a.as_bytes()))
             .collect()
