@@ -946,3 +946,38 @@ fn command_describes_what_quipu_runs_as_redis_does() {
         "create, createconsumer, delconsumer, destroy, setid"
     );
 }
+
+/// Every command COMMAND lists is one quipu runs: called with as many arguments as its arity
+/// asks, none answers "unknown command" (a table row without a handler would).
+#[test]
+fn every_command_listed_is_run() {
+    let srv = start(None);
+    let mut c = srv.con();
+    let all: Vec<Value> = redis::cmd("COMMAND").query(&mut c).unwrap();
+    let mut tried = 0;
+    for entry in all {
+        let Value::Array(fields) = entry else {
+            panic!("{entry:?}");
+        };
+        let (Some(Value::BulkString(name)), Some(Value::Int(arity))) =
+            (fields.first(), fields.get(1))
+        else {
+            panic!("{fields:?}");
+        };
+        let name = String::from_utf8(name.clone()).unwrap();
+        if matches!(name.as_str(), "shutdown" | "quit") {
+            continue;
+        }
+        let mut args = vec![name.as_str()];
+        let argc = usize::try_from(arity.unsigned_abs()).unwrap();
+        args.resize(argc.max(1), "k");
+        let mut raw = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        let reply = ask(&mut raw, &args);
+        assert!(
+            !reply.starts_with("-ERR unknown command"),
+            "{args:?}: {reply}"
+        );
+        tried += 1;
+    }
+    assert!(tried > 80, "{tried}");
+}
