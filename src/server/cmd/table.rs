@@ -159,13 +159,25 @@ pub(crate) fn spec(name: &str) -> Option<&'static Spec> {
 }
 
 /// The row of a container's subcommand (`client`, `id`; any case).
+/// `None` at once for a command that has no subcommands (`GET k`), without building a name.
 pub(crate) fn subcommand(container: &str, sub: &[u8]) -> Option<&'static Spec> {
-    let name = format!(
-        "{}|{}",
-        container.to_ascii_lowercase(),
+    let container = container.to_ascii_lowercase();
+    let at = COMMANDS
+        .binary_search_by(|s| s.name.cmp(container.as_str()))
+        .ok()?;
+    // A container's subcommands follow its row in the sorted table.
+    let next = COMMANDS.get(at + 1)?;
+    if !next
+        .name
+        .strip_prefix(container.as_str())
+        .is_some_and(|rest| rest.starts_with('|'))
+    {
+        return None;
+    }
+    spec(&format!(
+        "{container}|{}",
         String::from_utf8_lossy(sub).to_ascii_lowercase()
-    );
-    spec(&name)
+    ))
 }
 
 /// The top-level commands, in table order.
