@@ -185,7 +185,9 @@ fn command_list(args: &[Bytes], out: &mut Out) {
         }
         _ => return super::syntax(out),
     };
+    // Every command and subcommand (`acl|users`), each container before its own, as Redis.
     let names: Vec<&str> = table::top_level()
+        .flat_map(|s| std::iter::once(s).chain(table::subcommands_of(s.name)))
         .filter(|s| match &filter {
             None => true,
             Some((kind, value)) => match kind.as_str() {
@@ -493,6 +495,9 @@ fn config_set(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
 }
 
 fn acl(conn: &Conn, shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
+    if !super::subcommand_fits(out, args) {
+        return;
+    }
     let sub = args
         .get(1)
         .map(|a| String::from_utf8_lossy(a).to_lowercase());
@@ -508,7 +513,11 @@ fn acl(conn: &Conn, shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
                 out.bulk(u.name.as_bytes());
             }
         }
-        _ => out.error("ERR unknown subcommand or wrong number of arguments for 'acl'. Supported: WHOAMI, USERS"),
+        // The table has a row for every subcommand above.
+        _ => out.error(&format!(
+            "ERR unknown subcommand '{}'. Try ACL HELP.",
+            super::shown(&args[1])
+        )),
     }
 }
 

@@ -305,7 +305,8 @@ pub(crate) fn xgroup(shared: &Shared, args: &[Bytes], out: &mut Out) {
         "setid" => args.len() == 5 || args.len() == 7,
         "destroy" => args.len() == 4,
         "createconsumer" | "delconsumer" => args.len() == 5,
-        "help" => return help(out),
+        "help" if args.len() == 2 => return help(out),
+        "help" => false,
         _ => {
             return out.error(&format!(
                 "ERR unknown subcommand '{}'. Try XGROUP HELP.",

@@ -18,7 +18,8 @@ pub(crate) fn xinfo(shared: &Shared, args: &[Bytes], out: &mut Out) {
         "stream" => args.len() == 3 || args.len() == 4,
         "groups" => args.len() == 3,
         "consumers" => args.len() == 4,
-        "help" => return help(out),
+        "help" if args.len() == 2 => return help(out),
+        "help" => false,
         _ => {
             return out.error(&format!(
                 "ERR unknown subcommand '{}'. Try XINFO HELP.",
