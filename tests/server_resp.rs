@@ -719,6 +719,46 @@ fn errors_and_corner_cases_match_redis() {
         // Subcommands have their own arity.
         (vec!["XGROUP", "HELP", "x"], wrong("xgroup|help")),
         (vec!["XINFO", "HELP", "x"], wrong("xinfo|help")),
+        // A subcommand's bad option or count is Redis's subcommand syntax error, as given.
+        (
+            vec!["XGROUP", "CReate", "xs", "g", "$", "NOSUCH"],
+            "-ERR unknown subcommand or wrong number of arguments for 'CReate'. Try XGROUP HELP."
+                .into(),
+        ),
+        (
+            vec!["XGROUP", "CREATE", "xs", "g", "$", "ENTRIESREAD"],
+            "-ERR unknown subcommand or wrong number of arguments for 'CREATE'. Try XGROUP HELP."
+                .into(),
+        ),
+        (
+            vec!["XGROUP", "CREATE", "xs", "g", "$", "ENTRIESREAD", "x"],
+            "-ERR value is not an integer or out of range".into(),
+        ),
+        (
+            vec![
+                "XGROUP", "CREATE", "xs", "g", "$", "MKSTREAM", "MKSTREAM", "MKSTREAM", "MKSTREAM",
+            ],
+            "-ERR unknown subcommand or wrong number of arguments for 'CREATE'. Try XGROUP HELP."
+                .into(),
+        ),
+        (
+            vec!["XGROUP", "SETID", "xs", "g", "$", "MKSTREAM"],
+            "-ERR unknown subcommand or wrong number of arguments for 'SETID'. Try XGROUP HELP."
+                .into(),
+        ),
+        (
+            vec!["XINFO", "STREAM", "nosuch", "FULL", "x"],
+            "-ERR no such key".into(),
+        ),
+        (
+            vec!["XINFO", "STREAM", "xs", "FULL", "x"],
+            "-ERR unknown subcommand or wrong number of arguments for 'STREAM'. Try XINFO HELP."
+                .into(),
+        ),
+        (
+            vec!["XINFO", "STREAM", "xs", "FULL", "COUNT", "x"],
+            "-ERR value is not an integer or out of range".into(),
+        ),
         (vec!["ACL", "USERS", "x"], wrong("acl|users")),
         (
             vec!["ACL", "NOSUCH"],
@@ -844,6 +884,12 @@ fn errors_and_corner_cases_match_redis() {
             "-WRONGPASS invalid username-password pair or user is disabled.".into(),
         ),
     ];
+    // The XGROUP and XINFO cases need a stream.
+    let id: String = redis::cmd("XADD")
+        .arg(&["xs", "*", "f", "v"])
+        .query(&mut srv.con())
+        .unwrap();
+    assert!(id.contains('-'), "{id}");
     for (args, want) in &cases {
         assert_eq!(&ask(&mut raw, args), want, "{args:?}");
     }

@@ -225,6 +225,16 @@ pub(crate) fn subcommand_fits(out: &mut Out, args: &[Bytes]) -> bool {
     }
 }
 
+/// Redis's error for a container's subcommand whose options or argument count are wrong
+/// (`XGROUP CREATE k g $ NOSUCH`), which the table's arity cannot tell.
+pub(crate) fn subcommand_syntax_error(out: &mut Out, args: &[Bytes]) {
+    out.error(&format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+        shown(&args[1]),
+        String::from_utf8_lossy(&args[0]).to_uppercase()
+    ));
+}
+
 /// Runs one command.
 pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) -> Flow {
     let Some(first) = args.first() else {

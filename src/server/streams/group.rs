@@ -299,23 +299,12 @@ pub(crate) fn xgroup(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if args.len() < 2 {
         return out.error(&wrong_args("xgroup"));
     }
+    if !crate::server::cmd::subcommand_fits(out, args) {
+        return;
+    }
     let sub = lower(&args[1]);
-    let arity_ok = match sub.as_str() {
-        "create" => (5..=8).contains(&args.len()),
-        "setid" => args.len() == 5 || args.len() == 7,
-        "destroy" => args.len() == 4,
-        "createconsumer" | "delconsumer" => args.len() == 5,
-        "help" if args.len() == 2 => return help(out),
-        "help" => false,
-        _ => {
-            return out.error(&format!(
-                "ERR unknown subcommand '{}'. Try XGROUP HELP.",
-                crate::server::cmd::shown(&args[1])
-            ));
-        }
-    };
-    if !arity_ok {
-        return out.error(&wrong_args(&format!("xgroup|{sub}")));
+    if sub == "help" {
+        return help(out);
     }
     let (key, group) = (&args[2], &args[3]);
     let mut mkstream = false;
@@ -329,14 +318,27 @@ pub(crate) fn xgroup(shared: &Shared, args: &[Bytes], out: &mut Out) {
                 }
                 "entriesread" if i + 1 < args.len() => {
                     // Accepted; quipu knows the exact count (the group's offset).
-                    if crate::server::cmd::parse_i64(&args[i + 1]).is_none_or(|n| n < -1) {
-                        return out.error("ERR value for ENTRIESREAD must be positive or -1");
+                    match crate::server::cmd::parse_i64(&args[i + 1]) {
+                        None => return out.error("ERR value is not an integer or out of range"),
+                        Some(n) if n < -1 => {
+                            return out.error("ERR value for ENTRIESREAD must be positive or -1");
+                        }
+                        Some(_) => {}
                     }
                     i += 2;
                 }
-                _ => return out.error("ERR syntax error"),
+                _ => return crate::server::cmd::subcommand_syntax_error(out, args),
             }
         }
+    }
+    // The table's arities are lower bounds for CREATE and SETID; these are their upper ones.
+    let too_many = match sub.as_str() {
+        "create" => args.len() > 8,
+        "setid" => args.len() != 5 && args.len() != 7,
+        _ => false,
+    };
+    if too_many {
+        return crate::server::cmd::subcommand_syntax_error(out, args);
     }
     let topic = match stream(shared, key, mkstream) {
         Ok(Some(t)) => t,

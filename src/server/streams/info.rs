@@ -13,28 +13,12 @@ pub(crate) fn xinfo(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if args.len() < 2 {
         return out.error(&wrong_args("xinfo"));
     }
-    let sub = lower(&args[1]);
-    let arity_ok = match sub.as_str() {
-        "stream" => args.len() == 3 || args.len() == 4,
-        "groups" => args.len() == 3,
-        "consumers" => args.len() == 4,
-        "help" if args.len() == 2 => return help(out),
-        "help" => false,
-        _ => {
-            return out.error(&format!(
-                "ERR unknown subcommand '{}'. Try XINFO HELP.",
-                crate::server::cmd::shown(&args[1])
-            ));
-        }
-    };
-    if !arity_ok {
-        return out.error(&wrong_args(&format!("xinfo|{sub}")));
+    if !crate::server::cmd::subcommand_fits(out, args) {
+        return;
     }
-    if sub == "stream" && args.len() == 4 {
-        if !args[3].eq_ignore_ascii_case(b"full") {
-            return out.error("ERR syntax error");
-        }
-        return out.error("ERR XINFO STREAM FULL is not supported by quipu");
+    let sub = lower(&args[1]);
+    if sub == "help" {
+        return help(out);
     }
     let key = &args[2];
     let Some(topic) = stream(shared, key, false).ok().flatten() else {
@@ -43,6 +27,9 @@ pub(crate) fn xinfo(shared: &Shared, args: &[Bytes], out: &mut Out) {
     let Ok(p) = topic.partition(0) else {
         return out.error("ERR no such key");
     };
+    if sub == "stream" && args.len() > 3 {
+        return full_refused(args, out);
+    }
     let st = match state(shared, key, &topic) {
         Ok(s) => s,
         Err(e) => return out.error(&e),
@@ -141,4 +128,21 @@ fn help(out: &mut Out) {
     for l in lines {
         out.simple(l);
     }
+}
+
+/// `XINFO STREAM key FULL [COUNT n]`, which quipu does not run: Redis's errors for a
+/// malformed call, then the refusal.
+fn full_refused(args: &[Bytes], out: &mut Out) {
+    let count_ok = match args.len() {
+        4 => true,
+        6 => args[4].eq_ignore_ascii_case(b"count"),
+        _ => false,
+    };
+    if !args[3].eq_ignore_ascii_case(b"full") || !count_ok {
+        return crate::server::cmd::subcommand_syntax_error(out, args);
+    }
+    if args.len() == 6 && crate::server::cmd::parse_i64(&args[5]).is_none() {
+        return out.error("ERR value is not an integer or out of range");
+    }
+    out.error("ERR XINFO STREAM FULL is not supported by quipu");
 }
