@@ -209,25 +209,37 @@ impl Partition {
         self.finish_async(pending).await
     }
 
-    /// [`append_async`](Self::append_async) for a thread that runs the fsync itself once it
-    /// has nothing else to do: on an `Always` topic the sync thread is not woken for these
-    /// records. The caller's thread must then soon call [`lead_sync`](Self::lead_sync) (when
-    /// idle) or [`hand_off_sync`](Self::hand_off_sync) (when it stays busy); until one of them
-    /// runs, this waits. The server's I/O threads append XADDs this way: the sync thread's
+    /// Writes the records now and returns the wait for their durability, for a caller that
+    /// must place the write among other work and wait afterwards (the server writes the XADDs
+    /// of a transaction inside `EXEC`, with no other command running, and waits after it).
+    ///
+    /// `lead`: the caller's thread runs the fsync itself once it has nothing else to do, so on
+    /// an `Always` topic the sync thread is not woken for these records. The caller's thread
+    /// must then soon call [`lead_sync`](Self::lead_sync) (when idle) or
+    /// [`hand_off_sync`](Self::hand_off_sync) (when it stays busy); until one of them runs,
+    /// the wait waits. The server's I/O threads append XADDs this way: the sync thread's
     /// wake-up and its wake-up of the I/O thread were two cross-core wake-ups per fsync, each
     /// ~66 µs on a VM whose idle virtual CPU halts (docs/BENCHMARKS.md).
     ///
     /// # Errors
-    /// As [`append`](Self::append).
-    pub(crate) async fn append_async_leading(
-        &self,
+    /// As [`append`](Self::append), from the write or from the wait.
+    pub(crate) fn start_append(
+        self: &Arc<Self>,
         msgs: &[Message],
-    ) -> Result<AppendReceipt, LogError> {
-        let pending = self.write(msgs, None, Leader::WhenIdle)?;
-        self.finish_async(pending).await
+        lead: bool,
+    ) -> Result<impl Future<Output = Result<AppendReceipt, LogError>> + Send + 'static, LogError>
+    {
+        let leader = if lead {
+            Leader::WhenIdle
+        } else {
+            Leader::SyncThread
+        };
+        let pending = self.write(msgs, None, leader)?;
+        let this = Arc::clone(self);
+        Ok(async move { this.finish_async(pending).await })
     }
 
-    /// Runs the fsync that appends made by [`append_async_leading`](Self::append_async_leading)
+    /// Runs the fsync that appends made by [`start_append`](Self::start_append) with `lead`
     /// wait for, here and now, blocking the caller for its duration. Returns whether it ran
     /// one: not when nothing waits or the sync thread has the request. When an fsync is
     /// already running, what it does not cover goes to the sync thread after it.
@@ -248,7 +260,7 @@ impl Partition {
         true
     }
 
-    /// Gives a deferred fsync request (see [`append_async_leading`](Self::append_async_leading))
+    /// Gives a deferred fsync request (see [`start_append`](Self::start_append))
     /// to the sync thread: for a thread that stayed busy.
     pub(crate) fn hand_off_sync(&self) {
         let mut st = self.core.state.lock();
@@ -1256,7 +1268,7 @@ mod tests {
         assert!(!p.lead_sync(), "nothing waits yet");
         runtime().block_on(async {
             let msgs = [Message::new("a")];
-            let mut append = pin!(p.append_async_leading(&msgs));
+            let mut append = pin!(p.start_append(&msgs, true).expect("write"));
             // The sync thread was not woken: unled, the append is not acknowledged.
             assert!(tokio::time::timeout(UNLED, &mut append).await.is_err());
             assert_eq!(p.durable_offset(), 0);
@@ -1275,7 +1287,7 @@ mod tests {
         let (_dir, _log, p) = always_partition();
         runtime().block_on(async {
             let msgs = [Message::new("a")];
-            let mut append = pin!(p.append_async_leading(&msgs));
+            let mut append = pin!(p.start_append(&msgs, true).expect("write"));
             assert!(tokio::time::timeout(UNLED, &mut append).await.is_err());
             p.hand_off_sync();
             let receipt = tokio::time::timeout(Duration::from_secs(10), append)
@@ -1292,7 +1304,7 @@ mod tests {
         let (_dir, _log, p) = always_partition();
         runtime().block_on(async {
             let first = [Message::new("a")];
-            let mut deferred = pin!(p.append_async_leading(&first));
+            let mut deferred = pin!(p.start_append(&first, true).expect("write"));
             assert!(tokio::time::timeout(UNLED, &mut deferred).await.is_err());
             // An ordinary append wakes the sync thread, whose fsync covers both.
             let second = [Message::new("b")];

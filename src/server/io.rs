@@ -157,7 +157,7 @@ fn work() -> u64 {
 
 /// Whether this thread will run the fsync that `partition`'s appends wait for once it has
 /// nothing else to do, as Redis's event loop does before it sleeps; the caller ([`append`],
-/// for XADD and durable PUBLISH) then appends with [`Partition::append_async_leading`]. Only
+/// for XADD and durable PUBLISH) then appends with [`Partition::start_append`] and `lead`. Only
 /// threads with a poller (`busy_poll_us` > 0) lead; the others leave fsyncs to the sync thread.
 ///
 /// Why: handing the fsync to the partition's sync thread costs two cross-core wake-ups per
@@ -190,11 +190,10 @@ pub(crate) async fn append(
     msgs: &[Message],
 ) -> Result<AppendReceipt, LogError> {
     // Only an fsync per append is worth leading: other topics never wait for one.
-    if partition.durability() == Durability::Always && lead_when_idle(partition) {
-        partition.append_async_leading(msgs).await
-    } else {
-        partition.append_async(msgs).await
-    }
+    let lead = partition.durability() == Durability::Always && lead_when_idle(partition);
+    // The write is one command's: no transaction's `EXEC` runs in the middle of it.
+    let wait = super::gate::shared(|| partition.start_append(msgs, lead))?;
+    wait.await
 }
 
 /// Runs the fsyncs this thread was to lead; returns whether there were any.
@@ -389,7 +388,7 @@ mod tests {
                 let msgs = [crate::log::Message::new("x")];
                 let led = lead_when_idle(&p);
                 let receipt = if led {
-                    p.append_async_leading(&msgs).await
+                    p.start_append(&msgs, true).expect("write").await
                 } else {
                     p.append_async(&msgs).await
                 };
@@ -422,7 +421,7 @@ mod tests {
                 for i in 0..appends {
                     let msgs = [crate::log::Message::new(format!("{t}-{i}"))];
                     assert!(lead_when_idle(&p));
-                    let r = p.append_async_leading(&msgs).await.unwrap();
+                    let r = p.start_append(&msgs, true).expect("write").await.unwrap();
                     assert!(r.synced);
                     assert!(p.durable_offset() > r.offset);
                 }
@@ -458,7 +457,12 @@ mod tests {
         io.next().spawn(async move {
             let msgs = [crate::log::Message::new("x")];
             assert!(lead_when_idle(&p));
-            let synced = p.append_async_leading(&msgs).await.unwrap().synced;
+            let synced = p
+                .start_append(&msgs, true)
+                .expect("write")
+                .await
+                .unwrap()
+                .synced;
             tx.send((synced, busy_done.load(std::sync::atomic::Ordering::SeqCst)))
                 .unwrap();
         });

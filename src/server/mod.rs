@@ -10,6 +10,7 @@ mod clients;
 mod cmd;
 pub(crate) mod db;
 pub mod frame;
+mod gate;
 mod http;
 mod io;
 mod notify;
@@ -647,6 +648,7 @@ async fn serve<R, W>(
                     if conn.authed
                         && conn.user.is_none()
                         && conn.subscriptions() == 0
+                        && conn.multi.is_none()
                         && let Some(short) = cmd::Short::of(&input, &ranges)
                     {
                         // GET, SET, INCR and DECR run on the input buffer: no argument list, so
@@ -656,7 +658,7 @@ async fn serve<R, W>(
                         // first holds (authenticated, unrestricted, not subscribed); earlier
                         // pipelined XADDs answer first, so replies stay in order.
                         pending.flush(&mut out).await;
-                        short.run(shared, &input, &ranges, &mut out);
+                        gate::shared(|| short.run(shared, &input, &ranges, &mut out));
                         commands += 1;
                         bytes::Buf::advance(&mut input, used);
                         if !write_if_large(&mut wr, &mut out).await {
@@ -673,6 +675,7 @@ async fn serve<R, W>(
                         .first()
                         .is_some_and(|a| a.eq_ignore_ascii_case(b"xadd"))
                         && conn.authed
+                        && conn.multi.is_none()
                         && cmd::allows(&conn, "xadd", &args)
                     {
                         // Parsed now; appended in order when the pipeline's run of XADDs ends
@@ -696,6 +699,7 @@ async fn serve<R, W>(
                     // A refused command falls through to `exec`, which writes its NOPERM in order.
                     if conn.authed
                         && conn.subscriptions() == 0
+                        && conn.multi.is_none()
                         && streams::is_blocking(&args)
                         && cmd::allows(
                             &conn,
@@ -704,7 +708,8 @@ async fn serve<R, W>(
                         )
                     {
                         // XREAD/XREADGROUP BLOCK: earlier replies go out, then the wait.
-                        if let Some(wait) = streams::start_read(shared, &args, &mut out, true) {
+                        let start = || streams::start_read(shared, &args, &mut out, true);
+                        if let Some(wait) = gate::shared(start) {
                             if wr.write_all(&out.buf).await.is_err() {
                                 return;
                             }
@@ -719,7 +724,12 @@ async fn serve<R, W>(
                         }
                         continue;
                     }
-                    if cmd::exec(shared, &mut conn, &args, &mut out) == Flow::Close {
+                    let flow = cmd::exec(shared, &mut conn, &args, &mut out);
+                    if let Some(waiting) = conn.waiting.take() {
+                        // An EXEC's XADDs were appended inside it: its reply waits for them.
+                        waiting.finish(&mut out).await;
+                    }
+                    if flow == Flow::Close {
                         close = true;
                         break;
                     }
@@ -866,6 +876,7 @@ fn durable_publish(shared: &Shared, conn: &Conn, args: &[Bytes]) -> Option<Strin
         || !args[0].eq_ignore_ascii_case(b"publish")
         || !conn.authed
         || conn.subscriptions() > 0
+        || conn.multi.is_some()
         || !cmd::allows(conn, "publish", args)
     {
         return None;

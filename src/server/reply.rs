@@ -71,6 +71,15 @@ impl Out {
         }
     }
 
+    /// A null array (`*-1` in RESP2, null in RESP3): XREAD with nothing, an aborted EXEC.
+    pub fn null_array(&mut self) {
+        if self.resp3 {
+            self.null();
+        } else {
+            self.buf.extend_from_slice(b"*-1\r\n");
+        }
+    }
+
     /// An array header of `n` elements.
     pub fn array(&mut self, n: usize) {
         self.int_line(b'*', n as i64);

@@ -2,6 +2,7 @@
 
 mod hashes;
 mod keys;
+pub(crate) mod multi;
 mod pubsub;
 mod server;
 mod strings;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use super::Shared;
 use super::acl::{UserRule, denied_reply};
 use super::clients::Client;
+use super::gate;
 use super::reply::Out;
 use crate::pubsub::Subscription;
 
@@ -35,6 +37,12 @@ pub struct Conn {
     pub channels: Vec<String>,
     /// Patterns subscribed.
     pub patterns: Vec<String>,
+    /// The open `MULTI`, if any.
+    pub multi: Option<multi::Transaction>,
+    /// Keys `WATCH`ed, with what they held then.
+    pub watched: Vec<multi::Watched>,
+    /// An `EXEC` whose reply waits for its XADDs to be durable; the connection loop awaits it.
+    pub waiting: Option<multi::Waiting>,
 }
 
 impl Conn {
@@ -48,6 +56,9 @@ impl Conn {
             sub: None,
             channels: Vec::new(),
             patterns: Vec::new(),
+            multi: None,
+            watched: Vec::new(),
+            waiting: None,
         }
     }
 
@@ -175,20 +186,6 @@ pub fn allows(conn: &Conn, cmd: &str, args: &[Bytes]) -> bool {
         .is_none_or(|u| u.check(cmd, args).is_ok())
 }
 
-/// Whether the connection's user may run this command; writes the `NOPERM` reply if not.
-pub fn permitted(conn: &Conn, cmd: &str, args: &[Bytes], out: &mut Out) -> bool {
-    let Some(user) = &conn.user else {
-        return true;
-    };
-    match user.check(cmd, args) {
-        Ok(()) => true,
-        Err(why) => {
-            out.error(&denied_reply(&user.name, cmd, why));
-            false
-        }
-    }
-}
-
 /// Commands allowed while the connection is in subscribe mode (RESP2).
 fn allowed_in_subscribe(cmd: &str) -> bool {
     matches!(
@@ -249,24 +246,68 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
     } else {
         ""
     };
-    // Checked before authentication and permissions, as Redis does.
-    if table::spec(cmd).is_some_and(|s| !table::arity_fits(s.arity, args.len())) {
-        wrong_args(out, first);
+    if let Err(e) = admit(conn, cmd, args, out.resp3) {
+        multi::refused(conn, cmd, &e, out);
         return Flow::Continue;
+    }
+    if conn.multi.is_some() && !multi::acts_at_once(cmd) {
+        multi::queue(conn, args, out);
+        return Flow::Continue;
+    }
+    if cmd == "exec" {
+        return multi::exec(shared, conn, out);
+    }
+    // One command: no transaction's `EXEC` runs in the middle of it.
+    gate::shared(|| dispatch(shared, conn, cmd, args, out))
+}
+
+/// The checks a command passes before it runs or is queued, in Redis's order: its arity
+/// (before authentication and permissions, as Redis does), authentication, the ACL, the
+/// subscribe context; inside `MULTI` also an unknown command or subcommand, which Redis
+/// refuses at once there instead of when it runs. `Err` is the error reply.
+fn admit(conn: &Conn, cmd: &str, args: &[Bytes], resp3: bool) -> Result<(), String> {
+    let spec = table::spec(cmd);
+    if conn.multi.is_some() {
+        let Some(spec) = spec else {
+            return Err(server::unknown_command(args));
+        };
+        if args.len() >= 2 && table::subcommands_of(spec.name).next().is_some() {
+            let mut scratch = Out::default();
+            if !subcommand_fits(&mut scratch, args) {
+                return Err(multi::error_of(&scratch).unwrap_or_default());
+            }
+        }
+    }
+    if spec.is_some_and(|s| !table::arity_fits(s.arity, args.len())) {
+        return Err(format!(
+            "ERR wrong number of arguments for '{}' command",
+            String::from_utf8_lossy(&args[0]).to_lowercase()
+        ));
     }
     if !conn.authed && !matches!(cmd, "auth" | "hello" | "quit" | "reset") {
-        out.error("NOAUTH Authentication required.");
-        return Flow::Continue;
+        return Err("NOAUTH Authentication required.".to_owned());
     }
-    if !permitted(conn, cmd, args, out) {
-        return Flow::Continue;
+    if let Some(user) = &conn.user
+        && let Err(why) = user.check(cmd, args)
+    {
+        return Err(denied_reply(&user.name, cmd, why));
     }
-    if conn.subscriptions() > 0 && !out.resp3 && !allowed_in_subscribe(cmd) {
-        out.error(&format!(
+    if conn.subscriptions() > 0 && !resp3 && !allowed_in_subscribe(cmd) {
+        return Err(format!(
             "ERR Can't execute '{cmd}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
         ));
-        return Flow::Continue;
     }
+    Ok(())
+}
+
+/// Runs a command that passed [`admit`] (`cmd` lower case).
+fn dispatch(
+    shared: &Arc<Shared>,
+    conn: &mut Conn,
+    cmd: &str,
+    args: &[Bytes],
+    out: &mut Out,
+) -> Flow {
     let db = &shared.db;
     match cmd {
         // strings
@@ -306,6 +347,8 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
         "subscribe" | "psubscribe" => pubsub::subscribe(db, conn, cmd, args, out),
         "unsubscribe" | "punsubscribe" => pubsub::unsubscribe(conn, cmd, args, out),
         "pubsub" => pubsub::introspect(db, args, out),
+        // transactions (EXEC is run by `exec`)
+        "multi" | "discard" | "watch" | "unwatch" => multi::run(shared, conn, cmd, args, out),
         // streams (XADD is run by the connection loop: it waits for durability)
         "xlen" | "xrange" | "xrevrange" | "xread" | "xreadgroup" | "xgroup" | "xack"
         | "xpending" | "xclaim" | "xautoclaim" | "xinfo" | "xdel" | "xtrim" => {

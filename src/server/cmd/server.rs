@@ -68,6 +68,8 @@ pub(crate) fn exec(
         "shutdown" => return shutdown(shared, args, out),
         "reset" => {
             conn.sub = None;
+            conn.multi = None;
+            conn.watched.clear();
             conn.channels.clear();
             conn.patterns.clear();
             *conn.client.name.lock() = None;
@@ -241,7 +243,7 @@ fn command_entry(s: &table::Spec, out: &mut Out) {
 /// Redis 7's reply to an unknown command: its name (at most `SHOWN_MAX` bytes), then each
 /// argument quoted and followed by a space while the arguments shown are under `SHOWN_MAX`
 /// bytes, the last one cut to fit.
-fn unknown_command(args: &[Bytes]) -> String {
+pub(crate) fn unknown_command(args: &[Bytes]) -> String {
     use super::SHOWN_MAX;
     let mut shown = Vec::new();
     for a in &args[1..] {

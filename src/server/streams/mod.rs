@@ -229,15 +229,6 @@ fn write_entry(out: &mut Out, r: &Record) {
     }
 }
 
-/// The null array of XREAD with nothing to return (`*-1`, or `_` in RESP3).
-fn null_array(out: &mut Out) {
-    if out.resp3 {
-        out.null();
-    } else {
-        out.buf.extend_from_slice(b"*-1\r\n");
-    }
-}
-
 /// Parses a non-negative integer argument.
 fn parse_u64(b: &[u8]) -> Option<u64> {
     super::cmd::parse_i64(b).and_then(|n| u64::try_from(n).ok())

@@ -196,7 +196,7 @@ fn summary(g: &Group, out: &mut Out) {
     let (Some((lo, lp)), Some((hi, hp))) = (g.pel.iter().next(), g.pel.iter().next_back()) else {
         out.null();
         out.null();
-        return super::null_array(out);
+        return out.null_array();
     };
     out.bulk(
         StreamId {

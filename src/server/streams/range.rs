@@ -64,7 +64,7 @@ pub(crate) fn xrange(shared: &Shared, args: &[Bytes], rev: bool, out: &mut Out) 
     };
     if count == 0 {
         // Redis's reply to `COUNT 0` (or less) on a stream that exists.
-        return super::null_array(out);
+        return out.null_array();
     }
     let (Some(from), Some(to)) = (bound(p, lo, false), bound(p, hi, true)) else {
         return out.error(INVALID_ID);

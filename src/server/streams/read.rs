@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::group::state;
 use super::ids::{INVALID_ID, StreamId, after};
-use super::{Shared, lower, now_ms, null_array, stream, write_entry, wrong_args};
+use super::{Shared, lower, now_ms, stream, write_entry, wrong_args};
 use crate::log::{Follower, Record};
 use crate::server::cmd::parse_i64;
 use crate::server::reply::Out;
@@ -354,7 +354,7 @@ pub(crate) fn start_read(
                     out.resp3,
                 )));
             }
-            _ => null_array(out),
+            _ => out.null_array(),
         },
     }
     None
@@ -381,11 +381,12 @@ async fn wait(
             resp3,
         };
         if timed_out {
-            null_array(&mut out);
+            out.null_array();
             return out.buf;
         }
         watcher = Watcher::new(&shared, &req);
-        match attempt(&shared, &req, &mut out) {
+        // A read of one command's: not in the middle of a transaction's `EXEC`.
+        match crate::server::gate::shared(|| attempt(&shared, &req, &mut out)) {
             Ok(false) => continue,
             Ok(true) => {}
             Err(_) if req.keys.iter().any(|k| !super::exists(&shared, k)) => {
