@@ -49,9 +49,9 @@ thread_local! {
 }
 
 /// Clears this thread's slot when the section ends, by return or by panic.
-struct Release(Arc<Slot>);
+struct Release<'a>(&'a Slot);
 
-impl Drop for Release {
+impl Drop for Release<'_> {
     fn drop(&mut self) {
         self.0.store(false, SeqCst);
     }
@@ -63,29 +63,31 @@ pub(crate) fn shared<T>(f: impl FnOnce() -> T) -> T {
     if IN_EXCLUSIVE.get() {
         return f();
     }
-    let slot = SLOT.with(Arc::clone);
-    if slot.load(SeqCst) {
-        return f();
-    }
-    loop {
-        slot.store(true, SeqCst);
-        if !CLOSED.load(SeqCst) {
-            break;
+    // Borrowed, not cloned: a clone would write the slot's reference count twice per command.
+    SLOT.with(|slot| {
+        if slot.load(SeqCst) {
+            return f();
         }
-        // An exclusive section is running or waiting: step aside until it is done.
-        slot.store(false, SeqCst);
-        let mut spins = 0u32;
-        while CLOSED.load(SeqCst) {
-            if spins < 100 {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                std::thread::yield_now();
+        loop {
+            slot.store(true, SeqCst);
+            if !CLOSED.load(SeqCst) {
+                break;
+            }
+            // An exclusive section is running or waiting: step aside until it is done.
+            slot.store(false, SeqCst);
+            let mut spins = 0u32;
+            while CLOSED.load(SeqCst) {
+                if spins < 100 {
+                    std::hint::spin_loop();
+                    spins += 1;
+                } else {
+                    std::thread::yield_now();
+                }
             }
         }
-    }
-    let _release = Release(slot);
-    f()
+        let _release = Release(slot);
+        f()
+    })
 }
 
 /// Reopens the gate when the exclusive section ends, by return or by panic.
