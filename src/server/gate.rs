@@ -75,19 +75,25 @@ pub(crate) fn shared<T>(f: impl FnOnce() -> T) -> T {
             }
             // An exclusive section is running or waiting: step aside until it is done.
             slot.store(false, SeqCst);
-            let mut spins = 0u32;
-            while CLOSED.load(SeqCst) {
-                if spins < 100 {
-                    std::hint::spin_loop();
-                    spins += 1;
-                } else {
-                    std::thread::yield_now();
-                }
-            }
+            wait_while(&CLOSED, 100);
         }
         let _release = Release(slot);
         f()
     })
+}
+
+/// Waits for `flag` to clear: `spins` turns of spinning (the other side's section is short),
+/// then yielding the core.
+fn wait_while(flag: &AtomicBool, spins: u32) {
+    let mut spun = 0;
+    while flag.load(SeqCst) {
+        if spun < spins {
+            std::hint::spin_loop();
+            spun += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
 }
 
 /// Reopens the gate when the exclusive section ends, by return or by panic.
@@ -111,15 +117,7 @@ pub(crate) fn exclusive<T>(f: impl FnOnce() -> T) -> T {
     let _reopen = Reopen;
     let slots: Vec<Arc<Slot>> = SLOTS.lock().iter().filter_map(Weak::upgrade).collect();
     for slot in slots.iter().filter(|s| !Arc::ptr_eq(s, &own)) {
-        let mut spins = 0u32;
-        while slot.load(SeqCst) {
-            if spins < 1000 {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                std::thread::yield_now();
-            }
-        }
+        wait_while(slot, 1000);
     }
     IN_EXCLUSIVE.set(true);
     f()
