@@ -1,9 +1,9 @@
 //! Crash test of `quipu serve`: the real binary takes XADDs from 4 client threads (two of
-//! them pipelining), is SIGKILLed at a random moment, and is restarted on the same data
-//! directory; XRANGE must then hold every acknowledged entry, byte-identical, in order, and
-//! nothing that was never sent. A consumer group reads and acks meanwhile: after the restart,
-//! every entry it had not acknowledged is delivered again (at-least-once).
-//! `QUIPU_CRASH_ROUNDS` sets the number of rounds (default 5).
+//! them pipelining, one of those inside MULTI … EXEC), is SIGKILLed at a random moment, and
+//! is restarted on the same data directory; XRANGE must then hold every acknowledged entry,
+//! byte-identical, in order, and nothing that was never sent. A consumer group reads and acks
+//! meanwhile: after the restart, every entry it had not acknowledged is delivered again
+//! (at-least-once). `QUIPU_CRASH_ROUNDS` sets the number of rounds (default 5).
 
 mod common;
 
@@ -23,6 +23,8 @@ const GROUP: &str = "audit";
 const THREADS: u32 = 4;
 /// XADDs per pipeline for the pipelining threads.
 const PIPELINE: u64 = 8;
+/// The pipelining thread that sends its XADDs as a transaction (MULTI … EXEC).
+const TRANSACTION_THREAD: u32 = 3;
 
 /// The payload of (round, thread, seq): a parseable prefix, then bytes of every value.
 fn payload(round: u32, thread: u32, seq: u64) -> Vec<u8> {
@@ -224,6 +226,10 @@ fn write_until_killed(port: u16, round: u32, child: &mut Child) -> Round {
                 let mut sent = None;
                 while !stop.load(Ordering::SeqCst) {
                     let mut pipe = redis::pipe();
+                    if t == TRANSACTION_THREAD {
+                        // MULTI … EXEC: the XADDs are written inside EXEC, acknowledged after.
+                        pipe.atomic();
+                    }
                     for s in seq..seq + batch {
                         pipe.cmd("XADD")
                             .arg(KEY)
@@ -483,6 +489,10 @@ fn publish_until_killed(
                 let (mut seq, mut sent) = (0, None);
                 while !stop.load(Ordering::SeqCst) {
                     let mut pipe = redis::pipe();
+                    if t == TRANSACTION_THREAD {
+                        // MULTI … EXEC: the XADDs are written inside EXEC, acknowledged after.
+                        pipe.atomic();
+                    }
                     for s in seq..seq + batch {
                         pipe.cmd("PUBLISH")
                             .arg(CHANNEL)
