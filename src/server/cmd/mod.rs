@@ -125,10 +125,15 @@ pub(crate) fn shown(arg: &[u8]) -> std::borrow::Cow<'_, str> {
 }
 
 pub(crate) fn wrong_args(out: &mut Out, name: &[u8]) {
-    out.error(&format!(
+    out.error(&wrong_args_text(name));
+}
+
+/// Redis's error for a call of the wrong arity.
+fn wrong_args_text(name: &[u8]) -> String {
+    format!(
         "ERR wrong number of arguments for '{}' command",
         String::from_utf8_lossy(name).to_lowercase()
-    ));
+    )
 }
 
 /// Milliseconds from `now` (Unix milliseconds) to the deadline an expiry argument names: `n`
@@ -201,24 +206,28 @@ pub(crate) use strings::Short;
 /// the command table: writes Redis's error and returns false for a subcommand quipu does not
 /// run or a call of the wrong arity.
 pub(crate) fn subcommand_fits(out: &mut Out, args: &[Bytes]) -> bool {
+    match subcommand_refusal(args) {
+        Some(e) => {
+            out.error(&e);
+            false
+        }
+        None => true,
+    }
+}
+
+/// The error [`subcommand_fits`] writes, if any.
+fn subcommand_refusal(args: &[Bytes]) -> Option<String> {
     let container = String::from_utf8_lossy(&args[0]).to_lowercase();
     match table::subcommand(&container, &args[1]) {
-        None => {
-            out.error(&format!(
-                "ERR unknown subcommand '{}'. Try {} HELP.",
-                shown(&args[1]),
-                container.to_uppercase()
-            ));
-            false
-        }
+        None => Some(format!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            shown(&args[1]),
+            container.to_uppercase()
+        )),
         Some(s) if !table::arity_fits(s.arity, args.len()) => {
-            out.error(&format!(
-                "ERR wrong number of arguments for '{}' command",
-                s.name
-            ));
-            false
+            Some(wrong_args_text(s.name.as_bytes()))
         }
-        Some(_) => true,
+        Some(_) => None,
     }
 }
 
@@ -271,18 +280,15 @@ fn admit(conn: &Conn, cmd: &str, args: &[Bytes], resp3: bool) -> Result<(), Stri
         let Some(spec) = spec else {
             return Err(server::unknown_command(args));
         };
-        if args.len() >= 2 && table::subcommands_of(spec.name).next().is_some() {
-            let mut scratch = Out::default();
-            if !subcommand_fits(&mut scratch, args) {
-                return Err(multi::error_of(&scratch).unwrap_or_default());
-            }
+        if args.len() >= 2
+            && table::subcommands_of(spec.name).next().is_some()
+            && let Some(e) = subcommand_refusal(args)
+        {
+            return Err(e);
         }
     }
     if spec.is_some_and(|s| !table::arity_fits(s.arity, args.len())) {
-        return Err(format!(
-            "ERR wrong number of arguments for '{}' command",
-            String::from_utf8_lossy(&args[0]).to_lowercase()
-        ));
+        return Err(wrong_args_text(&args[0]));
     }
     if !conn.authed && !matches!(cmd, "auth" | "hello" | "quit" | "reset") {
         return Err("NOAUTH Authentication required.".to_owned());

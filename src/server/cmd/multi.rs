@@ -6,9 +6,6 @@
 //! last queued one has. A watched key is compared with what it was at `WATCH`; if any
 //! changed, `EXEC` runs nothing and replies a null array.
 
-use std::future::Future;
-use std::ops::Range;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,6 +13,7 @@ use bytes::Bytes;
 use super::{Conn, Flow, Shared};
 use crate::server::gate;
 use crate::server::reply::Out;
+use crate::server::streams::AddReply;
 
 /// An open `MULTI`.
 #[derive(Debug, Default)]
@@ -138,9 +136,6 @@ pub(crate) fn run(shared: &Shared, conn: &mut Conn, cmd: &str, args: &[Bytes], o
     }
 }
 
-/// The reply of a queued XADD, ready once its entry is durable.
-type AddReply = Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send>>;
-
 /// An `EXEC` whose XADDs were appended inside it and wait for their durability: the replies
 /// of the other commands are in `body`, each XADD's goes at its offset in `body`.
 pub(crate) struct Waiting {
@@ -204,7 +199,10 @@ pub(crate) fn exec(shared: &Arc<Shared>, conn: &mut Conn, out: &mut Out) -> Flow
         for args in &t.queued {
             let cmd = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
             if cmd == "xadd" {
-                adds.push((body.buf.len(), start_xadd(shared, args)));
+                adds.push((
+                    body.buf.len(),
+                    crate::server::streams::start_xadd(shared, args),
+                ));
             } else if super::dispatch(shared, conn, &cmd, args, &mut body) == Flow::Close {
                 flow = Flow::Close;
             }
@@ -228,37 +226,4 @@ pub(crate) fn exec(shared: &Arc<Shared>, conn: &mut Conn, out: &mut Out) -> Flow
         conn.waiting = Some(waiting);
     }
     flow
-}
-
-/// Appends one queued XADD now (inside `EXEC`); the reply waits for its durability.
-fn start_xadd(shared: &Shared, args: &[Bytes]) -> AddReply {
-    let ready = |r| -> AddReply { Box::pin(std::future::ready(r)) };
-    let (topic, msg, maxlen) = match crate::server::streams::prepare_xadd(shared, args) {
-        Err(e) => return ready(Err(e)),
-        Ok((None, _, _)) => return ready(Ok(None)),
-        Ok((Some(topic), msg, maxlen)) => (topic, msg, maxlen),
-    };
-    let partition = match topic.partition(0) {
-        Ok(p) => Arc::clone(p),
-        Err(e) => return ready(Err(format!("ERR {e}"))),
-    };
-    let wait = match partition.start_append(std::slice::from_ref(&msg), false) {
-        Ok(w) => w,
-        Err(e) => return ready(Err(format!("ERR {e}"))),
-    };
-    Box::pin(async move {
-        let r = wait.await.map_err(|e| format!("ERR {e}"))?;
-        if let Some(max) = maxlen {
-            // Whole segments only, as a pipelined XADD's MAXLEN.
-            let _ = topic.delete_records_before(0, partition.end_offset().saturating_sub(max));
-        }
-        Ok(Some(format!("{}-{}", r.timestamp, r.offset)))
-    })
-}
-
-/// The message of an error reply written into `scratch` (`-ERR …\r\n`).
-pub(crate) fn error_of(scratch: &Out) -> Option<String> {
-    let b = &scratch.buf;
-    let msg: Range<usize> = 1..b.len().checked_sub(2)?;
-    (b.first() == Some(&b'-')).then(|| String::from_utf8_lossy(&b[msg]).into_owned())
 }

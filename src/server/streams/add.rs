@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::ids::{INVALID_ID, StreamId, at_or_after};
 use super::{Shared, lower, stream, wrong_args};
-use crate::log::{Message, Topic};
+use crate::log::{AppendReceipt, Message, Partition, Topic};
 use crate::server::cmd::parse_i64;
 use crate::server::db::WRONGTYPE;
 use crate::server::reply::Out;
@@ -158,20 +158,54 @@ fn append_run(
             let r = crate::server::io::append(&partition, &run.msgs)
                 .await
                 .map_err(|e| format!("ERR {e}"))?;
-            if let Some(max) = run.maxlen {
-                // Whole segments only: `MAXLEN ~` semantics.
-                let _ = run
-                    .topic
-                    .delete_records_before(0, partition.end_offset().saturating_sub(max));
-            }
-            // One batch: every record carries the batch's timestamp.
-            Ok((0..n as u64)
-                .map(|k| format!("{}-{}", r.timestamp, r.offset + k))
-                .collect())
+            Ok(appended(&run.topic, &partition, run.maxlen, &r, n))
         }
         .await
         .map_err(|e: String| (n, e));
         (run.first, result)
+    })
+}
+
+/// After `n` XADDs were appended as one batch and are durable: MAXLEN's trim, then their IDs.
+fn appended(
+    topic: &Topic,
+    partition: &Partition,
+    maxlen: Option<u64>,
+    r: &AppendReceipt,
+    n: usize,
+) -> Vec<String> {
+    if let Some(max) = maxlen {
+        // Whole segments only: `MAXLEN ~` semantics.
+        let _ = topic.delete_records_before(0, partition.end_offset().saturating_sub(max));
+    }
+    // One batch: every record carries the batch's timestamp.
+    (0..n as u64)
+        .map(|k| format!("{}-{}", r.timestamp, r.offset + k))
+        .collect()
+}
+
+/// The reply of an XADD of a transaction, ready once its entry is durable.
+pub(crate) type AddReply = Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send>>;
+
+/// Appends one XADD of a transaction now (inside `EXEC`); the reply waits for its durability.
+pub(crate) fn start_xadd(shared: &Shared, args: &[Bytes]) -> AddReply {
+    let ready = |r| -> AddReply { Box::pin(std::future::ready(r)) };
+    let (topic, msg, maxlen) = match prepare_xadd(shared, args) {
+        Err(e) => return ready(Err(e)),
+        Ok((None, _, _)) => return ready(Ok(None)),
+        Ok((Some(topic), msg, maxlen)) => (topic, msg, maxlen),
+    };
+    let partition = match topic.partition(0) {
+        Ok(p) => Arc::clone(p),
+        Err(e) => return ready(Err(format!("ERR {e}"))),
+    };
+    let wait = match partition.start_append(std::slice::from_ref(&msg), false) {
+        Ok(w) => w,
+        Err(e) => return ready(Err(format!("ERR {e}"))),
+    };
+    Box::pin(async move {
+        let r = wait.await.map_err(|e| format!("ERR {e}"))?;
+        Ok(appended(&topic, &partition, maxlen, &r, 1).pop())
     })
 }
 

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
-pub(crate) use self::add::{PipelinedAdds, prepare_xadd};
+pub(crate) use self::add::{AddReply, PipelinedAdds, prepare_xadd, start_xadd};
 pub(crate) use self::read::{is_blocking, start_read};
 
 use self::group::StreamState;
