@@ -1070,3 +1070,270 @@ fn every_command_run_is_listed() {
     }
     assert!(tried > 200, "{tried}");
 }
+
+/// Reads one reply of a single line or one bulk string from `raw`: the line, or `$` and the
+/// bulk's text.
+fn read_reply(raw: &mut std::net::TcpStream) -> String {
+    let first = read_until(raw, "\r\n");
+    let line = first.lines().next().unwrap_or_default().to_owned();
+    match line.strip_prefix('$') {
+        Some(n) if n != "-1" => {
+            let n: usize = n.parse().unwrap();
+            let mut text = first[line.len() + 2..].to_owned();
+            while text.len() < n + 2 {
+                text.push_str(&read_until(raw, "\r\n"));
+            }
+            format!("${}", &text[..n])
+        }
+        _ => line,
+    }
+}
+
+/// Which check answers first when several fail (the options, the numbers, the key's type),
+/// integers as Redis reads them (no `+`, no leading zeros), and INCRBYFLOAT sums in `long
+/// double` printed as Redis prints them. Every expected reply was taken from redis-server
+/// 7.0.15 given the same commands in the same order.
+#[test]
+fn argument_checks_numbers_and_float_sums_match_redis() {
+    use std::io::Write;
+    let srv = start(None);
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    let setup: &[&[&str]] = &[
+        &["SET", "plus", "+5"],
+        &["SET", "zeros", "007"],
+        &["SET", "f", "0.1"],
+        &["HSET", "h", "f", "0.1"],
+        &["SET", "one", "x"],
+        &["HSET", "hh", "a", "1"],
+        &["SET", "big", "9223372036854775807"],
+        &["XADD", "xs", "*", "a", "1"],
+    ];
+    for args in setup {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        raw.write_all(&frame(&args)).unwrap();
+        let reply = read_reply(&mut raw);
+        assert!(!reply.starts_with('-'), "{args:?}: {reply}");
+    }
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["INCR", "plus"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (
+            &["INCRBY", "zeros", "1"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (
+            &["DECRBY", "big", "-9223372036854775808"],
+            "-ERR decrement would overflow",
+        ),
+        (
+            &["INCRBY", "big", "+1"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (
+            &["EXPIRE", "one", "007"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (&["INCRBYFLOAT", "f", "0.2"], "$0.3"),
+        (&["INCRBYFLOAT", "f", "10.05"], "$10.35"),
+        (&["INCRBYFLOAT", "big", "1"], "$9223372036854775808"),
+        (&["INCRBYFLOAT", "f", "0x10"], "$26.35"),
+        (
+            &["INCRBYFLOAT", "hh", "x"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["INCRBYFLOAT", "f", "inf"],
+            "-ERR increment would produce NaN or Infinity",
+        ),
+        (
+            &["INCRBYFLOAT", "f", " 1"],
+            "-ERR value is not a valid float",
+        ),
+        (&["HINCRBYFLOAT", "h", "f", "0.2"], "$0.3"),
+        (
+            &["HINCRBYFLOAT", "one", "f", "inf"],
+            "-ERR value is NaN or Infinity",
+        ),
+        (
+            &["HINCRBYFLOAT", "h", "f", "x"],
+            "-ERR value is not a valid float",
+        ),
+        (
+            &["EXPIRE", "one", "x", "BAD"],
+            "-ERR Unsupported option BAD",
+        ),
+        (
+            &["EXPIRE", "one", "99999999999999999999", "NX", "XX"],
+            "-ERR NX and XX, GT or LT options at the same time are not compatible",
+        ),
+        (
+            &["PEXPIRE", "one", "abc", "GT"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (
+            &["SET", "one", "v", "EX", "abc", "BAD"],
+            "-ERR syntax error",
+        ),
+        (
+            &["SET", "one", "v", "EX", "abc"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (
+            &["SET", "one", "v", "PX", "0"],
+            "-ERR invalid expire time in 'set' command",
+        ),
+        (&["GETEX", "missing", "EX", "abc"], "$-1"),
+        (
+            &["GETEX", "one", "EX", "abc"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (
+            &["GETEX", "hh", "EX", "abc"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (&["GETRANGE", "one", "-1", "-5"], "$"),
+        (&["GETRANGE", "one", "-1", "-9223372036854775808"], "$"),
+        (
+            &["SELECT", "9223372036854775807"],
+            "-ERR value is out of range, value must between -2147483648 and 2147483647",
+        ),
+        (
+            &["SELECT", "x"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (
+            &["XADD", "xs", "MAXLEN", "abc", "*", "a", "1"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (
+            &["XADD", "xs", "MAXLEN", "-1", "*", "a", "1"],
+            "-ERR The MAXLEN argument must be >= 0.",
+        ),
+        (&["XRANGE", "one", "-", "+", "COUNT"], "-ERR syntax error"),
+        (
+            &["XRANGE", "one", "x", "+"],
+            "-ERR Invalid stream ID specified as stream command argument",
+        ),
+        (
+            &["XRANGE", "xs", "-", "+", "COUNT", "1", "COUNT", "0"],
+            "*-1",
+        ),
+        (
+            &[
+                "XRANGE",
+                "xs",
+                "(18446744073709551615-18446744073709551615",
+                "+",
+            ],
+            "-ERR invalid start ID for the interval",
+        ),
+        (
+            &["XRANGE", "xs", "-", "(0-0"],
+            "-ERR invalid end ID for the interval",
+        ),
+        (
+            &["XRANGE", "one", "-", "+"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["XTRIM", "one", "MAXLEN", "x"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (&["XTRIM", "one", "MAXLEN", "1", "BAD"], "-ERR syntax error"),
+        (
+            &["XTRIM", "one", "MAXLEN", "1"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["XPENDING", "one", "g", "-", "+", "x"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (
+            &["XPENDING", "one", "g"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["XGROUP", "CREATE", "one", "g", "$", "BAD"],
+            "-ERR unknown subcommand or wrong number of arguments for 'CREATE'. Try XGROUP HELP.",
+        ),
+        (
+            &["XGROUP", "CREATE", "one", "g", "$"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+    ];
+    for (args, want) in cases {
+        let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        raw.write_all(&frame(&bytes)).unwrap();
+        assert_eq!(read_reply(&mut raw), *want, "{args:?}");
+    }
+    // A float past f64's range but inside long double's, as Redis computes it.
+    let mut c = srv.con();
+    let huge: String = redis::cmd("HINCRBYFLOAT")
+        .arg("h")
+        .arg("f")
+        .arg("1e4932")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(huge.len(), 4933, "{}", &huge[..40]);
+    assert!(
+        huge.starts_with("10000000000000000000060189"),
+        "{}",
+        &huge[..40]
+    );
+}
+
+/// A key lives through the millisecond of its deadline, as in Redis: `PSETEX k 1 v` keeps
+/// `k` for at least a millisecond. Each round pipelines TIME, PSETEX, GET, TIME; in a round
+/// that took under a millisecond by the server's clock, GET must find the value (the cache
+/// used to drop it at the start of the deadline's millisecond, so a PSETEX late in one
+/// millisecond was gone a few microseconds later).
+#[test]
+fn a_one_millisecond_ttl_lasts_at_least_a_millisecond() {
+    let srv = start(None);
+    let mut c = srv.con();
+    let micros = |t: &(u64, u64)| t.0 * 1_000_000 + t.1;
+    let mut quick = 0;
+    for round in 0..2000 {
+        let (t0, _, got, t1): ((u64, u64), (), Option<String>, (u64, u64)) = redis::pipe()
+            .cmd("TIME")
+            .cmd("PSETEX")
+            .arg("brief")
+            .arg(1)
+            .arg("v")
+            .ignore()
+            .cmd("GET")
+            .arg("brief")
+            .cmd("TIME")
+            .query(&mut c)
+            .map(|(t0, got, t1)| (t0, (), got, t1))
+            .unwrap();
+        if micros(&t1) - micros(&t0) < 1_000 {
+            quick += 1;
+            assert_eq!(got.as_deref(), Some("v"), "round {round}: gone within 1 ms");
+        }
+    }
+    assert!(quick > 0, "no round took under a millisecond");
+    // What TTL reports still matches what was asked.
+    let _: () = redis::cmd("PSETEX")
+        .arg("k")
+        .arg(100_000)
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
+    let left: i64 = redis::cmd("PTTL").arg("k").query(&mut c).unwrap();
+    assert!((99_000..=100_000).contains(&left), "{left}");
+    let at = 4_102_444_800_000_i64; // 2100-01-01
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .arg("PXAT")
+        .arg(at)
+        .query(&mut c)
+        .unwrap();
+    let when: i64 = redis::cmd("PEXPIRETIME").arg("k").query(&mut c).unwrap();
+    assert_eq!(when, at);
+    let when: i64 = redis::cmd("EXPIRETIME").arg("k").query(&mut c).unwrap();
+    assert_eq!(when, at / 1000);
+}

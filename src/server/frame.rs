@@ -50,10 +50,24 @@ fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 fn parse_len(line: &[u8], what: &str) -> Result<i64, ParseError> {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| ParseError::Invalid(format!("Protocol error: invalid {what}")))
+    parse_int(line).ok_or_else(|| ParseError::Invalid(format!("Protocol error: invalid {what}")))
+}
+
+/// An integer as Redis reads one (`string2ll`), for lengths in frames and for every integer
+/// argument or stored value: an optional `-`, then digits without leading zeros (`0` alone is
+/// zero), within `i64`. `+5`, `007`, `-0`, ` 1` and `1 ` are not integers.
+pub(crate) fn parse_int(b: &[u8]) -> Option<i64> {
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    let lead_ok = match digits {
+        [b'0'] => digits.len() == b.len(),
+        [b'1'..=b'9', ..] => true,
+        _ => false,
+    };
+    if !lead_ok || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // Only ASCII digits and a sign remain, so the standard parser decides the range.
+    std::str::from_utf8(b).ok()?.parse().ok()
 }
 
 /// Parses one command at the start of `buf`: the byte ranges of its arguments and the number
@@ -204,6 +218,31 @@ mod tests {
     fn args(buf: &[u8]) -> Result<(Vec<&[u8]>, usize), ParseError> {
         let (r, n) = parse(buf, &Limits::default())?;
         Ok((r.into_iter().map(|r| &buf[r]).collect(), n))
+    }
+
+    #[test]
+    fn integers_read_as_redis_reads_them() {
+        for (text, want) in [
+            ("0", Some(0)),
+            ("7", Some(7)),
+            ("-12", Some(-12)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("-9223372036854775808", Some(i64::MIN)),
+            ("9223372036854775808", None),
+            ("-9223372036854775809", None),
+            ("99999999999999999999", None),
+            ("+5", None),
+            ("007", None),
+            ("-0", None),
+            ("-", None),
+            ("", None),
+            (" 1", None),
+            ("1 ", None),
+            ("1.0", None),
+            ("0x10", None),
+        ] {
+            assert_eq!(parse_int(text.as_bytes()), want, "{text:?}");
+        }
     }
 
     #[test]

@@ -112,16 +112,3 @@ impl Out {
         }
     }
 }
-
-/// Formats a float as Redis does for INCRBYFLOAT (no trailing zeros, no exponent for
-/// ordinary magnitudes).
-pub fn format_double(f: f64) -> String {
-    if f.is_infinite() {
-        return if f > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    let s = format!("{f:.17}");
-    let s = s.trim_end_matches('0').trim_end_matches('.').to_owned();
-    // Prefer the shortest representation that round-trips.
-    let short = format!("{f}");
-    if short.len() < s.len() { short } else { s }
-}

@@ -4,12 +4,12 @@
 use bytes::Bytes;
 
 use super::strings::reply_err;
-use super::{not_int, parse_cursor, parse_f64, parse_i64, syntax, wrong_args};
+use super::{float, not_int, parse_cursor, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::glob::glob_match;
 use crate::server::db::{Db, Value, WRONGTYPE, decode, encode_hash};
 use crate::server::notify::KeyEvent;
-use crate::server::reply::{Out, format_double};
+use crate::server::reply::Out;
 
 /// Runs `f` on the hash at `key` (empty when absent); `Err(())` for another type.
 fn modify_hash(
@@ -198,31 +198,35 @@ pub(crate) fn hincrbyfloat(db: &Db, args: &[Bytes], out: &mut Out) {
     if args.len() != 4 {
         return wrong_args(out, &args[0]);
     }
-    let Some(by) = parse_f64(&args[3]) else {
-        return out.error("ERR value is not a valid float");
-    };
-    let mut result = None;
+    // The increment is checked before the key is looked at, as Redis does.
+    match float::check(&args[3]) {
+        float::Float::Invalid => return out.error("ERR value is not a valid float"),
+        float::Float::Infinite => return out.error("ERR value is NaN or Infinity"),
+        float::Float::Finite => {}
+    }
+    let mut result = Err("ERR hash value is not a float");
     let r = modify_hash(db, &args[1], |fields| {
         let slot = slot_of(fields, &args[2]);
-        let Some(sum) = parse_f64(&fields[slot].1)
-            .map(|n| n + by)
-            .filter(|s| s.is_finite())
-        else {
-            return false;
+        let sum = match float::add(Some(&fields[slot].1), &args[3]) {
+            Ok(sum) => sum,
+            Err(float::AddError::NotFinite) => {
+                result = Err("ERR increment would produce NaN or Infinity");
+                return false;
+            }
+            Err(_) => return false,
         };
-        let s = format_double(sum);
-        fields[slot].1 = Bytes::from(s.clone());
-        result = Some(s);
+        fields[slot].1 = Bytes::from(sum.clone());
+        result = Ok(sum);
         true
     });
     match (r, result) {
         (Err(e), _) => reply_err(out, &e),
         (Ok(Err(())), _) => out.error(WRONGTYPE),
-        (Ok(Ok(())), Some(s)) => {
+        (Ok(Ok(())), Ok(s)) => {
             db.notifier.notify(KeyEvent::HIncrByFloat, &args[1]);
             out.bulk(s.as_bytes());
         }
-        (Ok(Ok(())), None) => out.error("ERR hash value is not a float"),
+        (Ok(Ok(())), Err(e)) => out.error(e),
     }
 }
 

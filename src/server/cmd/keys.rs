@@ -1,7 +1,5 @@
 //! Key commands.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 
 use super::{not_int, parse_cursor, parse_i64, syntax, wrong_args};
@@ -57,17 +55,7 @@ pub(crate) fn expire(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) 
     if args.len() < 3 {
         return wrong_args(out, &args[0]);
     }
-    let Some(n) = parse_i64(&args[2]) else {
-        return not_int(out);
-    };
-    let now = db.cache.clock().now_millis() as i64;
-    let seconds = matches!(cmd, "expire" | "expireat");
-    let absolute = matches!(cmd, "expireat" | "pexpireat");
-    let ms = super::deadline_ms(n, seconds, absolute, now);
-    let Some(ms) = ms else {
-        return out.error(&format!("ERR invalid expire time in '{cmd}' command"));
-    };
-    // NX / XX / GT / LT conditions, combined and refused as Redis does.
+    // NX / XX / GT / LT conditions, combined and refused as Redis does: before the time.
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in &args[3..] {
         match String::from_utf8_lossy(opt).to_lowercase().as_str() {
@@ -86,6 +74,16 @@ pub(crate) fn expire(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) 
     if gt && lt {
         return out.error("ERR GT and LT options at the same time are not compatible");
     }
+    let Some(n) = parse_i64(&args[2]) else {
+        return not_int(out);
+    };
+    let now = db.cache.clock().now_millis() as i64;
+    let seconds = matches!(cmd, "expire" | "expireat");
+    let absolute = matches!(cmd, "expireat" | "pexpireat");
+    let ms = super::deadline_ms(n, seconds, absolute, now);
+    let Some(ms) = ms else {
+        return out.error(&format!("ERR invalid expire time in '{cmd}' command"));
+    };
     let key = &args[1];
     let ns = db.ns(key);
     let Some(current) = ns.ttl(key) else {
@@ -101,8 +99,8 @@ pub(crate) fn expire(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) 
     // A key without a TTL counts as one that never expires for GT and LT.
     let ok = !(nx && current.is_some()
         || xx && current.is_none()
-        || gt && current.is_none_or(|c| ms <= c.as_millis() as i64)
-        || lt && current.is_some_and(|c| ms >= c.as_millis() as i64));
+        || gt && current.is_none_or(|c| ms <= super::shown_ttl(c).as_millis() as i64)
+        || lt && current.is_some_and(|c| ms >= super::shown_ttl(c).as_millis() as i64));
     if !ok {
         return out.int(0);
     }
@@ -112,7 +110,7 @@ pub(crate) fn expire(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) 
         db.notifier.notify(KeyEvent::Del, key);
         return out.int(1);
     }
-    let set = ns.expire(key, Some(Duration::from_millis(ms as u64)));
+    let set = ns.expire(key, Some(super::stored_ttl(ms as u64)));
     if set {
         db.notifier.notify(KeyEvent::Expire, key);
     }
@@ -128,12 +126,17 @@ pub(crate) fn ttl(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) {
     let when = match cmd {
         "ttl" => ns
             .ttl(&args[1])
-            .map(|t| t.map(|d| (d.as_millis() as i64 + 500) / 1000)),
-        "pttl" => ns.ttl(&args[1]).map(|t| t.map(|d| d.as_millis() as i64)),
+            .map(|t| t.map(|d| (super::shown_ttl(d).as_millis() as i64 + 500) / 1000)),
+        "pttl" => ns
+            .ttl(&args[1])
+            .map(|t| t.map(|d| super::shown_ttl(d).as_millis() as i64)),
+        // The cache's deadline is one millisecond past Redis's (`stored_ttl`).
         "expiretime" => ns
             .expires_at(&args[1])
-            .map(|t| t.map(|ms| (ms / 1000) as i64)),
-        _ => ns.expires_at(&args[1]).map(|t| t.map(|ms| ms as i64)),
+            .map(|t| t.map(|ms| (ms.saturating_sub(1) / 1000) as i64)),
+        _ => ns
+            .expires_at(&args[1])
+            .map(|t| t.map(|ms| ms.saturating_sub(1) as i64)),
     };
     match when {
         // A stream never expires.

@@ -1,5 +1,10 @@
 //! Commands: parse arguments, apply, write the Redis 7 reply. One module per command family.
 
+#[expect(
+    unsafe_code,
+    reason = "calls the C `long double` arithmetic of INCRBYFLOAT; see its SAFETY comments"
+)]
+mod float;
 mod hashes;
 mod keys;
 pub(crate) mod multi;
@@ -10,6 +15,8 @@ pub(crate) mod table;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -148,17 +155,25 @@ pub(crate) fn deadline_ms(n: i64, seconds: bool, absolute: bool, now: i64) -> Op
     }
 }
 
-pub(crate) fn parse_i64(b: &[u8]) -> Option<i64> {
-    std::str::from_utf8(b).ok()?.parse().ok()
+/// The TTL to give the cache for a key that Redis would keep for `ms` more milliseconds.
+///
+/// Redis keeps a key through the millisecond of its deadline (expired once `now > deadline`);
+/// the cache drops an entry at the start of it (`now >= deadline`). Read at whole
+/// milliseconds, a `PSETEX k 1 v` then lived 0–1 ms instead of Redis's 1–2 ms, and a key set
+/// to expire at `t` was already gone at `t`. So the server stores one millisecond more than
+/// asked, and [`shown_ttl`] takes it back off what TTL, PTTL and the expire times report.
+pub(crate) fn stored_ttl(ms: u64) -> Duration {
+    Duration::from_millis(ms.saturating_add(1))
 }
 
-/// A float argument or stored value as Redis reads one (`inf`, `nan` and friends refused).
-pub(crate) fn parse_f64(b: &[u8]) -> Option<f64> {
-    std::str::from_utf8(b)
-        .ok()?
-        .parse::<f64>()
-        .ok()
-        .filter(|f| !f.is_nan())
+/// What Redis would report as the time left for a cache entry with `left` to live: see
+/// [`stored_ttl`].
+pub(crate) fn shown_ttl(left: Duration) -> Duration {
+    left.saturating_sub(Duration::from_millis(1))
+}
+
+pub(crate) fn parse_i64(b: &[u8]) -> Option<i64> {
+    super::frame::parse_int(b)
 }
 
 /// A SCAN-family cursor, read as Redis reads one (`strtoul`): an optional sign, then digits

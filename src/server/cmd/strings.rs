@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 
-use super::{not_int, parse_f64, parse_i64, syntax, wrong_args};
+use super::{float, not_int, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::error::{CacheError, Error};
 use crate::server::Shared;
 use crate::server::db::{Db, WRONGTYPE, encode_str, str_bytes};
 use crate::server::notify::KeyEvent;
-use crate::server::reply::{Out, format_double};
+use crate::server::reply::Out;
 
 /// Runs `f` on the string at `key` atomically; a non-string sets `wrong` and keeps the key.
 fn modify_str(
@@ -146,9 +146,13 @@ fn ttl_from(
     cmd: &str,
     out: &mut Out,
 ) -> Result<Option<Duration>, ()> {
+    ttl_value(db, unit, v, cmd).map_err(|e| out.error(&e))
+}
+
+/// The TTL an `EX`/`PX`/`EXAT`/`PXAT` argument asks for, or the error Redis gives for it.
+fn ttl_value(db: &Db, unit: &str, v: &[u8], cmd: &str) -> Result<Option<Duration>, String> {
     let Some(n) = parse_i64(v) else {
-        not_int(out);
-        return Err(());
+        return Err("ERR value is not an integer or out of range".to_owned());
     };
     // As Redis: positive, and a deadline that fits in milliseconds since the epoch.
     let ms = if n <= 0 {
@@ -159,13 +163,10 @@ fn ttl_from(
         super::deadline_ms(n, seconds, absolute, now_ms(db) as i64)
     };
     match ms {
-        None => {
-            out.error(&format!("ERR invalid expire time in '{cmd}' command"));
-            Err(())
-        }
+        None => Err(format!("ERR invalid expire time in '{cmd}' command")),
         // A deadline already passed: the key is written and gone at once.
         Some(ms) if ms <= 0 => Ok(Some(Duration::ZERO)),
-        Some(ms) => Ok(Some(Duration::from_millis(ms as u64))),
+        Some(ms) => Ok(Some(super::stored_ttl(ms as u64))),
     }
 }
 
@@ -178,7 +179,8 @@ pub(crate) fn set(db: &Db, args: &[Bytes], out: &mut Out) {
     }
     let (key, value) = (&args[1], &args[2]);
     let (mut nx, mut xx, mut get, mut keep) = (false, false, false, false);
-    let mut ttl: Option<Duration> = None;
+    // The options' syntax first, then the time, as Redis checks them.
+    let mut ttl_arg: Option<(String, &Bytes)> = None;
     let mut i = 3;
     while i < args.len() {
         let opt = String::from_utf8_lossy(&args[i]).to_lowercase();
@@ -187,20 +189,24 @@ pub(crate) fn set(db: &Db, args: &[Bytes], out: &mut Out) {
             "xx" => xx = true,
             "get" => get = true,
             "keepttl" => keep = true,
-            "ex" | "px" | "exat" | "pxat" if i + 1 < args.len() && ttl.is_none() => {
-                match ttl_from(db, &opt, &args[i + 1], "set", out) {
-                    Ok(t) => ttl = t,
-                    Err(()) => return,
-                }
+            "ex" | "px" | "exat" | "pxat" if i + 1 < args.len() && ttl_arg.is_none() => {
+                ttl_arg = Some((opt, &args[i + 1]));
                 i += 1;
             }
             _ => return syntax(out),
         }
         i += 1;
     }
-    if (nx && xx) || (keep && ttl.is_some()) {
+    if (nx && xx) || (keep && ttl_arg.is_some()) {
         return syntax(out);
     }
+    let ttl = match ttl_arg {
+        None => None,
+        Some((unit, v)) => match ttl_from(db, &unit, v, "set", out) {
+            Ok(t) => t,
+            Err(()) => return,
+        },
+    };
     let stored = encode_str(value);
     let mut written = false;
     let decide = |exists: bool, written: &mut bool| {
@@ -330,6 +336,9 @@ pub(crate) fn get_and(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
         _ => return wrong_args(out, &args[0]),
     };
     let mut change = None;
+    // GETEX's time is checked once the key is found a string, as Redis does: a missing key
+    // answers nil whatever the time says.
+    let mut bad_time = None;
     if cmd == "getex" {
         let mut i = 2;
         while i < args.len() {
@@ -341,10 +350,10 @@ pub(crate) fn get_and(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
             match opt.as_str() {
                 "persist" => change = Some(TtlChange::Clear),
                 "ex" | "px" | "exat" | "pxat" if i + 1 < args.len() => {
-                    match ttl_from(db, &opt, &args[i + 1], "getex", out) {
+                    match ttl_value(db, &opt, &args[i + 1], "getex") {
                         Ok(Some(t)) => change = Some(TtlChange::Set(t)),
                         Ok(None) => {}
-                        Err(()) => return,
+                        Err(e) => bad_time = Some(e),
                     }
                     i += 1;
                 }
@@ -356,7 +365,12 @@ pub(crate) fn get_and(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     // PERSIST is an event only when it removes a TTL.
     let had_ttl =
         matches!(change, Some(TtlChange::Clear)) && db.ns(key).ttl(key).flatten().is_some();
+    let mut refused = None;
     let r = modify_str(db, key, |cur| {
+        if cur.is_some() && bad_time.is_some() {
+            refused = bad_time.take();
+            return Ok(Modify::Keep);
+        }
         Ok(match (cmd, cur) {
             ("getset", _) => Modify::Set(encode_str(&args[2]), TtlChange::Clear),
             ("getdel", Some(_)) => Modify::Remove,
@@ -368,6 +382,9 @@ pub(crate) fn get_and(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
             _ => Modify::Keep,
         })
     });
+    if let Some(e) = refused {
+        return out.error(&e);
+    }
     match r {
         Err(e) => reply_err(out, &e),
         Ok(Err(())) => out.error(WRONGTYPE),
@@ -399,7 +416,7 @@ pub(crate) fn incr(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
             Some(n) if cmd == "incrby" => n,
             Some(n) => match n.checked_neg() {
                 Some(n) => n,
-                None => return not_int(out),
+                None => return out.error("ERR decrement would overflow"),
             },
             None => return not_int(out),
         },
@@ -446,26 +463,20 @@ pub(crate) fn incr_float(db: &Db, args: &[Bytes], out: &mut Out) {
     if args.len() != 3 {
         return wrong_args(out, &args[0]);
     }
-    let Some(by) = parse_f64(&args[2]) else {
-        return out.error("ERR value is not a valid float");
-    };
+    // Checked after the key's type and value, as Redis does (the same error for both).
     let mut result = Err("ERR value is not a valid float");
     let r = modify_str(db, &args[1], |cur| {
-        let n = match cur {
-            None => 0.0,
-            Some(v) => match parse_f64(v) {
-                Some(n) => n,
-                None => return Ok(Modify::Keep),
-            },
+        let sum = match float::add(cur, &args[2]) {
+            Ok(sum) => sum,
+            Err(float::AddError::NotFinite) => {
+                result = Err("ERR increment would produce NaN or Infinity");
+                return Ok(Modify::Keep);
+            }
+            Err(_) => return Ok(Modify::Keep),
         };
-        let sum = n + by;
-        if !sum.is_finite() {
-            result = Err("ERR increment would produce NaN or Infinity");
-            return Ok(Modify::Keep);
-        }
-        let s = format_double(sum);
-        result = Ok(s.clone());
-        Ok(Modify::Set(encode_str(s.as_bytes()), TtlChange::Keep))
+        let stored = encode_str(sum.as_bytes());
+        result = Ok(sum);
+        Ok(Modify::Set(stored, TtlChange::Keep))
     });
     match (r, result) {
         (Err(e), _) => reply_err(out, &e),
@@ -563,6 +574,10 @@ pub(crate) fn read_part(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
         let Some((start, end)) = range else {
             return out.int(v.len() as i64);
         };
+        if start < 0 && end < 0 && start > end {
+            // Redis answers this before it counts from the end (`GETRANGE k -1 -5`).
+            return out.bulk(b"");
+        }
         let len = v.len() as i64;
         let norm = |i: i64| if i < 0 { (len + i).max(0) } else { i };
         let (s, e) = (norm(start), norm(end).min(len - 1));

@@ -38,8 +38,10 @@ pub(crate) fn prepare_xadd(shared: &Shared, args: &[Bytes]) -> Result<Planned, S
                 if matches!(args.get(i).map(|a| &a[..]), Some(b"~" | b"=")) {
                     i += 1;
                 }
-                let n = args.get(i).and_then(|a| parse_i64(a)).filter(|n| *n >= 0);
-                maxlen = Some(n.ok_or("ERR The MAXLEN argument must be >= 0.")? as u64);
+                let n = args.get(i).and_then(|a| parse_i64(a));
+                let n = n.ok_or("ERR value is not an integer or out of range")?;
+                let n = u64::try_from(n).map_err(|_| "ERR The MAXLEN argument must be >= 0.")?;
+                maxlen = Some(n);
                 i += 1;
             }
             _ => break,
@@ -240,15 +242,6 @@ pub(crate) fn xtrim(shared: &Shared, args: &[Bytes], out: &mut Out) {
     let Some(threshold) = args.get(i) else {
         return out.error("ERR syntax error");
     };
-    match args.len() - i {
-        1 => {}
-        3 if args[i + 1].eq_ignore_ascii_case(b"limit") => {
-            if parse_i64(&args[i + 2]).is_none_or(|n| n < 0) {
-                return out.error("ERR The LIMIT argument must be >= 0.");
-            }
-        }
-        _ => return out.error("ERR syntax error"),
-    }
     let maxlen = match strategy.as_str() {
         "maxlen" => match parse_i64(threshold) {
             Some(n) if n >= 0 => Some(n as u64),
@@ -261,6 +254,18 @@ pub(crate) fn xtrim(shared: &Shared, args: &[Bytes], out: &mut Out) {
         },
         _ => return out.error("ERR syntax error"),
     };
+    match args.len() - i {
+        1 => {}
+        3 if args[i + 1].eq_ignore_ascii_case(b"limit") => {
+            if parse_i64(&args[i + 2]).is_none_or(|n| n < 0) {
+                return out.error("ERR The LIMIT argument must be >= 0.");
+            }
+        }
+        _ => return out.error("ERR syntax error"),
+    }
+    if super::refuse_other_type(shared, &args[1], out) {
+        return;
+    }
     let Ok(Some(t)) = stream(shared, &args[1], false) else {
         return out.int(0);
     };

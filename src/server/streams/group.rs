@@ -340,6 +340,9 @@ pub(crate) fn xgroup(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if too_many {
         return crate::server::cmd::subcommand_syntax_error(out, args);
     }
+    if super::refuse_other_type(shared, key, out) {
+        return;
+    }
     let topic = match stream(shared, key, mkstream) {
         Ok(Some(t)) => t,
         Ok(None) => return out.error(NEED_KEY),

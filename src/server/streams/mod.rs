@@ -67,10 +67,11 @@ impl Streams {
 /// Runs a stream command other than XADD (which the connection loop runs, to share fsyncs).
 pub(crate) fn exec(shared: &Arc<Shared>, cmd: &str, args: &[Bytes], out: &mut Out) {
     // The key is the first argument, except for XREAD/XREADGROUP (checked per key there) and
-    // the subcommand containers.
+    // the subcommand containers. The commands that Redis lets check their arguments first
+    // check the type themselves, after them (`refuse_other_type`).
     let key = match cmd {
-        "xread" | "xreadgroup" => None,
-        "xgroup" | "xinfo" => args.get(2),
+        "xread" | "xreadgroup" | "xrange" | "xrevrange" | "xtrim" | "xpending" | "xgroup" => None,
+        "xinfo" => args.get(2),
         _ => args.get(1),
     };
     if key.is_some_and(|k| other_type(shared, k)) {
@@ -176,6 +177,16 @@ pub(crate) fn stream(
 /// and a cache key of one name can only both exist if SET wrote over a stream.)
 fn other_type(shared: &Shared, key: &[u8]) -> bool {
     shared.db.ns(key).contains(key)
+}
+
+/// Answers `WRONGTYPE` and returns `true` when `key` holds a string or hash: for the
+/// commands that check their arguments before the key's type, as Redis does.
+fn refuse_other_type(shared: &Shared, key: &[u8], out: &mut Out) -> bool {
+    let other = other_type(shared, key);
+    if other {
+        out.error(crate::server::db::WRONGTYPE);
+    }
+    other
 }
 
 /// Whether `key` is a stream (for `EXISTS` and `TYPE`).

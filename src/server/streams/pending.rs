@@ -153,6 +153,9 @@ pub(crate) fn xpending(shared: &Shared, args: &[Bytes], out: &mut Out) {
         };
         range = Some((start, end, count.max(0) as usize, args.get(i + 3).cloned()));
     }
+    if super::refuse_other_type(shared, key, out) {
+        return;
+    }
     let (topic, st) = match find(shared, key) {
         Ok(Some(found)) => found,
         Ok(None) => return out.error(&no_key_or_group(key, group)),

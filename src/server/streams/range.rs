@@ -28,33 +28,53 @@ fn bound(p: &Partition, arg: &[u8], end: bool) -> Option<u64> {
     })
 }
 
-/// `XRANGE key start end [COUNT n]`, and `XREVRANGE key end start [COUNT n]`.
+/// `XRANGE key start end [COUNT n]`, and `XREVRANGE key end start [COUNT n]`. As in Redis,
+/// the IDs are checked first, then the options (`COUNT` may repeat: the last wins), then the
+/// key's type.
 pub(crate) fn xrange(shared: &Shared, args: &[Bytes], rev: bool, out: &mut Out) {
     let name = if rev { "xrevrange" } else { "xrange" };
-    if args.len() != 4 && args.len() != 6 {
+    if args.len() < 4 {
         return out.error(&wrong_args(name));
-    }
-    let mut count = usize::MAX;
-    if args.len() == 6 {
-        if !args[4].eq_ignore_ascii_case(b"count") {
-            return out.error("ERR syntax error");
-        }
-        match super::super::cmd::parse_i64(&args[5]) {
-            Some(n) if n < 0 => count = 0,
-            Some(n) => count = n as usize,
-            None => return out.error("ERR value is not an integer or out of range"),
-        }
     }
     let (lo, hi) = if rev {
         (&args[3], &args[2])
     } else {
         (&args[2], &args[3])
     };
-    let valid = |a: &[u8]| {
-        matches!(a, b"-" | b"+") || StreamId::parse(a.strip_prefix(b"(").unwrap_or(a), 0).is_some()
+    let parsed = |a: &[u8], end: bool| match a {
+        b"-" | b"+" => Some((false, None)),
+        _ => {
+            let (exclusive, text) = a.strip_prefix(b"(").map_or((false, a), |t| (true, t));
+            let id = StreamId::parse(text, if end { u64::MAX } else { 0 })?;
+            Some((exclusive, Some(id)))
+        }
     };
-    if !valid(lo) || !valid(hi) {
+    let Some((lo_ex, lo_id)) = parsed(lo, false) else {
         return out.error(INVALID_ID);
+    };
+    if lo_ex && lo_id.is_some_and(|id| id.next().is_none()) {
+        return out.error("ERR invalid start ID for the interval");
+    }
+    let Some((hi_ex, hi_id)) = parsed(hi, true) else {
+        return out.error(INVALID_ID);
+    };
+    if hi_ex && hi_id == Some(StreamId::default()) {
+        return out.error("ERR invalid end ID for the interval");
+    }
+    let mut count = usize::MAX;
+    let mut j = 4;
+    while j < args.len() {
+        if !args[j].eq_ignore_ascii_case(b"count") || j + 1 >= args.len() {
+            return out.error("ERR syntax error");
+        }
+        match super::super::cmd::parse_i64(&args[j + 1]) {
+            Some(n) => count = usize::try_from(n).unwrap_or(0),
+            None => return out.error("ERR value is not an integer or out of range"),
+        }
+        j += 2;
+    }
+    if super::refuse_other_type(shared, &args[1], out) {
+        return;
     }
     let Ok(Some(t)) = stream(shared, &args[1], false) else {
         return out.array(0);
