@@ -158,6 +158,7 @@ impl Partition {
     }
 
     /// The durability of the partition's topic.
+    #[cfg(feature = "server")]
     pub(crate) fn durability(&self) -> Durability {
         self.core.config.durability
     }
@@ -223,6 +224,7 @@ impl Partition {
     ///
     /// # Errors
     /// As [`append`](Self::append), from the write or from the wait.
+    #[cfg(feature = "server")]
     pub(crate) fn start_append(
         self: &Arc<Self>,
         msgs: &[Message],
@@ -243,6 +245,7 @@ impl Partition {
     /// wait for, here and now, blocking the caller for its duration. Returns whether it ran
     /// one: not when nothing waits or the sync thread has the request. When an fsync is
     /// already running, what it does not cover goes to the sync thread after it.
+    #[cfg(feature = "server")]
     pub(crate) fn lead_sync(&self) -> bool {
         let mut st = self.core.state.lock();
         if !st.sync_requested || !st.sync_deferred || st.closed || st.poisoned.is_some() {
@@ -262,6 +265,7 @@ impl Partition {
 
     /// Gives a deferred fsync request (see [`start_append`](Self::start_append))
     /// to the sync thread: for a thread that stayed busy.
+    #[cfg(feature = "server")]
     pub(crate) fn hand_off_sync(&self) {
         let mut st = self.core.state.lock();
         if st.sync_requested && st.sync_deferred {
