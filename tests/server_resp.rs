@@ -1262,6 +1262,76 @@ fn argument_checks_numbers_and_float_sums_match_redis() {
             &["XGROUP", "CREATE", "one", "g", "$"],
             "-WRONGTYPE Operation against a key holding the wrong kind of value",
         ),
+        (
+            &["XAUTOCLAIM", "one", "g", "c", "abc", "0"],
+            "-ERR Invalid min-idle-time argument for XAUTOCLAIM",
+        ),
+        (
+            &["XAUTOCLAIM", "one", "g", "c", "1", "0"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["XAUTOCLAIM", "xs", "nog", "c", "1", "abc"],
+            "-ERR Invalid stream ID specified as stream command argument",
+        ),
+        (
+            &["XAUTOCLAIM", "xs", "nog", "c", "1", "0"],
+            "-NOGROUP No such key 'xs' or consumer group 'nog'",
+        ),
+        (
+            &["XCLAIM", "one", "g", "c", "abc", "0-1"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["XCLAIM", "nokey", "g", "c", "abc", "0-1"],
+            "-NOGROUP No such key 'nokey' or consumer group 'g'",
+        ),
+        (
+            &["XCLAIM", "xs", "nog", "c", "abc", "0-1"],
+            "-NOGROUP No such key 'xs' or consumer group 'nog'",
+        ),
+        (
+            &["XACK", "one", "g", "abc"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (&["XACK", "xs", "nog", "abc"], ":0"),
+        (&["XACK", "nokey", "g", "abc"], ":0"),
+        (
+            &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "nokey", "abc"],
+            "-NOGROUP No such key 'nokey' or consumer group 'g' in XREADGROUP with GROUP option",
+        ),
+        (
+            &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "one", ">"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "xs", "$"],
+            "-NOGROUP No such key 'xs' or consumer group 'g' in XREADGROUP with GROUP option",
+        ),
+        (
+            &["XINFO", "GROUPS", "one", "x"],
+            "-ERR wrong number of arguments for 'xinfo|groups' command",
+        ),
+        (
+            &["XINFO", "CONSUMERS", "one"],
+            "-ERR wrong number of arguments for 'xinfo|consumers' command",
+        ),
+        (
+            &["XINFO", "GROUPS", "one"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["XPENDING", "xs", "nog", "IDLE", "-1", "-", "+", "10"],
+            "-NOGROUP No such key 'xs' or consumer group 'nog'",
+        ),
+        (
+            &["XPENDING", "one", "g", "IDLE", "-1", "-", "+", "10"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["XPENDING", "one", "g", "IDLE", "x", "-", "+", "10"],
+            "-ERR value is not an integer or out of range",
+        ),
     ];
     for (args, want) in cases {
         let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();

@@ -21,6 +21,10 @@ pub(crate) fn xinfo(shared: &Shared, args: &[Bytes], out: &mut Out) {
         return help(out);
     }
     let key = &args[2];
+    // After the subcommand's arity, as Redis checks them.
+    if super::refuse_other_type(shared, key, out) {
+        return;
+    }
     let Some(topic) = stream(shared, key, false).ok().flatten() else {
         return out.error("ERR no such key");
     };

@@ -66,12 +66,12 @@ impl Streams {
 
 /// Runs a stream command other than XADD (which the connection loop runs, to share fsyncs).
 pub(crate) fn exec(shared: &Arc<Shared>, cmd: &str, args: &[Bytes], out: &mut Out) {
-    // The key is the first argument, except for XREAD/XREADGROUP (checked per key there) and
-    // the subcommand containers. The commands that Redis lets check their arguments first
-    // check the type themselves, after them (`refuse_other_type`).
+    // WRONGTYPE before anything else for the commands whose key is the first argument and
+    // which Redis checks so. XREAD/XREADGROUP check per key; the others check their arguments
+    // (or subcommand) first and the type after, as Redis does (`refuse_other_type`).
     let key = match cmd {
-        "xread" | "xreadgroup" | "xrange" | "xrevrange" | "xtrim" | "xpending" | "xgroup" => None,
-        "xinfo" => args.get(2),
+        "xread" | "xreadgroup" | "xrange" | "xrevrange" | "xtrim" | "xpending" | "xgroup"
+        | "xinfo" | "xautoclaim" => None,
         _ => args.get(1),
     };
     if key.is_some_and(|k| other_type(shared, k)) {
@@ -238,11 +238,6 @@ fn write_entry(out: &mut Out, r: &Record) {
         out.bulk(f);
         out.bulk(v);
     }
-}
-
-/// Parses a non-negative integer argument.
-fn parse_u64(b: &[u8]) -> Option<u64> {
-    super::cmd::parse_i64(b).and_then(|n| u64::try_from(n).ok())
 }
 
 /// The lowercase text of an option argument.

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::group::{Group, StreamState, state};
 use super::ids::{INVALID_ID, StreamId};
-use super::{Shared, lower, now_ms, parse_u64, stream, write_entry, wrong_args};
+use super::{Shared, lower, now_ms, stream, write_entry, wrong_args};
 use crate::log::{Partition, Record, Topic};
 use crate::server::cmd::parse_i64;
 use crate::server::reply::Out;
@@ -67,13 +67,7 @@ pub(crate) fn xack(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if args.len() < 4 {
         return out.error(&wrong_args("xack"));
     }
-    let mut ids = Vec::with_capacity(args.len() - 3);
-    for a in &args[3..] {
-        match StreamId::parse(a, 0) {
-            Some(id) => ids.push(id),
-            None => return out.error(INVALID_ID),
-        }
-    }
+    // No stream or no group answers 0 before the IDs are read, as in Redis.
     let (_, st) = match find(shared, &args[1]) {
         Ok(Some(found)) => found,
         Ok(None) => return out.int(0),
@@ -83,6 +77,13 @@ pub(crate) fn xack(shared: &Shared, args: &[Bytes], out: &mut Out) {
     let Some(g) = groups.get_mut(&args[2]) else {
         return out.int(0);
     };
+    let mut ids = Vec::with_capacity(args.len() - 3);
+    for a in &args[3..] {
+        match StreamId::parse(a, 0) {
+            Some(id) => ids.push(id),
+            None => return out.error(INVALID_ID),
+        }
+    }
     let mut n = 0;
     for id in ids {
         if pending_id(g, id) && g.remove(id.seq) {
@@ -133,10 +134,11 @@ pub(crate) fn xpending(shared: &Shared, args: &[Bytes], out: &mut Out) {
     let mut i = 3;
     let mut min_idle = 0;
     if args.len() > 3 && lower(&args[3]) == "idle" {
-        let Some(ms) = args.get(4).and_then(|a| parse_u64(a)) else {
+        // Negative is accepted, as by Redis: every entry is idle that long.
+        let Some(ms) = args.get(4).and_then(|a| parse_i64(a)) else {
             return out.error("ERR value is not an integer or out of range");
         };
-        min_idle = ms;
+        min_idle = u64::try_from(ms).unwrap_or(0);
         i = 5;
     }
     let extended = args.len() > 3;
@@ -288,6 +290,12 @@ pub(crate) fn xclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
         return out.error(&wrong_args("xclaim"));
     }
     let (key, group, consumer) = (&args[1], &args[2], &args[3]);
+    // The group first, then the arguments, as Redis checks them.
+    match find(shared, key) {
+        Ok(Some((_, st))) if st.groups.lock().contains_key(group) => {}
+        Ok(_) => return out.error(&no_key_or_group(key, group)),
+        Err(e) => return out.error(&e),
+    }
     let Some(min_idle) = parse_i64(&args[4]) else {
         return out.error("ERR Invalid min-idle-time argument for XCLAIM");
     };
@@ -407,6 +415,10 @@ pub(crate) fn xautoclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
             }
             _ => return out.error("ERR syntax error"),
         }
+    }
+    // Its arguments first, then the key's type, as Redis checks them.
+    if super::refuse_other_type(shared, key, out) {
+        return;
     }
     let (topic, st) = match find(shared, key) {
         Ok(Some(found)) => found,

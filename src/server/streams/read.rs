@@ -137,6 +137,19 @@ fn parse(shared: &Shared, args: &[Bytes]) -> Result<Request, String> {
         if super::other_type(shared, key) {
             return Err(crate::server::db::WRONGTYPE.to_owned());
         }
+        if let Some((group, _)) = &req.group {
+            // The key and its group before the ID, as Redis checks them.
+            let exists = match stream(shared, key, false)? {
+                Some(topic) => state(shared, key, &topic)?
+                    .groups
+                    .lock()
+                    .contains_key(group),
+                None => false,
+            };
+            if !exists {
+                return Err(no_group(key, group));
+            }
+        }
         let start = match (&id[..], grouped) {
             (b">", true) => Start::New,
             (b">", false) => {
