@@ -1332,6 +1332,20 @@ fn argument_checks_numbers_and_float_sums_match_redis() {
             &["XPENDING", "one", "g", "IDLE", "x", "-", "+", "10"],
             "-ERR value is not an integer or out of range",
         ),
+        (&["SCAN", "0", "MATCH"], "-ERR syntax error"),
+        (&["SCAN", "abc", "MATCH"], "-ERR invalid cursor"),
+        (&["SCAN", "0", "COUNT", "0"], "-ERR syntax error"),
+        (
+            &["HSCAN", "one", "0", "MATCH"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (&["HSCAN", "hh", "0", "MATCH"], "-ERR syntax error"),
+        (&["CLIENT", "NO-EVICT", "x"], "-ERR syntax error"),
+        (&["CLIENT", "NO-EVICT", "on"], "+OK"),
+        (
+            &["PUBSUB", "CHANNELS", "a", "b"],
+            "-ERR unknown subcommand or wrong number of arguments for 'CHANNELS'. Try PUBSUB HELP.",
+        ),
     ];
     for (args, want) in cases {
         let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();

@@ -241,6 +241,16 @@ pub(crate) fn hscan(db: &Db, args: &[Bytes], out: &mut Out) {
     let Some(cursor) = parse_cursor(&args[2]) else {
         return out.error("ERR invalid cursor");
     };
+    // A missing key answers an empty page and a wrong type WRONGTYPE before the options are
+    // read, as in Redis.
+    let Ok(fields) = read_hash(db, &args[1]) else {
+        return out.error(WRONGTYPE);
+    };
+    if fields.is_empty() {
+        out.array(2);
+        out.bulk(b"0");
+        return out.array(0);
+    }
     let (mut pattern, mut values) = (None, true);
     let mut i = 3;
     while i < args.len() {
@@ -260,9 +270,6 @@ pub(crate) fn hscan(db: &Db, args: &[Bytes], out: &mut Out) {
         }
         i += 2;
     }
-    let Ok(fields) = read_hash(db, &args[1]) else {
-        return out.error(WRONGTYPE);
-    };
     let page: Vec<&(Bytes, Bytes)> = fields
         .iter()
         .filter(|_| cursor == 0)

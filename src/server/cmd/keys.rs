@@ -224,24 +224,30 @@ fn scan_position(key: &[u8]) -> u64 {
 /// present for the whole scan is returned at least once, however others come and go (Redis's
 /// guarantee); a key may repeat only when positions collide at a page boundary.
 pub(crate) fn scan(shared: &Shared, args: &[Bytes], out: &mut Out) {
-    if args.len() < 2 || !args.len().is_multiple_of(2) {
+    if args.len() < 2 {
         return wrong_args(out, &args[0]);
     }
     let Some(cursor) = parse_cursor(&args[1]) else {
         return out.error("ERR invalid cursor");
     };
     let (mut pattern, mut count, mut kind) = (Bytes::from_static(b"*"), 10usize, None);
-    for kv in args[2..].chunks(2) {
-        match String::from_utf8_lossy(&kv[0]).to_lowercase().as_str() {
-            "match" => pattern = kv[1].clone(),
-            "count" => match parse_i64(&kv[1]) {
+    // Options in pairs; one without its value is a syntax error, as in Redis.
+    let mut i = 2;
+    while i < args.len() {
+        let Some(value) = args.get(i + 1) else {
+            return syntax(out);
+        };
+        match String::from_utf8_lossy(&args[i]).to_lowercase().as_str() {
+            "match" => pattern = value.clone(),
+            "count" => match parse_i64(value) {
                 Some(n) if n > 0 => count = n as usize,
                 Some(_) => return syntax(out),
                 None => return not_int(out),
             },
-            "type" => kind = Some(String::from_utf8_lossy(&kv[1]).to_lowercase()),
+            "type" => kind = Some(String::from_utf8_lossy(value).to_lowercase()),
             _ => return syntax(out),
         }
+        i += 2;
     }
     let mut ahead: Vec<(u64, Bytes)> = all_keys(shared, &pattern)
         .into_iter()

@@ -124,6 +124,7 @@ pub(crate) fn introspect(db: &Db, args: &[Bytes], out: &mut Out) {
         return;
     }
     match sub.as_str() {
+        "channels" if args.len() > 3 => super::subcommand_syntax_error(out, args),
         "channels" => {
             let pattern = args.get(2).map_or(&b"*"[..], |p| &p[..]);
             let chans: Vec<String> = db
@@ -145,6 +146,24 @@ pub(crate) fn introspect(db: &Db, args: &[Bytes], out: &mut Out) {
             }
         }
         "numpat" => out.int(db.pubsub.pattern_count() as i64),
+        "help" => {
+            let lines = [
+                "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "CHANNELS [<pattern>]",
+                "    Return the currently active channels matching a <pattern> (default: '*').",
+                "NUMPAT",
+                "    Return number of subscriptions to patterns.",
+                "NUMSUB [<channel> ...]",
+                "    Return the number of subscribers for the specified channels, excluding",
+                "    pattern subscriptions(default: no channels).",
+                "HELP",
+                "    Prints this help.",
+            ];
+            out.array(lines.len());
+            for l in lines {
+                out.simple(l);
+            }
+        }
         // Refused by the check above.
         _ => out.error("ERR unknown subcommand"),
     }

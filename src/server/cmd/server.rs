@@ -350,6 +350,11 @@ fn client(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) 
         }
         "id" => out.int(conn.id as i64),
         "setinfo" => out.ok(),
+        // Accepted for clients that send it; no client is evicted for memory in quipu.
+        "no-evict" => match String::from_utf8_lossy(&args[2]).to_lowercase().as_str() {
+            "on" | "off" => out.ok(),
+            _ => out.error("ERR syntax error"),
+        },
         "info" => out.bulk(conn.client.line().as_bytes()),
         "list" => {
             let text: String = shared.clients.list().iter().map(|c| c.line()).collect();
