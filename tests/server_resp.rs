@@ -249,6 +249,14 @@ fn hashes_and_wrongtype() {
         .query(&mut c)
         .unwrap();
     assert_eq!(page, vec!["user", "cart", "total"]);
+    // Any cursor gets the whole small hash, as from Redis.
+    let (cursor, page): (String, Vec<String>) = redis::cmd("HSCAN")
+        .arg("sess:1")
+        .arg(12345)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(cursor, "0");
+    assert_eq!(page.len(), 6);
     let err = redis::cmd("HSCAN")
         .arg("sess:1")
         .arg(0)

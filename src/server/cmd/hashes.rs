@@ -232,15 +232,15 @@ pub(crate) fn hincrbyfloat(db: &Db, args: &[Bytes], out: &mut Out) {
 
 /// `HSCAN key cursor [MATCH pattern] [COUNT n] [NOVALUES]`. A hash is stored whole, so the
 /// first call returns every matching field and cursor 0, as Redis does for a small hash
-/// (COUNT is checked and otherwise a hint); a non-zero cursor, which this never hands out,
-/// returns nothing more.
+/// (COUNT is checked and otherwise a hint). Any cursor gets the whole hash, as Redis answers
+/// for a small hash: this never hands out a non-zero one.
 pub(crate) fn hscan(db: &Db, args: &[Bytes], out: &mut Out) {
     if args.len() < 3 {
         return wrong_args(out, &args[0]);
     }
-    let Some(cursor) = parse_cursor(&args[2]) else {
+    if parse_cursor(&args[2]).is_none() {
         return out.error("ERR invalid cursor");
-    };
+    }
     // A missing key answers an empty page and a wrong type WRONGTYPE before the options are
     // read, as in Redis.
     let Ok(fields) = read_hash(db, &args[1]) else {
@@ -272,7 +272,6 @@ pub(crate) fn hscan(db: &Db, args: &[Bytes], out: &mut Out) {
     }
     let page: Vec<&(Bytes, Bytes)> = fields
         .iter()
-        .filter(|_| cursor == 0)
         .filter(|(f, _)| pattern.as_ref().is_none_or(|p| glob_match(p, f)))
         .collect();
     out.array(2);
