@@ -103,6 +103,14 @@ impl Out {
         }
     }
 
+    /// An array of simple strings: what a `HELP` subcommand answers.
+    pub fn simple_lines(&mut self, lines: &[&str]) {
+        self.array(lines.len());
+        for l in lines {
+            self.simple(l);
+        }
+    }
+
     /// A push header (pub/sub messages; an array in RESP2).
     pub fn push(&mut self, n: usize) {
         if self.resp3 {

@@ -159,10 +159,7 @@ pub(crate) fn introspect(db: &Db, args: &[Bytes], out: &mut Out) {
                 "HELP",
                 "    Prints this help.",
             ];
-            out.array(lines.len());
-            for l in lines {
-                out.simple(l);
-            }
+            out.simple_lines(&lines);
         }
         // Refused by the check above.
         _ => out.error("ERR unknown subcommand"),

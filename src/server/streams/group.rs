@@ -438,8 +438,5 @@ fn help(out: &mut Out) {
         "SETID <key> <groupname> <id|$>",
         "    Set the current group ID.",
     ];
-    out.array(lines.len());
-    for l in lines {
-        out.simple(l);
-    }
+    out.simple_lines(&lines);
 }

@@ -128,10 +128,7 @@ fn help(out: &mut Out) {
         "STREAM <key>",
         "    Show information about the stream.",
     ];
-    out.array(lines.len());
-    for l in lines {
-        out.simple(l);
-    }
+    out.simple_lines(&lines);
 }
 
 /// `XINFO STREAM key FULL [COUNT n]`, which quipu does not run: Redis's errors for a
