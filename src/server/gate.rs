@@ -150,6 +150,16 @@ mod tests {
                 })
             })
             .collect();
+        // The writers must be running before the sections start: on a loaded machine the
+        // 2,000 sections could otherwise all end before a writer got a core.
+        let start = std::time::Instant::now();
+        while a.load(SeqCst) < 100 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "the writers never ran"
+            );
+            std::thread::yield_now();
+        }
         for _ in 0..2000 {
             exclusive(|| {
                 let (x, y) = (a.load(SeqCst), b.load(SeqCst));
@@ -164,7 +174,6 @@ mod tests {
         for w in writers {
             w.join().unwrap();
         }
-        assert!(a.load(SeqCst) > 0);
     }
 
     #[test]
