@@ -59,7 +59,8 @@ pub(crate) enum AddError {
 
 /// `current + by` (0 when there is no current value), printed as Redis prints it.
 pub(crate) fn add(current: Option<&[u8]>, by: &[u8]) -> Result<String, AddError> {
-    let mut out = vec![0u8; TEXT_ROOM];
+    // On the stack: only the sum's few bytes are copied out.
+    let mut out = [0u8; TEXT_ROOM];
     let (cur, cur_len) = current.map_or((std::ptr::null(), 0), |c| (c.as_ptr(), c.len()));
     // SAFETY: each pointer and length describe a live slice (`cur` is only read when
     // `has_cur` is 1, and then describes `current`); `out` is `TEXT_ROOM` writable bytes and
@@ -80,9 +81,10 @@ pub(crate) fn add(current: Option<&[u8]>, by: &[u8]) -> Result<String, AddError>
         -2 => Err(AddError::Increment),
         n if n <= 0 => Err(AddError::NotFinite),
         n => {
-            out.truncate(usize::try_from(n).map_err(|_| AddError::NotFinite)?);
+            let text = out.get(..usize::try_from(n).map_err(|_| AddError::NotFinite)?);
             // printf of a number writes ASCII only.
-            String::from_utf8(out).map_err(|_| AddError::NotFinite)
+            let text = text.and_then(|t| std::str::from_utf8(t).ok());
+            text.map(str::to_owned).ok_or(AddError::NotFinite)
         }
     }
 }

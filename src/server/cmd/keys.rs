@@ -130,13 +130,12 @@ pub(crate) fn ttl(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) {
         "pttl" => ns
             .ttl(&args[1])
             .map(|t| t.map(|d| super::shown_ttl(d).as_millis() as i64)),
-        // The cache's deadline is one millisecond past Redis's (`stored_ttl`).
         "expiretime" => ns
             .expires_at(&args[1])
-            .map(|t| t.map(|ms| (ms.saturating_sub(1) / 1000) as i64)),
+            .map(|t| t.map(|ms| (super::shown_deadline(ms) / 1000) as i64)),
         _ => ns
             .expires_at(&args[1])
-            .map(|t| t.map(|ms| ms.saturating_sub(1) as i64)),
+            .map(|t| t.map(|ms| super::shown_deadline(ms) as i64)),
     };
     match when {
         // A stream never expires.

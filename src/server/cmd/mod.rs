@@ -15,7 +15,6 @@ pub(crate) mod table;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -170,6 +169,12 @@ pub(crate) fn stored_ttl(ms: u64) -> Duration {
 /// [`stored_ttl`].
 pub(crate) fn shown_ttl(left: Duration) -> Duration {
     left.saturating_sub(Duration::from_millis(1))
+}
+
+/// What Redis would report as the deadline (Unix milliseconds) of a cache entry that expires
+/// at `at`: see [`stored_ttl`].
+pub(crate) fn shown_deadline(at: u64) -> u64 {
+    at.saturating_sub(1)
 }
 
 pub(crate) fn parse_i64(b: &[u8]) -> Option<i64> {

@@ -291,11 +291,11 @@ pub(crate) fn xclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
     }
     let (key, group, consumer) = (&args[1], &args[2], &args[3]);
     // The group first, then the arguments, as Redis checks them.
-    match find(shared, key) {
-        Ok(Some((_, st))) if st.groups.lock().contains_key(group) => {}
+    let (topic, st) = match find(shared, key) {
+        Ok(Some((topic, st))) if st.groups.lock().contains_key(group) => (topic, st),
         Ok(_) => return out.error(&no_key_or_group(key, group)),
         Err(e) => return out.error(&e),
-    }
+    };
     let Some(min_idle) = parse_i64(&args[4]) else {
         return out.error("ERR Invalid min-idle-time argument for XCLAIM");
     };
@@ -349,11 +349,6 @@ pub(crate) fn xclaim(shared: &Shared, args: &[Bytes], out: &mut Out) {
             2
         };
     }
-    let (topic, st) = match find(shared, key) {
-        Ok(Some(found)) => found,
-        Ok(None) => return out.error(&no_key_or_group(key, group)),
-        Err(e) => return out.error(&e),
-    };
     let Ok(p) = topic.partition(0) else {
         return out.error(&no_key_or_group(key, group));
     };
