@@ -224,10 +224,12 @@ fn keys_scan_and_dbsize_see_stream_keys() {
     let (_, strings): (u64, Vec<String>) =
         query(&mut c, &["SCAN", "0", "COUNT", "100", "TYPE", "string"]);
     assert_eq!(strings, ["plain"]);
-    // A string SET on a stream's key (SET does not check for streams): listed once.
+    // A string SET on a stream's key replaces the stream, as in Redis.
     let _: () = query(&mut c, &["SET", "orders", "x"]);
     let n: i64 = query(&mut c, &["DBSIZE"]);
     assert_eq!(n, 4);
+    let t: String = query(&mut c, &["TYPE", "orders"]);
+    assert_eq!(t, "string");
     let _: i64 = query(&mut c, &["DEL", "orders"]);
     let after: Vec<String> = query(&mut c, &["KEYS", "o*"]);
     assert_eq!(after, ["odd key_\u{e9}"]);
@@ -264,6 +266,95 @@ fn keys_scan_and_dbsize_see_stream_keys() {
     assert!(id.ends_with("-0"), "a new stream starts empty: {id}");
     let groups: Vec<Value> = query(&mut c, &["XINFO", "GROUPS", "orders"]);
     assert!(groups.is_empty());
+}
+
+/// String and hash commands see streams as Redis does: WRONGTYPE where the command reads or
+/// changes the key's value, a key that exists for NX, nil in MGET, and SET, SETEX, MSET and
+/// RENAME replace the stream (its groups go with it). After a restart too.
+#[test]
+fn string_and_hash_commands_see_a_stream_as_another_type() {
+    let dir = common::tempdir();
+    let srv = serve_in(dir.path());
+    let mut c = srv.con();
+    xadd(&mut c, "s", "f", "v");
+    let wrong: &[&[&str]] = &[
+        &["GET", "s"],
+        &["SET", "s", "v", "GET"],
+        &["GETSET", "s", "v"],
+        &["GETDEL", "s"],
+        &["GETEX", "s", "EX", "10"],
+        &["STRLEN", "s"],
+        &["GETRANGE", "s", "0", "1"],
+        &["APPEND", "s", "x"],
+        &["SETRANGE", "s", "0", "x"],
+        &["INCR", "s"],
+        &["DECRBY", "s", "2"],
+        &["INCRBYFLOAT", "s", "1.5"],
+        &["HSET", "s", "f", "v"],
+        &["HSETNX", "s", "f", "v"],
+        &["HGET", "s", "f"],
+        &["HMGET", "s", "f"],
+        &["HGETALL", "s"],
+        &["HLEN", "s"],
+        &["HDEL", "s", "f"],
+        &["HEXISTS", "s", "f"],
+        &["HKEYS", "s"],
+        &["HINCRBY", "s", "f", "1"],
+        &["HINCRBYFLOAT", "s", "f", "1"],
+        &["HSCAN", "s", "0"],
+    ];
+    for args in wrong {
+        assert!(err(&mut c, args).contains("WRONGTYPE"), "{args:?}");
+    }
+    // Arguments are checked first, as Redis checks them.
+    assert!(err(&mut c, &["INCRBY", "s", "x"]).contains("not an integer"));
+    assert!(err(&mut c, &["HINCRBY", "s", "f", "x"]).contains("not an integer"));
+    // The stream exists for NX and is nil among MGET's strings.
+    let setnx: i64 = query(&mut c, &["SETNX", "s", "v"]);
+    let msetnx: i64 = query(&mut c, &["MSETNX", "fresh", "v", "s", "v"]);
+    let nx: Value = query(&mut c, &["SET", "s", "v", "NX"]);
+    let mget: Vec<Option<String>> = query(&mut c, &["MGET", "s"]);
+    assert_eq!((setnx, msetnx, nx, mget), (0, 0, Value::Nil, vec![None]));
+    let len: i64 = query(&mut c, &["XLEN", "s"]);
+    assert_eq!(len, 1, "nothing above changed the stream");
+    // Each replacing write: the stream and its groups go, the string stays.
+    let _: () = query(&mut c, &["XGROUP", "CREATE", "s", "g", "0"]);
+    let _: () = query(&mut c, &["SET", "s", "v", "XX"]);
+    let got: String = query(&mut c, &["GET", "s"]);
+    assert_eq!(got, "v");
+    assert!(err(&mut c, &["XLEN", "s"]).contains("WRONGTYPE"));
+    let _: i64 = query(&mut c, &["DEL", "s"]);
+    let id = xadd(&mut c, "s", "f", "again");
+    assert!(id.ends_with("-0"), "a new stream starts empty: {id}");
+    let groups: Vec<Value> = query(&mut c, &["XINFO", "GROUPS", "s"]);
+    assert!(groups.is_empty(), "{groups:?}");
+    for (i, write) in [
+        &["SET", "k0", "v"][..],
+        &["SETEX", "k1", "100", "v"],
+        &["MSET", "other", "v", "k2", "v"],
+        &["RENAME", "src", "k3"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let key = format!("k{i}");
+        xadd(&mut c, &key, "f", "v");
+        let _: () = query(&mut c, &["SET", "src", "v"]);
+        let _: () = query(&mut c, write);
+        let t: String = query(&mut c, &["TYPE", &key]);
+        assert_eq!(t, "string", "{write:?}");
+        let n: i64 = query(&mut c, &["DEL", &key]);
+        assert_eq!(n, 1, "{write:?}: one key, no stream left behind");
+        let n: i64 = query(&mut c, &["EXISTS", &key]);
+        assert_eq!(n, 0, "{write:?}");
+    }
+    // A restarted server knows its streams before any stream command runs.
+    drop(c);
+    drop(srv);
+    let srv = serve_in(dir.path());
+    let mut c = srv.con();
+    assert!(err(&mut c, &["GET", "s"]).contains("WRONGTYPE"));
+    assert!(err(&mut c, &["HGETALL", "s"]).contains("WRONGTYPE"));
 }
 
 #[test]

@@ -5,10 +5,12 @@
 //! (postcard of its field/value pairs).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cache::{Cache, Namespace};
+use crate::log::Log;
 use crate::pubsub::PubSub;
 use crate::server::notify::Notifier;
 
@@ -98,6 +100,43 @@ pub struct Db {
     pub pubsub: PubSub,
     /// Keyspace notifications.
     pub notifier: Notifier,
+    /// Which keys are streams.
+    pub streams: StreamKeys,
+}
+
+/// Which keys are streams (log topics `stream.<escaped key>`), as the string and hash
+/// commands ask: on a stream they answer `WRONGTYPE`, and `SET` replaces it, as in Redis.
+#[derive(Debug, Clone)]
+pub struct StreamKeys {
+    log: Log,
+    /// Set before the first stream is created (or at start when one exists), never cleared:
+    /// until then no string or hash command pays for a topic lookup.
+    any: Arc<AtomicBool>,
+}
+
+impl StreamKeys {
+    /// The stream keys of `log`'s topics.
+    pub fn new(log: Log) -> Self {
+        let any = log.topics().iter().any(|t| t.starts_with("stream."));
+        Self {
+            log,
+            any: Arc::new(AtomicBool::new(any)),
+        }
+    }
+
+    /// Whether `key` is a stream.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.any.load(Ordering::Acquire)
+            && self
+                .log
+                .topic(&crate::server::streams::topic_name(key))
+                .is_ok()
+    }
+
+    /// Called before a stream's topic is created, so that [`contains`](Self::contains) looks.
+    pub fn creating(&self) {
+        self.any.store(true, Ordering::Release);
+    }
 }
 
 impl Db {

@@ -352,6 +352,7 @@ impl Server {
             rules: Arc::new(rules),
             pubsub: quipu.pubsub().clone(),
             notifier,
+            streams: db::StreamKeys::new(quipu.log().clone()),
         };
         for ns in db.namespaces() {
             db.notifier.watch(&ns);

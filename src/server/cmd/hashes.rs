@@ -11,12 +11,16 @@ use crate::server::db::{Db, Value, WRONGTYPE, decode, encode_hash};
 use crate::server::notify::KeyEvent;
 use crate::server::reply::Out;
 
-/// Runs `f` on the hash at `key` (empty when absent); `Err(())` for another type.
+/// Runs `f` on the hash at `key` (empty when absent); `Err(())` for another type (a string or
+/// a stream).
 fn modify_hash(
     db: &Db,
     key: &[u8],
     f: impl FnOnce(&mut Vec<(Bytes, Bytes)>) -> bool,
 ) -> Result<Result<(), ()>, crate::Error> {
+    if db.streams.contains(key) {
+        return Ok(Err(()));
+    }
     let mut wrong = false;
     db.ns(key).modify(key, |cur| {
         let mut fields = match cur.map(decode) {
@@ -38,8 +42,10 @@ fn modify_hash(
     Ok(if wrong { Err(()) } else { Ok(()) })
 }
 
+/// The fields of the hash at `key` (none when absent); `Err(())` for a string or a stream.
 fn read_hash(db: &Db, key: &[u8]) -> Result<Vec<(Bytes, Bytes)>, ()> {
     match db.ns(key).get(key).map(|raw| decode(&raw)) {
+        None if db.streams.contains(key) => Err(()),
         None => Ok(Vec::new()),
         Some(Some(Value::Hash(h))) => Ok(h),
         Some(_) => Err(()),

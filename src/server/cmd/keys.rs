@@ -289,6 +289,10 @@ pub(crate) fn rename(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if let Err(e) = db.ns(to).modify(to, |_| Ok(Modify::Set(value, change))) {
         return out.error(&format!("ERR {e}"));
     }
+    // A stream at the destination is replaced, as Redis replaces a value of any type there.
+    if let Err(e) = streams::delete(shared, to) {
+        return out.error(&e);
+    }
     if from != to {
         let _ = src.remove(from);
     }

@@ -338,10 +338,10 @@ fn dispatch(
     match cmd {
         // strings
         "get" => strings::get(shared, args, out),
-        "set" => strings::set(db, args, out),
-        "setnx" | "setex" | "psetex" => strings::set_variant(db, cmd, args, out),
+        "set" => strings::set(shared, args, out),
+        "setnx" | "setex" | "psetex" => strings::set_variant(shared, cmd, args, out),
         "mget" => strings::mget(shared, args, out),
-        "mset" | "msetnx" => strings::mset(db, cmd, args, out),
+        "mset" | "msetnx" => strings::mset(shared, cmd, args, out),
         "getset" | "getdel" | "getex" => strings::get_and(db, cmd, args, out),
         "incr" | "decr" | "incrby" | "decrby" => strings::incr(db, cmd, args, out),
         "incrbyfloat" => strings::incr_float(db, args, out),

@@ -14,12 +14,16 @@ use crate::server::db::{Db, WRONGTYPE, encode_str, str_bytes};
 use crate::server::notify::KeyEvent;
 use crate::server::reply::Out;
 
-/// Runs `f` on the string at `key` atomically; a non-string sets `wrong` and keeps the key.
+/// Runs `f` on the string at `key` atomically; a hash or a stream is `Err(())` and keeps the
+/// key.
 fn modify_str(
     db: &Db,
     key: &[u8],
     f: impl FnOnce(Option<&[u8]>) -> Result<Modify, CacheError>,
 ) -> Result<Result<Option<Bytes>, ()>, Error> {
+    if db.streams.contains(key) {
+        return Ok(Err(()));
+    }
     let mut wrong = false;
     // `f` reads the string in place: no reference to the stored value is taken (a clone
     // writes its shared count, and the first clone of a value allocates that count).
@@ -41,6 +45,21 @@ fn modify_str(
         b.advance(1);
         b
     })))
+}
+
+/// After a write of a string at `key`: deletes the stream of that name, if any, as Redis's
+/// `SET` replaces a value of any type. `false` when that failed (the error is written).
+fn replace_stream(shared: &Shared, key: &[u8], out: &mut Out) -> bool {
+    if !shared.db.streams.contains(key) {
+        return true;
+    }
+    match crate::server::streams::delete(shared, key) {
+        Ok(_) => true,
+        Err(e) => {
+            out.error(&e);
+            false
+        }
+    }
 }
 
 pub(crate) fn reply_err(out: &mut Out, e: &Error) {
@@ -97,7 +116,7 @@ impl Short {
         let arg = |i: usize| &input[ranges[i].clone()];
         match self {
             Self::Get => get_key(shared, arg(1), out),
-            Self::Set => set_plain(&shared.db, arg(1), arg(2), out),
+            Self::Set => set_plain(shared, arg(1), arg(2), out),
             Self::Incr(by) => incr_by(&shared.db, arg(1), by, out),
         }
     }
@@ -105,15 +124,18 @@ impl Short {
 
 /// `SET key value` without options: replaces a value of any type, as in Redis, without
 /// reading it.
-fn set_plain(db: &Db, key: &[u8], value: &[u8], out: &mut Out) {
+fn set_plain(shared: &Shared, key: &[u8], value: &[u8], out: &mut Out) {
+    let db = &shared.db;
     let stored = encode_str(value);
     match db
         .ns(key)
         .modify(key, |_| Ok(Modify::Set(stored, TtlChange::Clear)))
     {
         Ok(_) => {
-            db.notifier.notify(KeyEvent::Set, key);
-            out.ok();
+            if replace_stream(shared, key, out) {
+                db.notifier.notify(KeyEvent::Set, key);
+                out.ok();
+            }
         }
         Err(e) => reply_err(out, &e),
     }
@@ -128,6 +150,7 @@ fn get_key(shared: &Arc<Shared>, key: &[u8], out: &mut Out) {
         .ns(key)
         .get_with(key, |raw| str_bytes(raw).map(|v| out.bulk(v)).is_some());
     match found {
+        None if shared.db.streams.contains(key) => out.error(WRONGTYPE),
         None => out.null(),
         Some(true) => {}
         Some(false) => out.error(WRONGTYPE),
@@ -170,12 +193,13 @@ fn ttl_value(db: &Db, unit: &str, v: &[u8], cmd: &str) -> Result<Option<Duration
     }
 }
 
-pub(crate) fn set(db: &Db, args: &[Bytes], out: &mut Out) {
+pub(crate) fn set(shared: &Shared, args: &[Bytes], out: &mut Out) {
+    let db = &shared.db;
     if args.len() < 3 {
         return wrong_args(out, &args[0]);
     }
     if args.len() == 3 {
-        return set_plain(db, &args[1], &args[2], out);
+        return set_plain(shared, &args[1], &args[2], out);
     }
     let (key, value) = (&args[1], &args[2]);
     let (mut nx, mut xx, mut get, mut keep) = (false, false, false, false);
@@ -209,7 +233,10 @@ pub(crate) fn set(db: &Db, args: &[Bytes], out: &mut Out) {
     };
     let stored = encode_str(value);
     let mut written = false;
+    // A stream of this name counts for NX and XX, and a write replaces it.
+    let stream = db.streams.contains(key);
     let decide = |exists: bool, written: &mut bool| {
+        let exists = exists || stream;
         if (nx && exists) || (xx && !exists) {
             return Modify::Keep;
         }
@@ -231,6 +258,9 @@ pub(crate) fn set(db: &Db, args: &[Bytes], out: &mut Out) {
             .map(|_| Ok(None))
     };
     if written && matches!(r, Ok(Ok(_))) {
+        if stream && !replace_stream(shared, key, out) {
+            return;
+        }
         db.notifier.notify(KeyEvent::Set, key);
         if ttl.is_some_and(|t| !t.is_zero()) {
             db.notifier.notify(KeyEvent::Expire, key);
@@ -245,7 +275,8 @@ pub(crate) fn set(db: &Db, args: &[Bytes], out: &mut Out) {
     }
 }
 
-pub(crate) fn set_variant(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+pub(crate) fn set_variant(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) {
+    let db = &shared.db;
     let want = if cmd == "setnx" { 3 } else { 4 };
     if args.len() != want {
         return wrong_args(out, &args[0]);
@@ -281,9 +312,11 @@ pub(crate) fn set_variant(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
         Ok(Modify::Set(encode_str(&args[3]), TtlChange::Set(ttl)))
     }) {
         Ok(_) => {
-            db.notifier.notify(KeyEvent::Set, key);
-            db.notifier.notify(KeyEvent::Expire, key);
-            out.ok();
+            if replace_stream(shared, key, out) {
+                db.notifier.notify(KeyEvent::Set, key);
+                db.notifier.notify(KeyEvent::Expire, key);
+                out.ok();
+            }
         }
         Err(e) => reply_err(out, &e),
     }
@@ -307,11 +340,16 @@ pub(crate) fn mget(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
     }
 }
 
-pub(crate) fn mset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+pub(crate) fn mset(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) {
+    let db = &shared.db;
     if args.len() < 3 || args.len().is_multiple_of(2) {
         return wrong_args(out, &args[0]);
     }
-    if cmd == "msetnx" && args[1..].chunks(2).any(|kv| db.ns(&kv[0]).contains(&kv[0])) {
+    if cmd == "msetnx"
+        && args[1..]
+            .chunks(2)
+            .any(|kv| db.ns(&kv[0]).contains(&kv[0]) || db.streams.contains(&kv[0]))
+    {
         return out.int(0);
     }
     for kv in args[1..].chunks(2) {
@@ -319,6 +357,9 @@ pub(crate) fn mset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
             Ok(Modify::Set(encode_str(&kv[1]), TtlChange::Clear))
         }) {
             return reply_err(out, &e);
+        }
+        if !replace_stream(shared, &kv[0], out) {
+            return;
         }
         db.notifier.notify(KeyEvent::Set, &kv[0]);
     }
@@ -590,6 +631,7 @@ pub(crate) fn read_part(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
         .ns(key)
         .get_with(key, |raw| str_bytes(raw).map(|v| answer(v, out)))
     {
+        None if db.streams.contains(key) => out.error(WRONGTYPE),
         None => answer(b"", out),
         Some(Some(())) => {}
         Some(None) => out.error(WRONGTYPE),

@@ -96,11 +96,15 @@ pub(crate) fn exec(shared: &Arc<Shared>, cmd: &str, args: &[Bytes], out: &mut Ou
 
 /// Escapes a key into topic-name characters: bytes outside `keep` become `_xx` (hex).
 fn escape(key: &[u8], keep: impl Fn(u8) -> bool, into: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    into.reserve(key.len());
     for &b in key {
         if keep(b) {
             into.push(b as char);
         } else {
-            into.push_str(&format!("_{b:02x}"));
+            into.push('_');
+            into.push(HEX[usize::from(b >> 4)] as char);
+            into.push(HEX[usize::from(b & 0xf)] as char);
         }
     }
 }
@@ -158,6 +162,7 @@ pub(crate) fn stream(
     if !create {
         return Ok(None);
     }
+    shared.db.streams.creating();
     match shared.log.create_topic(
         &name,
         TopicConfig::default()
@@ -174,7 +179,8 @@ pub(crate) fn stream(
 }
 
 /// Whether `key` holds a string or hash: stream commands on it are a type error. (A stream
-/// and a cache key of one name can only both exist if SET wrote over a stream.)
+/// and a cache key of one name can only both exist after a SET or HSET raced an XADD that
+/// created the stream.)
 fn other_type(shared: &Shared, key: &[u8]) -> bool {
     shared.db.ns(key).contains(key)
 }
@@ -191,7 +197,7 @@ fn refuse_other_type(shared: &Shared, key: &[u8], out: &mut Out) -> bool {
 
 /// Whether `key` is a stream (for `EXISTS` and `TYPE`).
 pub(crate) fn exists(shared: &Shared, key: &[u8]) -> bool {
-    shared.log.topic(&topic_name(key)).is_ok()
+    shared.db.streams.contains(key)
 }
 
 /// Deletes the stream `key`, its topic and its consumer groups; returns whether it existed.
@@ -253,4 +259,26 @@ fn wrong_args(name: &str) -> String {
 /// Milliseconds now, on the clock the log stamps entries with.
 fn now_ms(shared: &Shared) -> u64 {
     shared.log.clock().now_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_byte_survives_the_topic_name_and_back() {
+        let key: Vec<u8> = (0..=255).collect();
+        let name = topic_name(&key);
+        let escaped = name.strip_prefix("stream.").unwrap();
+        assert!(
+            escaped
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+            "{escaped}"
+        );
+        assert_eq!(unescape(escaped).unwrap(), key);
+        assert_eq!(topic_name(b"key:1"), "stream.key_3a1");
+        assert_eq!(unescape("_zz"), None, "not hex");
+        assert_eq!(unescape("_4"), None, "cut short");
+    }
 }
