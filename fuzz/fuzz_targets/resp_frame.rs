@@ -7,7 +7,9 @@ use quipu::server::frame::{Limits, ParseError, parse};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits { max_bulk: 1 << 20, max_args: 1 << 16, max_inline: 1 << 16 };
-    let mut rest = data;
+    // Inline commands are unescaped in place, so the parser gets its own copy.
+    let mut copy = data.to_vec();
+    let mut rest = &mut copy[..];
     while !rest.is_empty() {
         match parse(rest, &limits) {
             Ok((args, used)) => {
@@ -15,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
                 for r in args {
                     assert!(r.start <= r.end && r.end <= used);
                 }
-                rest = &rest[used..];
+                rest = &mut std::mem::take(&mut rest)[used..];
             }
             Err(ParseError::Incomplete | ParseError::Invalid(_)) => break,
         }

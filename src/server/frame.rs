@@ -71,11 +71,12 @@ pub(crate) fn parse_int(b: &[u8]) -> Option<i64> {
 }
 
 /// Parses one command at the start of `buf`: the byte ranges of its arguments and the number
-/// of bytes it spans. An empty inline line yields no arguments (skip it).
+/// of bytes it spans. An empty inline line yields no arguments (skip it). An inline
+/// command's quoted arguments are unescaped in place, inside the bytes it spans.
 ///
 /// # Errors
 /// [`ParseError::Incomplete`] or [`ParseError::Invalid`].
-pub fn parse(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize), ParseError> {
+pub fn parse(buf: &mut [u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize), ParseError> {
     let mut args = Vec::new();
     let used = parse_into(buf, limits, &mut args)?;
     Ok((args, used))
@@ -87,7 +88,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<(Vec<Range<usize>>, usize), 
 /// # Errors
 /// As [`parse`]; `args` is then unspecified.
 pub fn parse_into(
-    buf: &[u8],
+    buf: &mut [u8],
     limits: &Limits,
     args: &mut Vec<Range<usize>>,
 ) -> Result<usize, ParseError> {
@@ -163,8 +164,14 @@ fn parse_array(
     Ok(pos)
 }
 
+/// One inline command line, split as Redis splits it (`sdssplitargs`): arguments separated by
+/// blanks; `"…"` with the escapes `\xHH`, `\n`, `\r`, `\t`, `\b`, `\a` and `\<any>`;
+/// `'…'` with `\'`; a quote may start inside an argument (`a"b c"` is `ab c`) but a closing
+/// quote must end it. Quoted arguments
+/// are unescaped in place (never longer than what they were written as), so every argument
+/// is still a range of `buf`.
 fn parse_inline(
-    buf: &[u8],
+    buf: &mut [u8],
     limits: &Limits,
     args: &mut Vec<Range<usize>>,
 ) -> Result<usize, ParseError> {
@@ -181,32 +188,82 @@ fn parse_inline(
     } else {
         nl
     };
-    let line = &buf[..line_end];
+    let unbalanced = || ParseError::Invalid("Protocol error: unbalanced quotes in request".into());
+    // C's `isspace`, which Redis skips between arguments.
+    let blank = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
     let mut i = 0;
-    while i < line.len() {
-        while i < line.len() && line[i].is_ascii_whitespace() {
+    loop {
+        while i < line_end && blank(buf[i]) {
             i += 1;
         }
-        if i >= line.len() {
+        if i >= line_end {
             break;
         }
-        if line[i] == b'"' || line[i] == b'\'' {
-            let quote = line[i];
-            let start = i + 1;
-            let Some(close) = line[start..].iter().position(|&b| b == quote) else {
-                return Err(ParseError::Invalid(
-                    "Protocol error: unbalanced quotes in request".into(),
-                ));
+        // `w` writes the argument's bytes at or behind `i`, which reads them.
+        let start = i;
+        let mut w = i;
+        let mut quote = None;
+        loop {
+            let Some(&b) = buf[..line_end].get(i) else {
+                if quote.is_some() {
+                    return Err(unbalanced());
+                }
+                break;
             };
-            args.push(start..start + close);
-            i = start + close + 1;
-        } else {
-            let start = i;
-            while i < line.len() && !line[i].is_ascii_whitespace() {
-                i += 1;
+            let next = buf[..line_end].get(i + 1).copied();
+            match quote {
+                Some(q) if b == q => {
+                    if next.is_some_and(|n| !blank(n)) {
+                        return Err(unbalanced());
+                    }
+                    i += 1;
+                    break;
+                }
+                Some(b'"') if b == b'\\' && next.is_some() => {
+                    let hex = |k: usize| {
+                        buf[..line_end]
+                            .get(k)
+                            .and_then(|&h| char::from(h).to_digit(16))
+                    };
+                    if let (Some(b'x'), Some(hi), Some(lo)) = (next, hex(i + 2), hex(i + 3)) {
+                        buf[w] = (hi * 16 + lo) as u8;
+                        i += 4;
+                    } else {
+                        buf[w] = match next.unwrap_or_default() {
+                            b'n' => b'\n',
+                            b'r' => b'\r',
+                            b't' => b'\t',
+                            b'b' => 0x08,
+                            b'a' => 0x07,
+                            other => other,
+                        };
+                        i += 2;
+                    }
+                    w += 1;
+                }
+                Some(b'\'') if b == b'\\' && next == Some(b'\'') => {
+                    buf[w] = b'\'';
+                    w += 1;
+                    i += 2;
+                }
+                Some(_) => {
+                    buf[w] = b;
+                    w += 1;
+                    i += 1;
+                }
+                None if matches!(b, b' ' | b'\t' | b'\n' | b'\r') => break,
+                None if b == b'"' || b == b'\'' => {
+                    quote = Some(b);
+                    i += 1;
+                }
+                None => {
+                    buf[w] = b;
+                    w += 1;
+                    i += 1;
+                }
             }
-            args.push(start..i);
         }
+        args.push(start..w);
     }
     Ok(nl + 1)
 }
@@ -215,9 +272,10 @@ fn parse_inline(
 mod tests {
     use super::*;
 
-    fn args(buf: &[u8]) -> Result<(Vec<&[u8]>, usize), ParseError> {
-        let (r, n) = parse(buf, &Limits::default())?;
-        Ok((r.into_iter().map(|r| &buf[r]).collect(), n))
+    fn args(buf: &[u8]) -> Result<(Vec<Vec<u8>>, usize), ParseError> {
+        let mut buf = buf.to_vec();
+        let (r, n) = parse(&mut buf, &Limits::default())?;
+        Ok((r.into_iter().map(|r| buf[r].to_vec()).collect(), n))
     }
 
     #[test]
@@ -250,7 +308,10 @@ mod tests {
         let cmd = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n";
         assert_eq!(
             args(cmd).unwrap(),
-            (vec![&b"SET"[..], b"k", b"hello"], cmd.len())
+            (
+                vec![b"SET".to_vec(), b"k".to_vec(), b"hello".to_vec()],
+                cmd.len()
+            )
         );
         for cut in 0..cmd.len() {
             assert_eq!(
@@ -259,12 +320,110 @@ mod tests {
                 "cut at {cut}"
             );
         }
-        assert_eq!(args(b"PING\r\n").unwrap(), (vec![&b"PING"[..]], 6));
-        assert_eq!(
-            args(b"set k \"a b\"\n").unwrap().0,
-            vec![&b"set"[..], b"k", b"a b"]
-        );
+        assert_eq!(args(b"PING\r\n").unwrap(), (vec![b"PING".to_vec()], 6));
         assert_eq!(args(b"\r\n").unwrap(), (vec![], 2));
+    }
+
+    /// Each line's arguments as redis-server 7.0.15 splits it (checked against it), or `None`
+    /// for its "unbalanced quotes" error.
+    #[test]
+    fn inline_lines_split_as_redis_splits_them() {
+        /// A line and its arguments (`None`: refused).
+        type Case = (&'static [u8], Option<&'static [&'static [u8]]>);
+        let cases: &[Case] = &[
+            (b"set k \"a b\"", Some(&[b"set", b"k", b"a b"])),
+            (br#"ECHO "a\x41\n""#, Some(&[b"ECHO", b"aA\n"])),
+            (br"ECHO 'it\'s'", Some(&[b"ECHO", b"it's"])),
+            (br"ECHO 'a\nb'", Some(&[b"ECHO", br"a\nb"])),
+            (br#"ECHO a"b c""#, Some(&[b"ECHO", b"ab c"])),
+            (br#"ECHO "\q\\\"""#, Some(&[b"ECHO", br#"q\""#])),
+            (br#"ECHO "\x4g""#, Some(&[b"ECHO", b"x4g"])),
+            (br#"ECHO "\t\r\b\a""#, Some(&[b"ECHO", b"\t\r\x08\x07"])),
+            (br"ECHO 'a\\b'", Some(&[b"ECHO", br"a\\b"])),
+            (br#"ECHO """#, Some(&[b"ECHO", b""])),
+            (b"  ECHO \x0b  x  ", Some(&[b"ECHO", b"x"])),
+            (b"ECHO\x0cx a\x0bb", Some(&[b"ECHO\x0cx", b"a\x0bb"])),
+            (br#"ECHO "ab"c"#, None),
+            (br"ECHO 'ab'c", None),
+            (br#"ECHO a"b"c"#, None),
+            (br#"ECHO "open"#, None),
+            (br#"ECHO "x\""#, None),
+        ];
+        for (line, want) in cases {
+            let mut input = line.to_vec();
+            input.extend_from_slice(b"\r\nPING\r\n");
+            let got = args(&input);
+            match want {
+                Some(want) => {
+                    let (got, used) = got.unwrap_or_else(|e| panic!("{line:?}: {e:?}"));
+                    assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(line));
+                    assert_eq!(used, line.len() + 2, "{line:?}");
+                }
+                None => assert!(
+                    matches!(got, Err(ParseError::Invalid(ref e)) if e.contains("unbalanced quotes")),
+                    "{line:?}: {got:?}"
+                ),
+            }
+        }
+    }
+
+    /// `arg` written as redis-cli quotes an argument (`sdscatrepr`): in double quotes, with
+    /// `\\`, `\"`, `\n`, `\r`, `\t`, `\a`, `\b` and `\xHH` for other unprintable bytes.
+    fn quoted(arg: &[u8]) -> Vec<u8> {
+        let mut q = vec![b'"'];
+        for &b in arg {
+            match b {
+                b'\\' | b'"' => q.extend_from_slice(&[b'\\', b]),
+                b'\n' => q.extend_from_slice(br"\n"),
+                b'\r' => q.extend_from_slice(br"\r"),
+                b'\t' => q.extend_from_slice(br"\t"),
+                0x07 => q.extend_from_slice(br"\a"),
+                0x08 => q.extend_from_slice(br"\b"),
+                b' '..=b'~' => q.push(b),
+                _ => q.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            }
+        }
+        q.push(b'"');
+        q
+    }
+
+    proptest::proptest! {
+        /// Any arguments, quoted as redis-cli quotes them, come back as they were.
+        #[test]
+        fn quoted_inline_arguments_come_back_as_they_were(
+            argv in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..12), 1..6)
+        ) {
+            let mut line = Vec::new();
+            for a in &argv {
+                line.extend_from_slice(&quoted(a));
+                line.push(b' ');
+            }
+            line.extend_from_slice(b"\r\n");
+            let (got, used) = args(&line).unwrap();
+            proptest::prop_assert_eq!(used, line.len());
+            proptest::prop_assert_eq!(got, argv);
+        }
+
+        /// Lines of quotes, escapes and blanks never panic, and what parses lies in order
+        /// inside the line.
+        #[test]
+        fn any_inline_line_parses_inside_itself(
+            picks in proptest::collection::vec(0usize..12, 0..40)
+        ) {
+            const PARTS: [&[u8]; 12] =
+                [b"\"", b"'", b"\\", b"x", b"4", b"f", b" ", b"\t", b"\r", b"a", b"\x0b", b"\\x"];
+            let mut line: Vec<u8> = picks.iter().flat_map(|&i| PARTS[i].iter().copied()).collect();
+            line.push(b'\n');
+            let mut buf = line.clone();
+            if let Ok((ranges, used)) = parse(&mut buf, &Limits::default()) {
+                proptest::prop_assert_eq!(used, line.len());
+                let mut at = 0;
+                for r in ranges {
+                    proptest::prop_assert!(at <= r.start && r.start <= r.end && r.end <= used);
+                    at = r.end;
+                }
+            }
+        }
     }
 
     #[test]
@@ -272,18 +431,18 @@ mod tests {
         let l = Limits::default();
         // The length line "1\r" is not a number: the first CR without LF is skipped over.
         assert!(matches!(
-            parse(b"*1\r\r\n$1\r\na\r\n", &l),
+            parse(&mut b"*1\r\r\n$1\r\na\r\n".to_vec(), &l),
             Err(ParseError::Invalid(_))
         ));
         // Data may hold CR: bulk strings are read by length.
-        let (args, used) = parse(b"*1\r\n$3\r\na\rb\r\n", &l).unwrap();
+        let (args, used) = parse(&mut b"*1\r\n$3\r\na\rb\r\n".to_vec(), &l).unwrap();
         assert_eq!(
             (args.len(), args.first().cloned(), used),
             (1, Some(8..11), 13)
         );
         let mut reused = vec![0..1, 2..3];
         assert_eq!(
-            parse_into(b"*1\r\n$1\r\nx\r\n", &l, &mut reused).unwrap(),
+            parse_into(&mut b"*1\r\n$1\r\nx\r\n".to_vec(), &l, &mut reused).unwrap(),
             11
         );
         assert_eq!(
@@ -291,7 +450,10 @@ mod tests {
             (1, Some(8..9)),
             "cleared, then filled"
         );
-        assert!(matches!(parse(b"*1\r", &l), Err(ParseError::Incomplete)));
+        assert!(matches!(
+            parse(&mut b"*1\r".to_vec(), &l),
+            Err(ParseError::Incomplete)
+        ));
     }
 
     #[test]
@@ -311,7 +473,7 @@ mod tests {
             ..Limits::default()
         };
         assert!(matches!(
-            parse(b"*1\r\n$11\r\n", &limits),
+            parse(&mut b"*1\r\n$11\r\n".to_vec(), &limits),
             Err(ParseError::Invalid(_))
         ));
     }

@@ -644,7 +644,7 @@ async fn serve<R, W>(
     loop {
         let mut close = false;
         loop {
-            match frame::parse_into(&input, &shared.limits, &mut ranges) {
+            match frame::parse_into(&mut input, &shared.limits, &mut ranges) {
                 Ok(used) => {
                     if conn.authed
                         && conn.user.is_none()
