@@ -614,11 +614,27 @@ fn info_has_redis_sections_and_fields_and_filters_by_section() {
     let (f, titles) = info_fields(&text);
     assert_eq!(titles, ["Stats", "Keyspace"]);
     assert_eq!(f["expired_keys"], "1");
-    assert!(f["db0"].starts_with("keys=1,"), "the stream: {}", f["db0"]);
+    assert_eq!(f["db0"], "keys=1,expires=0,avg_ttl=0", "the stream");
     assert!(
         !f.contains_key("blocked_clients"),
         "a section not asked for"
     );
+    // Keys with a time to live: counted, with the mean time they have left in milliseconds.
+    for (key, secs) in [("a", "100"), ("b", "300")] {
+        let _: () = redis::cmd("SET")
+            .arg(&[key, "v", "EX", secs])
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET").arg(&["c", "v"]).query(&mut c).unwrap();
+    let text: String = redis::cmd("INFO").arg("keyspace").query(&mut c).unwrap();
+    let db0 = info_fields(&text).0["db0"].clone();
+    let avg: u64 = db0
+        .strip_prefix("keys=4,expires=2,avg_ttl=")
+        .unwrap_or_else(|| panic!("{db0}"))
+        .parse()
+        .unwrap();
+    assert!((190_000..=200_000).contains(&avg), "{db0}");
 }
 
 #[test]

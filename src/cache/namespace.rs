@@ -479,6 +479,22 @@ impl Namespace {
             .collect()
     }
 
+    /// How many live entries expire and the mean time they have left (Redis's `INFO`
+    /// `expires` and `avg_ttl`). It walks every entry, one shard's read lock at a time.
+    #[must_use]
+    pub fn expiring(&self) -> (u64, Duration) {
+        let now = self.inner.clock.now_millis();
+        let (n, left) = self
+            .inner
+            .shards
+            .iter()
+            .map(|s| s.0.read().expiring(now))
+            .fold((0u64, 0u64), |(n, l), (sn, sl)| {
+                (n + sn, l.saturating_add(sl))
+            });
+        (n, Duration::from_millis(left.checked_div(n).unwrap_or(0)))
+    }
+
     /// Number of entries (expired ones not yet swept included).
     #[must_use]
     pub fn len(&self) -> usize {

@@ -622,6 +622,15 @@ impl Shard {
     }
 
     /// Keys of live entries that `keep` selects.
+    /// How many live entries expire, and the sum of the milliseconds they have left.
+    pub(crate) fn expiring(&self, now: u64) -> (u64, u64) {
+        self.table
+            .iter()
+            .map(|&i| self.slots[i].expires_at.load(Relaxed))
+            .filter(|&d| d > now && d != NEVER)
+            .fold((0, 0), |(n, left), d| (n + 1, left.saturating_add(d - now)))
+    }
+
     pub(crate) fn keys_where(
         &self,
         now: u64,

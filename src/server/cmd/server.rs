@@ -559,7 +559,12 @@ fn info(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
 /// The sections of `INFO`, each as `field:value` lines.
 fn info_sections(shared: &Arc<Shared>) -> Vec<(&'static str, String)> {
     let (mut hits, mut misses, mut bytes, mut keys, mut expired, mut evicted) = (0, 0, 0, 0, 0, 0);
+    // Keys with a time to live, and their milliseconds left in all.
+    let (mut expires, mut ttl_ms) = (0u64, 0u128);
     for ns in shared.db.namespaces() {
+        let (n, mean) = ns.expiring();
+        expires += n;
+        ttl_ms += u128::from(n) * super::shown_ttl(mean).as_millis();
         let s = ns.stats();
         hits += s.hits;
         misses += s.misses;
@@ -655,7 +660,8 @@ fn info_sections(shared: &Arc<Shared>) -> Vec<(&'static str, String)> {
                 // Redis lists only databases that hold keys.
                 String::new()
             } else {
-                format!("db0:keys={keys},expires=0,avg_ttl=0\r\n")
+                let avg_ttl = ttl_ms.checked_div(u128::from(expires)).unwrap_or(0);
+                format!("db0:keys={keys},expires={expires},avg_ttl={avg_ttl}\r\n")
             },
         ),
     ]
