@@ -4,10 +4,12 @@
 //! A stored value is one tag byte then the payload: `s` a string (the bytes), `h` a hash
 //! (postcard of its field/value pairs).
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use foldhash::fast::FixedState;
 
 use crate::cache::{Cache, Namespace};
 use crate::log::Log;
@@ -106,36 +108,57 @@ pub struct Db {
 
 /// Which keys are streams (log topics `stream.<escaped key>`), as the string and hash
 /// commands ask: on a stream they answer `WRONGTYPE`, and `SET` replaces it, as in Redis.
+///
+/// A bit per key hash (4,096 bits, set before a stream is created, never cleared) answers most
+/// keys without the topic lookup, which builds the escaped name and takes the log's lock: a
+/// SET next to a few streams pays one hash and one load.
 #[derive(Debug, Clone)]
 pub struct StreamKeys {
     log: Log,
-    /// Set before the first stream is created (or at start when one exists), never cleared:
-    /// until then no string or hash command pays for a topic lookup.
-    any: Arc<AtomicBool>,
+    maybe: Arc<[AtomicU64; FILTER_WORDS]>,
 }
+
+const FILTER_WORDS: usize = 64;
 
 impl StreamKeys {
     /// The stream keys of `log`'s topics.
     pub fn new(log: Log) -> Self {
-        let any = log.topics().iter().any(|t| t.starts_with("stream."));
-        Self {
+        let keys = Self {
             log,
-            any: Arc::new(AtomicBool::new(any)),
+            maybe: Arc::new(std::array::from_fn(|_| AtomicU64::new(0))),
+        };
+        for name in keys.log.topics() {
+            if let Some(key) = name
+                .strip_prefix("stream.")
+                .and_then(crate::server::streams::unescape)
+            {
+                keys.creating(&key);
+            }
         }
+        keys
+    }
+
+    /// The filter word and bit of `key`.
+    fn bit(key: &[u8]) -> (usize, u64) {
+        let h = FixedState::with_seed(0x5157_4950_5553_5452).hash_one(key) as usize;
+        ((h / 64) % FILTER_WORDS, 1 << (h % 64))
     }
 
     /// Whether `key` is a stream.
     pub fn contains(&self, key: &[u8]) -> bool {
-        self.any.load(Ordering::Acquire)
+        let (word, bit) = Self::bit(key);
+        self.maybe[word].load(Ordering::Acquire) & bit != 0
             && self
                 .log
                 .topic(&crate::server::streams::topic_name(key))
                 .is_ok()
     }
 
-    /// Called before a stream's topic is created, so that [`contains`](Self::contains) looks.
-    pub fn creating(&self) {
-        self.any.store(true, Ordering::Release);
+    /// Called before the stream `key`'s topic is created, so that
+    /// [`contains`](Self::contains) looks for it.
+    pub fn creating(&self, key: &[u8]) {
+        let (word, bit) = Self::bit(key);
+        self.maybe[word].fetch_or(bit, Ordering::Release);
     }
 }
 
@@ -162,5 +185,38 @@ impl Db {
     /// Whether `key` is routed to `ns` (a key in the wrong namespace is invisible).
     pub fn owns(&self, ns: &Namespace, key: &[u8]) -> bool {
         self.ns(key).name() == ns.name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LogConfig, TopicConfig};
+    use crate::server::streams::topic_name;
+
+    #[test]
+    fn stream_keys_know_the_streams_of_the_log_and_the_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let topic = |key: &[u8]| {
+            log.create_topic(&topic_name(key), TopicConfig::default())
+                .unwrap();
+        };
+        topic(b"old key");
+        let streams = StreamKeys::new(log.clone());
+        assert!(streams.contains(b"old key"), "found at start");
+        assert!(!streams.contains(b"other"));
+        // A key whose filter bit is set by a stream is still looked up: not a stream.
+        let twin = (0u32..)
+            .map(|i| format!("twin{i}"))
+            .find(|k| StreamKeys::bit(k.as_bytes()) == StreamKeys::bit(b"old key"))
+            .unwrap();
+        assert!(!streams.contains(twin.as_bytes()), "{twin}");
+        streams.creating(b"new");
+        assert!(!streams.contains(b"new"), "no topic yet");
+        topic(b"new");
+        assert!(streams.contains(b"new"));
+        log.delete_topic(&topic_name(b"new")).unwrap();
+        assert!(!streams.contains(b"new"), "deleted");
     }
 }

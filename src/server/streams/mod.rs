@@ -162,7 +162,7 @@ pub(crate) fn stream(
     if !create {
         return Ok(None);
     }
-    shared.db.streams.creating();
+    shared.db.streams.creating(key);
     match shared.log.create_topic(
         &name,
         TopicConfig::default()
