@@ -162,6 +162,9 @@ struct CacheInner {
     events: tokio::sync::broadcast::Sender<Invalidation>,
     jobs: Mutex<Vec<WarmJob>>,
     reports: Mutex<Vec<SnapshotReport>>,
+    /// Held while snapshots are written: two writers of one namespace's file would interleave
+    /// their bytes in its temporary file.
+    snapshotting: Mutex<()>,
     stop: Mutex<bool>,
     wake: Condvar,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -251,6 +254,7 @@ impl CacheBuilder {
                 events,
                 jobs: Mutex::new(Vec::new()),
                 reports: Mutex::new(Vec::new()),
+                snapshotting: Mutex::new(()),
                 stop: Mutex::new(false),
                 wake: Condvar::new(),
                 worker: Mutex::new(None),

@@ -161,7 +161,8 @@ pub fn decode_for_fuzzing(bytes: &[u8]) -> Result<usize, String> {
 }
 
 impl Cache {
-    /// Writes the snapshot of every [`Persistence::Snapshot`] namespace now.
+    /// Writes the snapshot of every [`Persistence::Snapshot`] namespace now. Calls from
+    /// several threads take turns.
     ///
     /// # Errors
     /// [`CacheError::Snapshot`] for the first file that could not be written (the others are
@@ -170,6 +171,7 @@ impl Cache {
         let Some(dir) = &self.inner.snapshot_dir else {
             return Ok(());
         };
+        let _turn = self.inner.snapshotting.lock();
         let mut first = None;
         for ns in self.namespaces() {
             if let Err(e) = write(dir, &ns) {
