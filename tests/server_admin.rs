@@ -354,6 +354,7 @@ fn keyspace_notifications_report_set_del_expired_and_evicted() {
             name: "tiny".into(),
             max_bytes: Some(8 * 1024),
             ttl_secs: None,
+            critical: false,
         }],
         ..ServerConfig::default()
     });
@@ -554,7 +555,17 @@ fn info_has_redis_sections_and_fields_and_filters_by_section() {
     let mut c = srv.con();
     let all: String = redis::cmd("INFO").query(&mut c).unwrap();
     let (f, titles) = info_fields(&all);
-    assert_eq!(titles, ["Server", "Clients", "Memory", "Stats", "Keyspace"]);
+    assert_eq!(
+        titles,
+        [
+            "Server",
+            "Clients",
+            "Memory",
+            "Persistence",
+            "Stats",
+            "Keyspace"
+        ]
+    );
     assert_eq!(f["process_id"], std::process::id().to_string());
     assert_eq!(f["run_id"].len(), 40);
     assert!(f["run_id"].bytes().all(|b| b.is_ascii_hexdigit()));
@@ -685,4 +696,82 @@ fn shutdown_refuses_bad_options_and_otherwise_stops_the_server() {
             .is_err()
             .then_some(())
     });
+}
+
+/// `SAVE`, `BGSAVE` and `LASTSAVE` answer as Redis 7.0 does (replies checked against
+/// redis-server 7.0.15), and `INFO persistence` follows the background save. What a save keeps
+/// across a SIGKILL is tested in server_crash.rs.
+#[test]
+fn save_bgsave_and_lastsave_answer_as_redis() {
+    let srv = Running::start(ServerConfig::default());
+    let mut c = srv.con();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let started: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
+    assert!((now() - 60..=now()).contains(&started), "{started}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let ok: String = redis::cmd("SAVE").query(&mut c).unwrap();
+    assert_eq!(ok, "OK");
+    let saved: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
+    assert!(saved > started, "{saved} after {started}");
+    let raw = |line: &str| -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        std::io::Write::write_all(&mut s, line.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while !got.ends_with(b"\r\n")
+            || got.iter().filter(|&&b| b == b'\n').count() < line.matches('\n').count()
+        {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed after {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    };
+    assert_eq!(raw("BGSAVE x\r\n"), "-ERR syntax error\r\n");
+    assert_eq!(
+        raw("SAVE x\r\n"),
+        "-ERR wrong number of arguments for 'save' command\r\n"
+    );
+    assert_eq!(
+        raw("LASTSAVE x\r\n"),
+        "-ERR wrong number of arguments for 'lastsave' command\r\n"
+    );
+    // SAVE is refused inside MULTI, and the transaction with it.
+    assert_eq!(
+        raw("MULTI\r\nSAVE\r\nSET k v\r\nEXEC\r\n"),
+        "+OK\r\n-ERR Command not allowed inside a transaction\r\n+QUEUED\r\n\
+         -EXECABORT Transaction discarded because of previous errors.\r\n"
+    );
+    let exists: i64 = redis::cmd("EXISTS").arg("k").query(&mut c).unwrap();
+    assert_eq!(exists, 0);
+    // BGSAVE in the background; while it runs, another is refused or scheduled.
+    let started: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
+    assert_eq!(started, "Background saving started");
+    for _ in 0..3 {
+        match redis::cmd("BGSAVE").query::<String>(&mut c) {
+            Ok(s) => assert_eq!(s, "Background saving started", "the first one had ended"),
+            Err(e) => assert!(e.to_string().contains("already in progress"), "{e}"),
+        }
+        let s: String = redis::cmd("BGSAVE").arg("SCHEDULE").query(&mut c).unwrap();
+        assert!(
+            ["Background saving started", "Background saving scheduled"].contains(&s.as_str()),
+            "{s}"
+        );
+    }
+    eventually(10, || {
+        let text: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
+        let (f, _) = info_fields(&text);
+        (f["rdb_bgsave_in_progress"] == "0").then_some(())
+    });
+    let text: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
+    let (f, titles) = info_fields(&text);
+    assert_eq!(titles, ["Persistence"]);
+    assert_eq!(f["rdb_last_bgsave_status"], "ok");
+    assert!(f["rdb_last_save_time"].parse::<i64>().unwrap() >= saved);
 }

@@ -20,11 +20,36 @@ fn the_readme_example_parses_and_validates() {
     assert_eq!(config.timeout_secs, 300);
     assert_eq!(config.namespaces[0].prefix, "session:");
     assert_eq!(config.namespaces[0].ttl_secs, Some(1800));
+    assert!(config.namespaces[0].critical);
+    assert_eq!(config.save_secs, 300);
     assert_eq!(config.users[0].keys, vec!["delivery:42:*"]);
     assert_eq!(config.tls.as_ref().unwrap().port, 7390);
     assert_eq!(config.durable_channels, vec!["delivery.*"]);
     assert_eq!(config.tokens[0].subscribe, vec!["delivery.42.*"]);
     assert!(config.stream_durability().is_ok());
+}
+
+#[test]
+fn two_rules_that_give_one_namespace_different_settings_are_refused() {
+    let rules = |second: &str| -> Result<(), String> {
+        let text = format!(
+            "[[namespaces]]\nprefix = \"s:\"\nname = \"sessions\"\ncritical = true\n\
+             [[namespaces]]\nprefix = \"t:\"\nname = \"sessions\"\n{second}"
+        );
+        let config: ServerConfig = toml::from_str(&text).unwrap();
+        config.validate().map_err(|e| e.to_string())
+    };
+    assert!(
+        rules("critical = true\n").is_ok(),
+        "the same settings: one namespace"
+    );
+    let e = rules("").unwrap_err();
+    assert!(
+        e.contains("sessions") && e.contains("different settings"),
+        "{e}"
+    );
+    let e = rules("critical = true\nttl_secs = 5\n").unwrap_err();
+    assert!(e.contains("different settings"), "{e}");
 }
 
 #[test]

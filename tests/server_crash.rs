@@ -576,3 +576,106 @@ fn acknowledged_durable_publishes_survive_sigkill() {
         acked.len()
     );
 }
+
+/// A critical namespace keeps its keys across a graceful restart (snapshotted at shutdown,
+/// restored at start, TTLs with them) and across a SIGKILL up to the last `SAVE` or
+/// `BGSAVE`; other keys are a cache and go. The periodic save is off (`save_secs = 0`), so
+/// what survives the kill is exactly what the explicit saves kept.
+#[test]
+fn critical_namespaces_survive_restarts_and_saves_survive_sigkill() {
+    let dir = common::tempdir();
+    let config = dir.path().join("quipu.toml");
+    std::fs::write(
+        &config,
+        "save_secs = 0\n\
+         [[namespaces]]\nprefix = \"session:\"\nname = \"sessions\"\ncritical = true\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let flags = ["--config", config.to_str().unwrap()];
+    let start = || start_server_with(&data, &flags);
+    let get = |con: &mut redis::Connection, key: &str| -> Option<String> {
+        redis::cmd("GET").arg(key).query(con).expect("get")
+    };
+    let (mut child, port) = start();
+    let mut con = connect(port);
+    let _: () = redis::cmd("SET")
+        .arg(&["session:a", "alice", "EX", "1000"])
+        .query(&mut con)
+        .unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(&["session:h", "user", "42"])
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&["plain", "x"])
+        .query(&mut con)
+        .unwrap();
+    let r: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query(&mut con);
+    assert!(r.is_err(), "the connection closes without a reply");
+    assert!(exit_status(&mut child).success());
+
+    let (mut child, port) = start();
+    let mut con = connect(port);
+    assert_eq!(get(&mut con, "session:a").as_deref(), Some("alice"));
+    let ttl: i64 = redis::cmd("TTL").arg("session:a").query(&mut con).unwrap();
+    assert!((990..=1000).contains(&ttl), "{ttl}");
+    let h: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg("session:h")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(h["user"], "42");
+    assert_eq!(get(&mut con, "plain"), None, "not critical");
+    // SAVE, then a write after it: a SIGKILL keeps the first.
+    let _: () = redis::cmd("SET")
+        .arg(&["session:b", "bob"])
+        .query(&mut con)
+        .unwrap();
+    let ok: String = redis::cmd("SAVE").query(&mut con).unwrap();
+    assert_eq!(ok, "OK");
+    let _: () = redis::cmd("SET")
+        .arg(&["session:c", "carol"])
+        .query(&mut con)
+        .unwrap();
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+
+    let (mut child, port) = start();
+    let mut con = connect(port);
+    assert_eq!(get(&mut con, "session:b").as_deref(), Some("bob"));
+    assert_eq!(get(&mut con, "session:a").as_deref(), Some("alice"));
+    assert_eq!(
+        get(&mut con, "session:c"),
+        None,
+        "written after the last save"
+    );
+    // BGSAVE, waited for, then a SIGKILL.
+    let _: () = redis::cmd("SET")
+        .arg(&["session:d", "dora"])
+        .query(&mut con)
+        .unwrap();
+    let s: String = redis::cmd("BGSAVE").query(&mut con).unwrap();
+    assert_eq!(s, "Background saving started");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(&mut con)
+            .unwrap();
+        if info.contains("rdb_bgsave_in_progress:0") {
+            assert!(info.contains("rdb_last_bgsave_status:ok"), "{info}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{info}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+
+    let (mut child, port) = start();
+    let mut con = connect(port);
+    assert_eq!(get(&mut con, "session:d").as_deref(), Some("dora"));
+    assert_eq!(get(&mut con, "session:b").as_deref(), Some("bob"));
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -102,6 +102,10 @@ struct ServeArgs {
     /// Serve no HTTP.
     #[arg(long)]
     no_http: bool,
+    /// Seconds between background saves (log fsynced, critical namespaces snapshotted);
+    /// 0: only on SAVE, BGSAVE and at shutdown.
+    #[arg(long, env = "QUIPU_SAVE_SECS")]
+    save_secs: Option<u64>,
 }
 
 fn load(args: ServeArgs) -> Result<ServerConfig, String> {
@@ -154,6 +158,9 @@ fn load(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(v) = args.busy_poll_us {
         config.busy_poll_us = v;
+    }
+    if let Some(v) = args.save_secs {
+        config.save_secs = v;
     }
     Ok(config)
 }

@@ -15,6 +15,7 @@ mod http;
 mod io;
 mod notify;
 mod reply;
+mod save;
 mod streams;
 mod tls;
 
@@ -60,6 +61,11 @@ pub struct NamespaceRule {
     /// Default TTL of its keys in seconds (default none).
     #[serde(default)]
     pub ttl_secs: Option<u64>,
+    /// Whether its keys survive a restart (default false): the namespace is snapshotted to
+    /// the data directory at shutdown, on `SAVE` and `BGSAVE`, and every `save_secs`, and
+    /// restored at start.
+    #[serde(default)]
+    pub critical: bool,
 }
 
 /// Server settings (TOML file, environment, flags).
@@ -112,6 +118,10 @@ pub struct ServerConfig {
     /// reply the cost of waking the thread; costs the thread's core while traffic flows with
     /// gaps shorter than this (docs/OPERATIONS.md).
     pub busy_poll_us: u64,
+    /// Seconds between background saves (`BGSAVE`: the log fsynced, critical namespaces
+    /// snapshotted); default 300, 0 for none (then only at shutdown and on `SAVE`/`BGSAVE`).
+    /// What a SIGKILL can take from a critical namespace is what changed since the last save.
+    pub save_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -136,6 +146,7 @@ impl Default for ServerConfig {
             durable_channels: Vec::new(),
             threads: 0,
             busy_poll_us: 20,
+            save_secs: 300,
         }
     }
 }
@@ -161,7 +172,8 @@ impl ServerConfig {
     ///
     /// # Errors
     /// A bad `appendfsync`, a duplicate or reserved user name, a client cap of 0 or over
-    /// 2^20, a `busy_poll_us` over 10,000.
+    /// 2^20, a `busy_poll_us` over 10,000, two namespace rules that name one namespace with
+    /// different settings.
     pub fn validate(&self) -> Result<(), Error> {
         self.stream_durability()?;
         if self.busy_poll_us > MAX_BUSY_POLL_US {
@@ -181,6 +193,20 @@ impl ServerConfig {
                 return Err(Error::Config(ConfigError::Invalid {
                     field,
                     reason: format!("must be 1 to {MAX_CLIENTS}, not {n}"),
+                }));
+            }
+        }
+        for (i, r) in self.namespaces.iter().enumerate() {
+            let other = self.namespaces[..i].iter().find(|o| o.name == r.name);
+            if other.is_some_and(|o| {
+                (o.max_bytes, o.ttl_secs, o.critical) != (r.max_bytes, r.ttl_secs, r.critical)
+            }) {
+                return Err(Error::Config(ConfigError::Invalid {
+                    field: "namespaces",
+                    reason: format!(
+                        "namespace `{}` is given different settings by two rules",
+                        r.name
+                    ),
                 }));
             }
         }
@@ -240,6 +266,8 @@ pub(crate) struct Shared {
     pub users: Vec<Arc<UserRule>>,
     /// Set to stop the server gracefully (`SHUTDOWN`, [`Server::shutdown`]).
     pub stop: watch::Sender<bool>,
+    /// `SAVE`, `BGSAVE`, `LASTSAVE`.
+    pub saves: save::Saves,
     next_id: AtomicU64,
     limits: Limits,
 }
@@ -321,6 +349,9 @@ impl Server {
             if let Some(t) = r.ttl_secs {
                 nc = nc.with_ttl(Duration::from_secs(t));
             }
+            if r.critical {
+                nc = nc.with_persistence(crate::config::Persistence::Snapshot);
+            }
             let ns = match quipu.cache().namespace(&r.name) {
                 Some(ns) => ns,
                 None => quipu.cache().create_namespace(&r.name, nc)?,
@@ -381,7 +412,16 @@ impl Server {
             run_id: run_id(),
             clients: Clients::default(),
             next_id: AtomicU64::new(1),
+            saves: save::Saves::default(),
         });
+        if shared.config.save_secs > 0 {
+            let every = Duration::from_secs(shared.config.save_secs);
+            tokio::spawn(save::periodically(
+                Arc::clone(&shared),
+                every,
+                stopped.clone(),
+            ));
+        }
         let probe = resp_probe(&shared);
         let web = http::start(
             &shared.config,
@@ -568,6 +608,8 @@ async fn accept_loop(
         let _ = http.await;
     }
     tokio::task::spawn_blocking(move || {
+        // A background save finishes before the log closes under it.
+        shared.saves.wait_idle();
         // Stream groups commit their latest progress, so a restart redelivers less.
         shared.streams.commit_all();
         io.stop();

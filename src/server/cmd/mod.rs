@@ -291,8 +291,8 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
 }
 
 /// The checks a command passes before it runs or is queued, in Redis's order: its arity
-/// (before authentication and permissions, as Redis does), authentication, the ACL, the
-/// subscribe context; inside `MULTI` also an unknown command or subcommand, which Redis
+/// (before authentication and permissions, as Redis does), authentication, a command Redis
+/// refuses inside `MULTI` (`no_multi`: SAVE, SHUTDOWN), the ACL, the subscribe context; inside `MULTI` also an unknown command or subcommand, which Redis
 /// refuses at once there instead of when it runs. `Err` is the error reply.
 fn admit(conn: &Conn, cmd: &str, args: &[Bytes], resp3: bool) -> Result<(), String> {
     let spec = table::spec(cmd);
@@ -312,6 +312,9 @@ fn admit(conn: &Conn, cmd: &str, args: &[Bytes], resp3: bool) -> Result<(), Stri
     }
     if !conn.authed && !matches!(cmd, "auth" | "hello" | "quit" | "reset") {
         return Err("NOAUTH Authentication required.".to_owned());
+    }
+    if conn.multi.is_some() && spec.is_some_and(|s| s.flags.contains(&"no_multi")) {
+        return Err("ERR Command not allowed inside a transaction".to_owned());
     }
     if let Some(user) = &conn.user
         && let Err(why) = user.check(cmd, args)

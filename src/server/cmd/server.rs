@@ -66,6 +66,26 @@ pub(crate) fn exec(
             return Flow::Close;
         }
         "shutdown" => return shutdown(shared, args, out),
+        "save" if shared.saves.in_progress() => out.error(crate::server::save::IN_PROGRESS),
+        "save" => match crate::server::save::save(shared) {
+            Ok(()) => out.ok(),
+            Err(e) => out.error(&format!("ERR {e}")),
+        },
+        "bgsave" => {
+            let schedule = match &args[1..] {
+                [] => false,
+                [a] if a.eq_ignore_ascii_case(b"schedule") => true,
+                _ => {
+                    super::syntax(out);
+                    return Flow::Continue;
+                }
+            };
+            match crate::server::save::start_background(shared, schedule) {
+                Ok(status) => out.simple(status),
+                Err(e) => out.error(&e),
+            }
+        }
+        "lastsave" => out.int(shared.saves.last() as i64),
         "reset" => {
             conn.sub = None;
             conn.multi = None;
@@ -434,7 +454,14 @@ fn config(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
                 ("appendonly", "yes".to_owned()),
                 ("appendfsync", shared.config.appendfsync.clone()),
                 ("proto-max-bulk-len", shared.config.max_bulk.to_string()),
-                ("save", String::new()),
+                // Redis's "<seconds> <changes>": a save every `save_secs`, changes or not.
+                (
+                    "save",
+                    match shared.config.save_secs {
+                        0 => String::new(),
+                        n => format!("{n} 0"),
+                    },
+                ),
                 ("databases", "1".to_owned()),
             ];
             let mut hits: Vec<&(&str, String)> = Vec::new();
@@ -531,7 +558,7 @@ fn acl(conn: &Conn, shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
 }
 
 /// `INFO [section …]`: Redis's field names for what quipu has, in the sections server,
-/// clients, memory, stats and keyspace; no section (or `all`, `default`, `everything`) gives
+/// clients, memory, persistence, stats and keyspace; no section (or `all`, `default`, `everything`) gives
 /// them all, an unknown one nothing, as in Redis.
 fn info(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
     let wanted: Vec<String> = args[1..]
@@ -623,6 +650,27 @@ fn info_sections(shared: &Arc<Shared>) -> Vec<(&'static str, String)> {
                 ("used_memory_rss_human", human_bytes(rss)),
                 ("maxmemory", max.to_string()),
                 ("maxmemory_human", human_bytes(max)),
+            ]),
+        ),
+        (
+            "persistence",
+            lines(&[
+                ("loading", "0".into()),
+                (
+                    "rdb_bgsave_in_progress",
+                    u8::from(shared.saves.in_progress()).to_string(),
+                ),
+                ("rdb_last_save_time", shared.saves.last().to_string()),
+                (
+                    "rdb_last_bgsave_status",
+                    if shared.saves.last_background_ok() {
+                        "ok"
+                    } else {
+                        "err"
+                    }
+                    .into(),
+                ),
+                ("aof_enabled", "1".into()),
             ]),
         ),
         (
