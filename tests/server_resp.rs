@@ -1250,6 +1250,24 @@ fn argument_checks_numbers_and_float_sums_match_redis() {
             "-ERR value is not an integer or out of range",
         ),
         (&["XTRIM", "one", "MAXLEN", "1", "BAD"], "-ERR syntax error"),
+        // A trailing `~` is the threshold, not a modifier.
+        (
+            &["XTRIM", "xs", "MAXLEN", "~"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (
+            &["XTRIM", "xs", "MINID", "="],
+            "-ERR Invalid stream ID specified as stream command argument",
+        ),
+        // The key's type before the size of what SETRANGE would make.
+        (
+            &["SETRANGE", "hh", "536870912", "x"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["SETRANGE", "xs", "536870912", "x"],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
         (
             &["XTRIM", "one", "MAXLEN", "1"],
             "-WRONGTYPE Operation against a key holding the wrong kind of value",

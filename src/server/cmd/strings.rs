@@ -539,10 +539,7 @@ pub(crate) fn append(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     let offset = if cmd == "setrange" {
         match parse_i64(&args[2]) {
             Some(n) if n < 0 => return out.error("ERR offset is out of range"),
-            Some(n) if n as u64 + piece.len() as u64 > STRING_MAX as u64 && !piece.is_empty() => {
-                return out.error(TOO_LONG);
-            }
-            Some(n) => Some(n as usize),
+            Some(n) => Some(n as u64),
             None => return not_int(out),
         }
     } else {
@@ -550,11 +547,18 @@ pub(crate) fn append(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     };
     let mut len = 0;
     let mut too_long = false;
+    // The size is checked once the key is found a string (or missing), as Redis does.
     let r = modify_str(db, &args[1], |cur| {
-        if offset.is_none() && cur.map_or(0, <[u8]>::len) + piece.len() > STRING_MAX {
+        let end = match offset {
+            None => cur.map_or(0, <[u8]>::len) as u64,
+            Some(_) if piece.is_empty() => 0,
+            Some(off) => off,
+        };
+        if end + piece.len() as u64 > STRING_MAX as u64 {
             too_long = true;
             return Ok(Modify::Keep);
         }
+        let offset = offset.map(|o| o as usize);
         let mut v = cur.map(|b| b.to_vec()).unwrap_or_default();
         match offset {
             None => v.extend_from_slice(&piece),

@@ -236,7 +236,9 @@ pub(crate) fn xtrim(shared: &Shared, args: &[Bytes], out: &mut Out) {
     }
     let strategy = lower(&args[2]);
     let mut i = 3;
-    if matches!(&args[i][..], b"~" | b"=") {
+    // `~` or `=` is a modifier only when a threshold follows (else it is read as the
+    // threshold, as Redis reads it).
+    if matches!(&args[i][..], b"~" | b"=") && args.len() > i + 1 {
         i += 1;
     }
     let Some(threshold) = args.get(i) else {
