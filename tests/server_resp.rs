@@ -376,6 +376,18 @@ fn pipelining_and_errors() {
         "q".repeat(128)
     );
     assert_eq!(read_until(&mut raw, "\r\n"), want);
+    // An argument is shown up to a NUL, as Redis formats it (checked against 7.0.15).
+    raw.write_all(&frame(&[b"f\0o", b"a\0b", b"cd"])).unwrap();
+    assert_eq!(
+        read_until(&mut raw, "\r\n"),
+        "-ERR unknown command 'f', with args beginning with: 'a' 'cd' \r\n"
+    );
+    raw.write_all(&frame(&[b"EXPIRE", b"k", b"10", b"N\0X"]))
+        .unwrap();
+    assert_eq!(
+        read_until(&mut raw, "\r\n"),
+        "-ERR Unsupported option N\r\n"
+    );
     // Other errors that repeat an argument repeat at most 128 bytes of it too.
     for cmd in ["XGROUP", "XINFO"] {
         raw.write_all(&frame(&[cmd.as_bytes(), &big])).unwrap();

@@ -125,9 +125,11 @@ impl Drop for Blocked<'_> {
 /// of large arguments gets a short reply.
 pub(crate) const SHOWN_MAX: usize = 128;
 
-/// A client's argument as an error reply repeats it: its first `SHOWN_MAX` bytes.
+/// A client's argument as an error reply repeats it: its first `SHOWN_MAX` bytes, up to a NUL
+/// (Redis formats it as a C string).
 pub(crate) fn shown(arg: &[u8]) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(&arg[..arg.len().min(SHOWN_MAX)])
+    let end = arg.iter().position(|&b| b == 0).unwrap_or(arg.len());
+    String::from_utf8_lossy(&arg[..end.min(SHOWN_MAX)])
 }
 
 pub(crate) fn wrong_args(out: &mut Out, name: &[u8]) {

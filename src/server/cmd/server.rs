@@ -273,6 +273,8 @@ pub(crate) fn unknown_command(args: &[Bytes]) -> String {
             break;
         }
         let room = SHOWN_MAX - shown.len();
+        // Up to a NUL, as Redis's `%.*s` reads it.
+        let a = &a[..a.iter().position(|&b| b == 0).unwrap_or(a.len())];
         shown.push(b'\'');
         shown.extend_from_slice(&a[..a.len().min(room)]);
         shown.extend_from_slice(b"' ");
