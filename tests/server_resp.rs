@@ -1300,6 +1300,21 @@ fn argument_checks_numbers_and_float_sums_match_redis() {
             &["XGROUP", "CREATE", "one", "g", "$"],
             "-WRONGTYPE Operation against a key holding the wrong kind of value",
         ),
+        // CREATE's ID before BUSYGROUP; no stream made by a CREATE that fails.
+        (&["XGROUP", "CREATE", "xs", "grp", "0"], "+OK"),
+        (
+            &["XGROUP", "CREATE", "xs", "grp", "abc"],
+            "-ERR Invalid stream ID specified as stream command argument",
+        ),
+        (
+            &["XGROUP", "CREATE", "xs", "grp", "0"],
+            "-BUSYGROUP Consumer Group name already exists",
+        ),
+        (
+            &["XGROUP", "CREATE", "fresh", "grp", "abc", "MKSTREAM"],
+            "-ERR Invalid stream ID specified as stream command argument",
+        ),
+        (&["EXISTS", "fresh"], ":0"),
         (
             &["XAUTOCLAIM", "one", "g", "c", "abc", "0"],
             "-ERR Invalid min-idle-time argument for XAUTOCLAIM",

@@ -343,8 +343,12 @@ pub(crate) fn xgroup(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if super::refuse_other_type(shared, key, out) {
         return;
     }
-    let topic = match stream(shared, key, mkstream) {
+    // As Redis: CREATE checks its ID before the group's name is taken, and MKSTREAM makes no
+    // stream for a CREATE that fails on it.
+    let bad_id = sub == "create" && &args[4][..] != b"$" && StreamId::parse(&args[4], 0).is_none();
+    let topic = match stream(shared, key, mkstream && !bad_id) {
         Ok(Some(t)) => t,
+        Ok(None) if mkstream => return out.error(INVALID_ID),
         Ok(None) => return out.error(NEED_KEY),
         Err(e) => return out.error(&format!("ERR {e}")),
     };
@@ -359,13 +363,13 @@ pub(crate) fn xgroup(shared: &Shared, args: &[Bytes], out: &mut Out) {
     let now = now_ms(shared);
     match sub.as_str() {
         "create" => {
-            if groups.contains_key(group) {
-                return out.error("BUSYGROUP Consumer Group name already exists");
-            }
             let next = match next_for(p, &args[4]) {
                 Ok(n) => n,
                 Err(e) => return out.error(e),
             };
+            if groups.contains_key(group) {
+                return out.error("BUSYGROUP Consumer Group name already exists");
+            }
             let lg = match shared.log.consumer_group(&log_group_name(key, group)) {
                 Ok(g) => g,
                 Err(e) => return out.error(&format!("ERR cannot create the group: {e}")),
