@@ -1300,6 +1300,31 @@ fn argument_checks_numbers_and_float_sums_match_redis() {
             &["XGROUP", "CREATE", "one", "g", "$"],
             "-WRONGTYPE Operation against a key holding the wrong kind of value",
         ),
+        // A repeated expiry option: the last one counts; different units are a syntax error.
+        (&["SET", "rep", "v", "EX", "10", "EX", "20"], "+OK"),
+        (&["TTL", "rep"], ":20"),
+        (
+            &["SET", "rep", "v", "EX", "10", "PX", "20"],
+            "-ERR syntax error",
+        ),
+        (
+            &["SET", "rep", "v", "EX", "abc", "EX", "abc"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (&["SET", "rep", "v", "EX", "0", "EX", "5", "NX"], "$-1"),
+        (&["GETEX", "rep", "PERSIST", "PERSIST"], "$v"),
+        (&["GETEX", "rep", "EX", "abc", "EX", "7"], "$v"),
+        (&["TTL", "rep"], ":7"),
+        (&["GETEX", "rep", "EX", "5", "PERSIST"], "-ERR syntax error"),
+        (
+            &["GETEX", "rep", "EX", "5", "EX", "abc"],
+            "-ERR value is not an integer or out of range",
+        ),
+        // EXEC refused before it runs answers EXECABORT, in MULTI or not.
+        (
+            &["EXEC", "x"],
+            "-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command",
+        ),
         // CREATE's ID before BUSYGROUP; no stream made by a CREATE that fails.
         (&["XGROUP", "CREATE", "xs", "grp", "0"], "+OK"),
         (

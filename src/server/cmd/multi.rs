@@ -79,9 +79,10 @@ pub(crate) fn acts_at_once(cmd: &str) -> bool {
 
 /// A command refused by the checks that run before it (unknown, arity, authentication,
 /// permission): outside a transaction the error; inside, the error and the transaction is
-/// doomed, or, for `EXEC` itself, the transaction is discarded with `EXECABORT`.
+/// doomed. `EXEC` itself refused discards the transaction and the watches with `EXECABORT`,
+/// inside `MULTI` or not, as Redis does.
 pub(crate) fn refused(conn: &mut Conn, cmd: &str, error: &str, out: &mut Out) {
-    if conn.multi.is_some() && cmd == "exec" {
+    if cmd == "exec" {
         conn.multi = None;
         conn.watched.clear();
         let why = error.split_once(' ').map_or(error, |(_, rest)| rest);

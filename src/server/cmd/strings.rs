@@ -213,7 +213,10 @@ pub(crate) fn set(shared: &Shared, args: &[Bytes], out: &mut Out) {
             "xx" => xx = true,
             "get" => get = true,
             "keepttl" => keep = true,
-            "ex" | "px" | "exat" | "pxat" if i + 1 < args.len() && ttl_arg.is_none() => {
+            // The same unit again replaces the time (Redis reads only the last one).
+            "ex" | "px" | "exat" | "pxat"
+                if i + 1 < args.len() && ttl_arg.as_ref().is_none_or(|(u, _)| *u == opt) =>
+            {
                 ttl_arg = Some((opt, &args[i + 1]));
                 i += 1;
             }
@@ -381,26 +384,33 @@ pub(crate) fn get_and(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     // answers nil whatever the time says.
     let mut bad_time = None;
     if cmd == "getex" {
+        // One of PERSIST, EX, PX, EXAT, PXAT, which may come again (Redis reads the last
+        // time given).
+        let mut chosen: Option<(String, Option<&Bytes>)> = None;
         let mut i = 2;
         while i < args.len() {
             let opt = String::from_utf8_lossy(&args[i]).to_lowercase();
-            if i > 2 {
-                // One of PERSIST, EX, PX, EXAT, PXAT at most, as in Redis.
+            if chosen.as_ref().is_some_and(|(o, _)| *o != opt) {
                 return syntax(out);
             }
             match opt.as_str() {
-                "persist" => change = Some(TtlChange::Clear),
+                "persist" => chosen = Some((opt, None)),
                 "ex" | "px" | "exat" | "pxat" if i + 1 < args.len() => {
-                    match ttl_value(db, &opt, &args[i + 1], "getex") {
-                        Ok(Some(t)) => change = Some(TtlChange::Set(t)),
-                        Ok(None) => {}
-                        Err(e) => bad_time = Some(e),
-                    }
+                    chosen = Some((opt, Some(&args[i + 1])));
                     i += 1;
                 }
                 _ => return syntax(out),
             }
             i += 1;
+        }
+        match chosen {
+            None => {}
+            Some((_, None)) => change = Some(TtlChange::Clear),
+            Some((unit, Some(v))) => match ttl_value(db, &unit, v, "getex") {
+                Ok(Some(t)) => change = Some(TtlChange::Set(t)),
+                Ok(None) => {}
+                Err(e) => bad_time = Some(e),
+            },
         }
     }
     // PERSIST is an event only when it removes a TTL.
