@@ -337,3 +337,62 @@ fn xadds_inside_exec_are_appended_together_and_acknowledged_once_durable() {
          -ERR quipu assigns stream IDs: use * as the ID\r\n$-1\r\n$1\r\nb\r\n"
     );
 }
+
+/// A watched key counts as touched by any write, as in Redis, even one that leaves it as it
+/// was (created and deleted, given the deadline it had); reads, writes of other keys and
+/// writes that change nothing do not touch it. Each outcome was taken from redis-server 7.0.15
+/// given the same commands.
+#[test]
+fn watch_sees_every_write_of_the_key_as_redis_does() {
+    let srv = serve();
+    let cases: &[(&[&str], bool)] = &[
+        (&["WATCH k", "SET k 1", "DEL k"], false),
+        (
+            &[
+                "SET k 1 EXAT 1896524554",
+                "WATCH k",
+                "EXPIREAT k 1896524554",
+            ],
+            false,
+        ),
+        (&["WATCH h", "HSET h f -1", "RENAME h a"], false),
+        (&["WATCH k", "INCRBYFLOAT k 1e-400", "DEL k"], false),
+        (&["SET k 1", "WATCH k", "FLUSHALL"], false),
+        (&["SET k 1", "WATCH k", "GET k"], true),
+        (&["SET k 1", "WATCH k", "SET other 1"], true),
+        (&["SET k 1", "WATCH k", "PERSIST k"], true),
+        (&["SET k 1", "WATCH k", "EXPIRE k 100 GT"], true),
+        (&["SET k 1", "WATCH k", "SET k 2 NX"], true),
+        (&["SET k 1", "WATCH k", "DEL nothere"], true),
+        (&["WATCH k", "FLUSHALL"], true),
+    ];
+    for (before, runs) in cases {
+        let mut cmds = vec!["FLUSHALL"];
+        cmds.extend_from_slice(before);
+        // QUIT closes the connection, so the read ends there.
+        cmds.extend_from_slice(&["MULTI", "PING", "EXEC", "QUIT"]);
+        let reply = raw(&srv, &cmds);
+        let ran = reply.ends_with("*1\r\n+PONG\r\n+OK\r\n");
+        assert!(
+            ran || reply.ends_with("*-1\r\n+OK\r\n"),
+            "{before:?}: {reply:?}"
+        );
+        assert_eq!(ran, *runs, "{before:?}: {reply:?}");
+    }
+    // A write by another connection between WATCH and EXEC touches the key too, and once
+    // nothing is watched a write costs no count (the transaction after UNWATCH runs).
+    let mut c = srv.con();
+    let mut other = srv.con();
+    let _: () = redis::cmd("WATCH").arg("lock").query(&mut c).unwrap();
+    let _: () = other.set("lock", "held").unwrap();
+    let _: i64 = other.del("lock").unwrap();
+    let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&["lock", "mine"])
+        .query(&mut c)
+        .unwrap();
+    let r: Value = redis::cmd("EXEC").query(&mut c).unwrap();
+    assert_eq!(r, Value::Nil, "the other client's SET and DEL touched it");
+    let got: Option<String> = c.get("lock").unwrap();
+    assert_eq!(got, None);
+}

@@ -5,8 +5,9 @@
 //! (message: the key), as Redis does. Off by default; a command pays one relaxed load to learn
 //! that.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -127,6 +128,8 @@ impl KeyEvent {
 /// The server's notification switch and where events go.
 #[derive(Debug, Clone)]
 pub struct Notifier {
+    /// Writes counted for `WATCH`.
+    pub(crate) touches: Arc<Touches>,
     flags: Arc<AtomicU32>,
     pubsub: PubSub,
     /// Namespaces whose expiries and evictions are reported once `x` or `e` is switched on.
@@ -144,6 +147,7 @@ impl Notifier {
     /// Notifications off, published on `pubsub` once switched on.
     pub fn new(pubsub: PubSub) -> Self {
         Self {
+            touches: Arc::new(Touches::new()),
             flags: Arc::new(AtomicU32::new(0)),
             pubsub,
             watched: Arc::default(),
@@ -192,8 +196,11 @@ impl Notifier {
             .collect()
     }
 
-    /// Publishes `event` on `key` if its class is switched on.
+    /// Counts a write of `key` for `WATCH`, and publishes `event` on `key` if its class is
+    /// switched on. Every command that changes a key calls it (as Redis's commands signal a
+    /// modified key).
     pub fn notify(&self, event: KeyEvent, key: &[u8]) {
+        self.touches.touch(key);
         let flags = self.flags.load(Relaxed);
         if flags & event.class() == 0 {
             return;
@@ -291,5 +298,70 @@ mod tests {
         assert_eq!(&a.message.payload[..], b"set");
         assert_eq!(&*b.message.channel, "__keyevent@0__:set");
         assert_eq!(&b.message.payload[..], b"k");
+    }
+}
+
+/// Write counters by key hash, for `WATCH` (Redis's "touched" keys): a watched key whose
+/// counter moved between `WATCH` and `EXEC` was written, even if it came back to what it was
+/// (created and deleted, given the deadline it had). Counted only while some connection
+/// watches a key, so other writes pay one load. Keys that share a counter abort each other's
+/// transactions now and then, never let one through: 65,536 counters (512 KiB).
+#[derive(Debug)]
+pub(crate) struct Touches {
+    watching: AtomicUsize,
+    counters: Box<[AtomicU64]>,
+    hasher: foldhash::fast::FixedState,
+}
+
+/// A key watched: what its counter was at `WATCH`. Dropping it (EXEC, DISCARD, UNWATCH, a
+/// disconnect) stops the counting once no key is watched.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    touches: Arc<Touches>,
+    counter: usize,
+    seen: u64,
+}
+
+impl Touches {
+    fn new() -> Self {
+        Self {
+            watching: AtomicUsize::new(0),
+            counters: (0..1 << 16).map(|_| AtomicU64::new(0)).collect(),
+            hasher: foldhash::fast::FixedState::with_seed(0x5741_5443_4845_5321),
+        }
+    }
+
+    fn counter(&self, key: &[u8]) -> usize {
+        self.hasher.hash_one(key) as usize % self.counters.len()
+    }
+
+    fn touch(&self, key: &[u8]) {
+        if self.watching.load(SeqCst) > 0 {
+            self.counters[self.counter(key)].fetch_add(1, SeqCst);
+        }
+    }
+
+    /// Starts watching `key`.
+    pub(crate) fn watch(self: &Arc<Self>, key: &[u8]) -> Watch {
+        self.watching.fetch_add(1, SeqCst);
+        let counter = self.counter(key);
+        Watch {
+            touches: Arc::clone(self),
+            counter,
+            seen: self.counters[counter].load(SeqCst),
+        }
+    }
+}
+
+impl Watch {
+    /// Whether no write of the key (or of one sharing its counter) came since `WATCH`.
+    pub(crate) fn untouched(&self) -> bool {
+        self.touches.counters[self.counter].load(SeqCst) == self.seen
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.touches.watching.fetch_sub(1, SeqCst);
     }
 }

@@ -3,8 +3,9 @@
 //! Between `MULTI` and `EXEC` commands are checked (unknown, arity, permissions) and queued;
 //! a refused one dooms the transaction (`EXECABORT`). `EXEC` runs the queue inside the
 //! exclusive section of the gate (`server::gate`): no other client's command runs until the
-//! last queued one has. A watched key is compared with what it was at `WATCH`; if any
-//! changed, `EXEC` runs nothing and replies a null array.
+//! last queued one has. A watched key is compared with what it was at `WATCH`, and its write
+//! counter (`notify::Touches`) with what it was then; if either moved, `EXEC` runs nothing
+//! and replies a null array.
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub struct Transaction {
 pub struct Watched {
     key: Bytes,
     version: Version,
+    touch: crate::server::notify::Watch,
 }
 
 /// A key's state as far as `WATCH` can tell: the cached value and its deadline (the value
@@ -122,9 +124,12 @@ pub(crate) fn run(shared: &Shared, conn: &mut Conn, cmd: &str, args: &[Bytes], o
         "watch" => {
             for key in &args[1..] {
                 if !conn.watched.iter().any(|w| w.key == key) {
+                    // The counter first: a write after it is seen by one or the other.
+                    let touch = shared.db.notifier.touches.watch(key);
                     conn.watched.push(Watched {
                         key: Bytes::copy_from_slice(key),
                         version: Version::of(shared, key),
+                        touch,
                     });
                 }
             }
@@ -193,7 +198,7 @@ pub(crate) fn exec(shared: &Arc<Shared>, conn: &mut Conn, out: &mut Out) -> Flow
     let ran = gate::exclusive(|| {
         if watched
             .iter()
-            .any(|w| !w.version.same(&Version::of(shared, &w.key)))
+            .any(|w| !w.touch.untouched() || !w.version.same(&Version::of(shared, &w.key)))
         {
             return false;
         }
