@@ -1499,3 +1499,60 @@ fn a_one_millisecond_ttl_lasts_at_least_a_millisecond() {
     let when: i64 = redis::cmd("EXPIRETIME").arg("k").query(&mut c).unwrap();
     assert_eq!(when, at / 1000);
 }
+
+/// Channel names are text in quipu: a name or pattern that is not UTF-8 is refused (two such
+/// names would otherwise meet as one, their bytes replaced alike), subscribes nothing, has no
+/// subscribers, and a key that is not UTF-8 gets no keyspace channel (its keyevent goes out
+/// with the key's bytes).
+#[test]
+fn channel_names_that_are_not_text_are_refused_not_merged() {
+    use std::io::Write;
+    let srv = start(None);
+    let mut sub = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    let refused = "-ERR quipu channel names and patterns must be UTF-8\r\n";
+    for cmd in [
+        &b"SUBSCRIBE"[..],
+        b"PSUBSCRIBE",
+        b"UNSUBSCRIBE",
+        b"PUNSUBSCRIBE",
+    ] {
+        sub.write_all(&frame(&[cmd, b"ok", b"\xff"])).unwrap();
+        assert_eq!(read_until(&mut sub, "\r\n"), refused, "{cmd:?}");
+    }
+    raw.write_all(&frame(&[b"PUBLISH", b"\xfe", b"x"])).unwrap();
+    assert_eq!(read_until(&mut raw, "\r\n"), refused);
+    raw.write_all(&frame(&[b"PUBSUB", b"NUMSUB", b"\xff", b"ok"]))
+        .unwrap();
+    assert_eq!(
+        read_until(&mut raw, ":0\r\n$2\r\nok\r\n:0\r\n"),
+        "*4\r\n$1\r\n\u{fffd}\r\n:0\r\n$2\r\nok\r\n:0\r\n",
+        "nothing was subscribed by the refused SUBSCRIBE"
+    );
+    raw.write_all(b"CONFIG SET notify-keyspace-events KEA\r\n")
+        .unwrap();
+    assert_eq!(read_until(&mut raw, "\r\n"), "+OK\r\n");
+    sub.write_all(&frame(&[b"PSUBSCRIBE", b"__key*__:*"]))
+        .unwrap();
+    read_until(&mut sub, ":1\r\n");
+    raw.write_all(&frame(&[b"SET", b"\xff", b"v"])).unwrap();
+    raw.write_all(&frame(&[b"SET", b"k", b"v"])).unwrap();
+    read_until(&mut raw, "+OK\r\n+OK\r\n");
+    let got = read_until(&mut sub, "$1\r\nk\r\n");
+    let channels: Vec<&str> = got
+        .split("\r\n")
+        .filter(|l| l.starts_with("__key"))
+        .collect();
+    assert_eq!(
+        channels,
+        [
+            "__key*__:*",
+            "__keyevent@0__:set",
+            "__key*__:*",
+            "__keyspace@0__:k",
+            "__key*__:*",
+            "__keyevent@0__:set",
+        ],
+        "{got:?}"
+    );
+}

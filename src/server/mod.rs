@@ -924,8 +924,12 @@ fn durable_publish(shared: &Shared, conn: &Conn, args: &[Bytes]) -> Option<Strin
     {
         return None;
     }
-    let channel = String::from_utf8_lossy(&args[1]).into_owned();
-    shared.channels.is_durable(&channel).then_some(channel)
+    // A name that is not text is refused by `PUBLISH` itself.
+    let channel = std::str::from_utf8(&args[1]).ok()?;
+    shared
+        .channels
+        .is_durable(channel)
+        .then(|| channel.to_owned())
 }
 
 /// Writes `buf`; `false` when the connection is to close. A subscriber's socket that stops

@@ -201,20 +201,7 @@ impl Notifier {
     /// modified key).
     pub fn notify(&self, event: KeyEvent, key: &[u8]) {
         self.touches.touch(key);
-        let flags = self.flags.load(Relaxed);
-        if flags & event.class() == 0 {
-            return;
-        }
-        let name = event.name();
-        if flags & KEYSPACE != 0 {
-            let channel = format!("__keyspace@0__:{}", String::from_utf8_lossy(key));
-            self.pubsub
-                .publish(&channel, Bytes::from_static(name.as_bytes()));
-        }
-        if flags & KEYEVENT != 0 {
-            let channel = format!("__keyevent@0__:{name}");
-            self.pubsub.publish(&channel, Bytes::copy_from_slice(key));
-        }
+        publish(&self.pubsub, self.flags.load(Relaxed), event, key);
     }
 
     /// Reports expiries and evictions of `ns` (the cache removes those on its own) once they
@@ -244,13 +231,18 @@ impl Notifier {
     }
 }
 
+/// Publishes `event` on `key` if its class is switched on in `flags`.
 fn publish(pubsub: &PubSub, flags: u32, event: KeyEvent, key: &[u8]) {
     if flags & event.class() == 0 {
         return;
     }
     let name = event.name();
-    if flags & KEYSPACE != 0 {
-        let channel = format!("__keyspace@0__:{}", String::from_utf8_lossy(key));
+    // Channels are text: the keyspace channel of a key that is not UTF-8 is skipped (a lossy
+    // name would reach the subscribers of other keys). Its keyevent still goes out.
+    if flags & KEYSPACE != 0
+        && let Ok(key) = std::str::from_utf8(key)
+    {
+        let channel = format!("__keyspace@0__:{key}");
         pubsub.publish(&channel, Bytes::from_static(name.as_bytes()));
     }
     if flags & KEYEVENT != 0 {

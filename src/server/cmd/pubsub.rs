@@ -14,13 +14,24 @@ use crate::server::reply::Out;
 /// output-buffer limit plays this role).
 const SUBSCRIBER_QUEUE: usize = 16 * 1024;
 
+/// The reply to a channel name or pattern that is not UTF-8: quipu's channels are text, and
+/// two such names must not meet as one (Redis's are bytes).
+pub(crate) const NOT_TEXT: &str = "ERR quipu channel names and patterns must be UTF-8";
+
+/// Every name of `names` as text, or `None` when one is not UTF-8.
+fn texts(names: &[Bytes]) -> Option<Vec<&str>> {
+    names.iter().map(|n| std::str::from_utf8(n).ok()).collect()
+}
+
 /// `PUBLISH`: on a durable channel the message is logged (fsynced) before it is published.
 pub(crate) fn publish(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if args.len() != 3 {
         return wrong_args(out, &args[0]);
     }
-    let channel = String::from_utf8_lossy(&args[1]);
-    match shared.channels.publish_blocking(&channel, detach(&args[2])) {
+    let Ok(channel) = std::str::from_utf8(&args[1]) else {
+        return out.error(NOT_TEXT);
+    };
+    match shared.channels.publish_blocking(channel, detach(&args[2])) {
         Ok(r) => out.int(r.receivers as i64),
         Err(e) => out.error(&format!("ERR {e}")),
     }
@@ -46,6 +57,10 @@ pub(crate) fn subscribe(db: &Db, conn: &mut Conn, cmd: &str, args: &[Bytes], out
     if args.len() < 2 {
         return wrong_args(out, &args[0]);
     }
+    // All or none: a name that is not text subscribes nothing.
+    let Some(names) = texts(&args[1..]) else {
+        return out.error(NOT_TEXT);
+    };
     let sub = conn.sub.get_or_insert_with(|| {
         db.pubsub.subscribe(
             &[],
@@ -54,8 +69,8 @@ pub(crate) fn subscribe(db: &Db, conn: &mut Conn, cmd: &str, args: &[Bytes], out
                 .with_policy(SlowConsumer::Disconnect),
         )
     });
-    for name in &args[1..] {
-        let name = String::from_utf8_lossy(name).into_owned();
+    for name in names {
+        let name = name.to_owned();
         if cmd == "subscribe" {
             sub.add_channel(&name);
             if !conn.channels.contains(&name) {
@@ -77,10 +92,10 @@ pub(crate) fn subscribe(db: &Db, conn: &mut Conn, cmd: &str, args: &[Bytes], out
 pub(crate) fn unsubscribe(conn: &mut Conn, cmd: &str, args: &[Bytes], out: &mut Out) {
     let channel_kind = cmd == "unsubscribe";
     let names: Vec<String> = if args.len() > 1 {
-        args[1..]
-            .iter()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .collect()
+        let Some(names) = texts(&args[1..]) else {
+            return out.error(NOT_TEXT);
+        };
+        names.into_iter().map(str::to_owned).collect()
     } else if channel_kind {
         conn.channels.clone()
     } else {
@@ -142,7 +157,9 @@ pub(crate) fn introspect(db: &Db, args: &[Bytes], out: &mut Out) {
             out.array((args.len() - 2) * 2);
             for c in &args[2..] {
                 out.bulk(c);
-                out.int(db.pubsub.subscribers(&String::from_utf8_lossy(c)) as i64);
+                // A name that is not text has no subscribers (none could subscribe to it).
+                let n = std::str::from_utf8(c).map_or(0, |c| db.pubsub.subscribers(c));
+                out.int(n as i64);
             }
         }
         "numpat" => out.int(db.pubsub.pattern_count() as i64),
