@@ -50,6 +50,11 @@ fn two_rules_that_give_one_namespace_different_settings_are_refused() {
     );
     let e = rules("critical = true\nttl_secs = 5\n").unwrap_err();
     assert!(e.contains("different settings"), "{e}");
+    let config: ServerConfig =
+        toml::from_str("[[namespaces]]\nprefix = \"s:\"\nname = \"default\"\ncritical = true\n")
+            .unwrap();
+    let e = config.validate().unwrap_err().to_string();
+    assert!(e.contains("default namespace"), "{e}");
 }
 
 #[test]

@@ -197,6 +197,16 @@ impl ServerConfig {
             }
         }
         for (i, r) in self.namespaces.iter().enumerate() {
+            if r.name == crate::cache::DEFAULT_NAMESPACE {
+                // Its settings are `max_bytes` and fixed at open: a rule's would be dropped.
+                return Err(Error::Config(ConfigError::Invalid {
+                    field: "namespaces",
+                    reason: format!(
+                        "`{}` is the default namespace: a rule cannot name it",
+                        r.name
+                    ),
+                }));
+            }
             let other = self.namespaces[..i].iter().find(|o| o.name == r.name);
             if other.is_some_and(|o| {
                 (o.max_bytes, o.ttl_secs, o.critical) != (r.max_bytes, r.ttl_secs, r.critical)

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use super::Shared;
@@ -18,10 +19,11 @@ use crate::error::LogError;
 pub(crate) struct Saves {
     /// Unix seconds of the last save that succeeded (the start, before the first).
     last: AtomicU64,
-    /// A background save is running.
-    running: AtomicBool,
-    /// `BGSAVE SCHEDULE` asked for another one after it.
-    again: AtomicBool,
+    /// Whether a background save runs and whether `BGSAVE SCHEDULE` asked for another after
+    /// it: one lock, so a request never falls between the thread's last look and its exit.
+    state: Mutex<Background>,
+    /// Signalled when a background save ends.
+    idle: Condvar,
     /// The last background save succeeded (true before the first).
     last_background_ok: AtomicBool,
 }
@@ -30,8 +32,8 @@ impl Default for Saves {
     fn default() -> Self {
         Self {
             last: AtomicU64::new(unix_secs()),
-            running: AtomicBool::new(false),
-            again: AtomicBool::new(false),
+            state: Mutex::new(Background::default()),
+            idle: Condvar::new(),
             last_background_ok: AtomicBool::new(true),
         }
     }
@@ -45,7 +47,7 @@ impl Saves {
 
     /// Whether a background save is running.
     pub(crate) fn in_progress(&self) -> bool {
-        self.running.load(SeqCst)
+        self.state.lock().running
     }
 
     /// Whether the last background save succeeded.
@@ -55,10 +57,17 @@ impl Saves {
 
     /// Waits until no background save runs (at shutdown, before the log closes).
     pub(crate) fn wait_idle(&self) {
-        while self.in_progress() {
-            std::thread::sleep(Duration::from_millis(5));
+        let mut state = self.state.lock();
+        while state.running {
+            self.idle.wait(&mut state);
         }
     }
+}
+
+#[derive(Debug, Default)]
+struct Background {
+    running: bool,
+    again: bool,
 }
 
 /// Redis's reply to a save asked for while a background one runs.
@@ -103,12 +112,16 @@ pub(crate) fn start_background(
     schedule: bool,
 ) -> Result<&'static str, String> {
     let saves = &shared.saves;
-    if saves.running.swap(true, SeqCst) {
-        if schedule {
-            saves.again.store(true, SeqCst);
-            return Ok("Background saving scheduled");
+    {
+        let mut state = saves.state.lock();
+        if state.running {
+            if schedule {
+                state.again = true;
+                return Ok("Background saving scheduled");
+            }
+            return Err(IN_PROGRESS.to_owned());
         }
-        return Err(IN_PROGRESS.to_owned());
+        state.running = true;
     }
     let owned = Arc::clone(shared);
     let spawned = std::thread::Builder::new()
@@ -117,7 +130,8 @@ pub(crate) fn start_background(
     match spawned {
         Ok(_) => Ok("Background saving started"),
         Err(e) => {
-            saves.running.store(false, SeqCst);
+            saves.state.lock().running = false;
+            saves.idle.notify_all();
             Err(format!("ERR Background save could not start: {e}"))
         }
     }
@@ -129,15 +143,14 @@ fn run_background(shared: &Shared) {
     loop {
         let ok = save(shared).is_ok();
         saves.last_background_ok.store(ok, SeqCst);
-        if saves.again.swap(false, SeqCst) {
+        let mut state = saves.state.lock();
+        if std::mem::take(&mut state.again) {
             continue;
         }
-        saves.running.store(false, SeqCst);
-        // A SCHEDULE that came between the two lines above found this save running: run it
-        // now, unless another BGSAVE took over meanwhile.
-        if !saves.again.swap(false, SeqCst) || saves.running.swap(true, SeqCst) {
-            return;
-        }
+        state.running = false;
+        drop(state);
+        saves.idle.notify_all();
+        return;
     }
 }
 
