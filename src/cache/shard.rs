@@ -621,7 +621,6 @@ impl Shard {
         }
     }
 
-    /// Keys of live entries that `keep` selects.
     /// How many live entries expire, and the sum of the milliseconds they have left.
     pub(crate) fn expiring(&self, now: u64) -> (u64, u64) {
         self.table
@@ -631,6 +630,7 @@ impl Shard {
             .fold((0, 0), |(n, left), d| (n + 1, left.saturating_add(d - now)))
     }
 
+    /// Keys of live entries that `keep` selects.
     pub(crate) fn keys_where(
         &self,
         now: u64,

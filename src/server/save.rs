@@ -144,14 +144,12 @@ fn run_background(shared: &Shared) {
         let ok = save(shared).is_ok();
         saves.last_background_ok.store(ok, SeqCst);
         let mut state = saves.state.lock();
-        if std::mem::take(&mut state.again) {
-            continue;
+        if !std::mem::take(&mut state.again) {
+            state.running = false;
+            break;
         }
-        state.running = false;
-        drop(state);
-        saves.idle.notify_all();
-        return;
     }
+    saves.idle.notify_all();
 }
 
 /// Starts a background save every `every` until the server stops (one still running is

@@ -128,8 +128,9 @@ pub(crate) const SHOWN_MAX: usize = 128;
 /// A client's argument as an error reply repeats it: its first `SHOWN_MAX` bytes, up to a NUL
 /// (Redis formats it as a C string).
 pub(crate) fn shown(arg: &[u8]) -> std::borrow::Cow<'_, str> {
+    let arg = &arg[..arg.len().min(SHOWN_MAX)];
     let end = arg.iter().position(|&b| b == 0).unwrap_or(arg.len());
-    String::from_utf8_lossy(&arg[..end.min(SHOWN_MAX)])
+    String::from_utf8_lossy(&arg[..end])
 }
 
 pub(crate) fn wrong_args(out: &mut Out, name: &[u8]) {

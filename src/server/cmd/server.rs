@@ -274,9 +274,10 @@ pub(crate) fn unknown_command(args: &[Bytes]) -> String {
         }
         let room = SHOWN_MAX - shown.len();
         // Up to a NUL, as Redis's `%.*s` reads it.
+        let a = &a[..a.len().min(room)];
         let a = &a[..a.iter().position(|&b| b == 0).unwrap_or(a.len())];
         shown.push(b'\'');
-        shown.extend_from_slice(&a[..a.len().min(room)]);
+        shown.extend_from_slice(a);
         shown.extend_from_slice(b"' ");
     }
     format!(

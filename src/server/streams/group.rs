@@ -102,10 +102,11 @@ impl Group {
         self.committer.request(self.low_water());
     }
 
-    /// Commits the group's progress before returning.
-    pub fn commit_progress(&self) {
+    /// Records the group's progress as the next to commit and returns who commits it, so
+    /// the commit (an fsync) can run after the caller's locks are released.
+    pub(crate) fn progress_committer(&self) -> Arc<Committer> {
         self.committer.desired.store(self.low_water(), SeqCst);
-        self.committer.run();
+        Arc::clone(&self.committer)
     }
 
     /// The lowest unacknowledged offset: everything below it was acknowledged (or read with
@@ -121,7 +122,7 @@ impl Group {
 /// Commits one group's lowest unacknowledged offset to its log consumer group, at most one
 /// commit at a time and always the latest value.
 #[derive(Debug)]
-struct Committer {
+pub(crate) struct Committer {
     log_group: Arc<ConsumerGroup>,
     topic: String,
     desired: AtomicU64,
@@ -150,7 +151,7 @@ impl Committer {
         }
     }
 
-    fn run(&self) {
+    pub(crate) fn run(&self) {
         // Cleared before reading `desired`: a later request schedules another run.
         self.scheduled.store(false, SeqCst);
         let mut st = self.state.lock();

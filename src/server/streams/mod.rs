@@ -49,12 +49,24 @@ impl Default for Streams {
 }
 
 impl Streams {
-    /// Commits every group's progress now (at shutdown; it fsyncs).
+    /// Commits every group's progress now (at shutdown and on saves). The commits fsync, so
+    /// they run after the stream and group locks are released: XREADGROUP, XACK and the
+    /// rest do not wait for them.
     pub(crate) fn commit_all(&self) {
-        for st in self.states.read().values() {
-            for g in st.groups.lock().values() {
-                g.commit_progress();
-            }
+        let committers: Vec<_> = self
+            .states
+            .read()
+            .values()
+            .flat_map(|st| {
+                st.groups
+                    .lock()
+                    .values()
+                    .map(group::Group::progress_committer)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for c in committers {
+            c.run();
         }
     }
 
