@@ -69,6 +69,35 @@ fn expire_persist_and_ttl() {
     assert_eq!(ns.ttl("missing"), None);
 }
 
+/// `expiring` counts the entries with a deadline and their mean time left, however far away
+/// the deadlines are (their sum does not fit in 64 bits here).
+#[test]
+fn expiring_counts_deadlines_and_their_mean_time_left() {
+    let clock = ManualClock::new(1_000);
+    let cache = cache(&clock);
+    let ns = cache.default_namespace();
+    assert_eq!(ns.expiring(), (0, Duration::ZERO));
+    ns.insert("forever", "v").unwrap();
+    let far = Duration::from_millis(u64::MAX / 4);
+    for i in 0..8 {
+        ns.insert_with(format!("far{i}"), "v", &EntryOptions::default().ttl(far))
+            .unwrap();
+    }
+    assert_eq!(ns.expiring(), (8, far));
+    ns.insert_with(
+        "near",
+        "v",
+        &EntryOptions::default().ttl(Duration::from_secs(1)),
+    )
+    .unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        ns.expiring(),
+        (8, far - Duration::from_secs(2)),
+        "an expired one is not counted"
+    );
+}
+
 #[test]
 fn sweep_frees_memory_without_reads() {
     let clock = ManualClock::new(0);

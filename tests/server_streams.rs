@@ -357,6 +357,47 @@ fn string_and_hash_commands_see_a_stream_as_another_type() {
     assert!(err(&mut c, &["HGETALL", "s"]).contains("WRONGTYPE"));
 }
 
+/// A replacing write that fails (a value over the namespace's budget) leaves the stream as it
+/// was, and MSET sets none of its keys.
+#[test]
+fn a_replacing_write_refused_as_too_large_keeps_the_stream() {
+    let dir = common::tempdir();
+    let srv = common::server::Running::start_in(
+        dir.path(),
+        quipu::server::ServerConfig {
+            namespaces: vec![quipu::server::NamespaceRule {
+                prefix: "tiny:".into(),
+                name: "tiny".into(),
+                max_bytes: Some(1024),
+                ttl_secs: None,
+                critical: false,
+            }],
+            ..quipu::server::ServerConfig::default()
+        },
+    );
+    let mut c = srv.con();
+    xadd(&mut c, "tiny:s", "f", "v");
+    let _: () = query(&mut c, &["XGROUP", "CREATE", "tiny:s", "g", "0"]);
+    let big = "x".repeat(2048);
+    let _: () = query(&mut c, &["SET", "src", &big]);
+    for write in [
+        &["SET", "tiny:s", &big][..],
+        &["SET", "tiny:s", &big, "XX"],
+        &["SETEX", "tiny:s", "100", &big],
+        &["MSET", "other", "v", "tiny:s", &big],
+        &["RENAME", "src", "tiny:s"],
+    ] {
+        let e = err(&mut c, write);
+        assert!(e.contains("OOM") || e.contains("exceeds"), "{e}");
+        let len: i64 = query(&mut c, &["XLEN", "tiny:s"]);
+        assert_eq!(len, 1, "{:?}", &write[..2]);
+        let groups: Vec<Value> = query(&mut c, &["XINFO", "GROUPS", "tiny:s"]);
+        assert_eq!(groups.len(), 1, "{:?}", &write[..2]);
+    }
+    let n: i64 = query(&mut c, &["EXISTS", "other", "src"]);
+    assert_eq!(n, 1, "MSET set nothing; RENAME moved nothing");
+}
+
 #[test]
 fn type_exists_and_del_see_stream_keys() {
     let dir = common::tempdir();

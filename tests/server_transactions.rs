@@ -147,6 +147,38 @@ fn a_user_without_the_permission_cannot_queue_the_command() {
     );
 }
 
+/// An `EXEC` refused by its own checks discards the transaction with the refusal's code, as
+/// Redis 7 words it (`NOPERM`, `NOAUTH`; a generic `ERR` is dropped).
+#[test]
+fn exec_refused_itself_discards_with_the_reason() {
+    let srv = Running::start(ServerConfig {
+        password: Some("secret".into()),
+        users: vec![quipu::server::UserRule {
+            name: "noexec".into(),
+            password: "pw".into(),
+            commands: vec!["+@all".into(), "-exec".into()],
+            keys: vec!["*".into()],
+            channels: vec![],
+        }],
+        ..ServerConfig::default()
+    });
+    let got = raw(
+        &srv,
+        &["AUTH noexec pw", "MULTI", "SET a 1", "EXEC", "GET a"],
+    );
+    assert!(
+        got.starts_with(
+            "+OK\r\n+OK\r\n+QUEUED\r\n-EXECABORT Transaction discarded because of: NOPERM "
+        ),
+        "{got}"
+    );
+    assert!(got.ends_with("$-1\r\n"), "nothing ran: {got}");
+    assert_eq!(
+        raw(&srv, &["EXEC"]),
+        "-EXECABORT Transaction discarded because of: NOAUTH Authentication required.\r\n"
+    );
+}
+
 #[test]
 fn watch_aborts_exec_once_another_client_changed_a_watched_key() {
     let srv = serve();
@@ -365,6 +397,12 @@ fn watch_sees_every_write_of_the_key_as_redis_does() {
         (&["SET k 1", "WATCH k", "SET k 2 NX"], true),
         (&["SET k 1", "WATCH k", "DEL nothere"], true),
         (&["WATCH k", "FLUSHALL"], true),
+        // A stream flushed and created again has the offsets it had: still a write.
+        (
+            &["XADD s * f v", "WATCH s", "FLUSHDB", "XADD s * f v"],
+            false,
+        ),
+        (&["XADD s * f v", "WATCH s", "FLUSHALL"], false),
     ];
     for (before, runs) in cases {
         let mut cmds = vec!["FLUSHALL"];
@@ -379,8 +417,7 @@ fn watch_sees_every_write_of_the_key_as_redis_does() {
         );
         assert_eq!(ran, *runs, "{before:?}: {reply:?}");
     }
-    // A write by another connection between WATCH and EXEC touches the key too, and once
-    // nothing is watched a write costs no count (the transaction after UNWATCH runs).
+    // A write by another connection between WATCH and EXEC touches the key too.
     let mut c = srv.con();
     let mut other = srv.con();
     let _: () = redis::cmd("WATCH").arg("lock").query(&mut c).unwrap();
@@ -395,4 +432,17 @@ fn watch_sees_every_write_of_the_key_as_redis_does() {
     assert_eq!(r, Value::Nil, "the other client's SET and DEL touched it");
     let got: Option<String> = c.get("lock").unwrap();
     assert_eq!(got, None);
+    // After UNWATCH another client's write aborts nothing.
+    let _: () = redis::cmd("WATCH").arg("lock").query(&mut c).unwrap();
+    let _: () = redis::cmd("UNWATCH").query(&mut c).unwrap();
+    let _: () = other.set("lock", "held").unwrap();
+    let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&["lock", "mine"])
+        .query(&mut c)
+        .unwrap();
+    let r: Vec<String> = redis::cmd("EXEC").query(&mut c).unwrap();
+    assert_eq!(r, ["OK"]);
+    let got: Option<String> = c.get("lock").unwrap();
+    assert_eq!(got.as_deref(), Some("mine"));
 }

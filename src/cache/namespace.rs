@@ -372,6 +372,12 @@ impl Namespace {
         self.inner.modify(key.as_ref(), f)
     }
 
+    /// `Err(TooLarge)` when `value` at `key` could never be stored here (over the budget):
+    /// what a write would fail with before it changes anything.
+    pub(crate) fn check_fits(&self, key: &[u8], value: &Bytes) -> Result<(), Error> {
+        Ok(self.inner.check_weight(key, value)?)
+    }
+
     /// Time left to live: `None` when absent, `Some(None)` when the entry does not expire.
     #[must_use]
     pub fn ttl(&self, key: impl AsRef<[u8]>) -> Option<Option<Duration>> {
@@ -489,10 +495,13 @@ impl Namespace {
             .shards
             .iter()
             .map(|s| s.0.read().expiring(now))
-            .fold((0u64, 0u64), |(n, l), (sn, sl)| {
-                (n + sn, l.saturating_add(sl))
-            });
-        (n, Duration::from_millis(left.checked_div(n).unwrap_or(0)))
+            .fold((0u64, 0u128), |(n, l), (sn, sl)| (n + sn, l + sl));
+        // Summed in u128: a million keys with deadlines centuries away overflow u64.
+        let mean = left.checked_div(u128::from(n)).unwrap_or(0);
+        (
+            n,
+            Duration::from_millis(u64::try_from(mean).unwrap_or(u64::MAX)),
+        )
     }
 
     /// Number of entries (expired ones not yet swept included).

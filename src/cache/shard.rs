@@ -622,12 +622,12 @@ impl Shard {
     }
 
     /// How many live entries expire, and the sum of the milliseconds they have left.
-    pub(crate) fn expiring(&self, now: u64) -> (u64, u64) {
+    pub(crate) fn expiring(&self, now: u64) -> (u64, u128) {
         self.table
             .iter()
             .map(|&i| self.slots[i].expires_at.load(Relaxed))
             .filter(|&d| d > now && d != NEVER)
-            .fold((0, 0), |(n, left), d| (n + 1, left.saturating_add(d - now)))
+            .fold((0, 0), |(n, left), d| (n + 1, left + u128::from(d - now)))
     }
 
     /// Keys of live entries that `keep` selects.

@@ -23,19 +23,35 @@ const MAGIC: &[u8; 4] = b"QSNP";
 const VERSION: u16 = 1;
 const HEADER: usize = 20;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Body {
     namespace: String,
     entries: Vec<Entry>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Entry {
     key: Vec<u8>,
     value: Vec<u8>,
     /// Absolute deadline in clock milliseconds, `u64::MAX` for none.
     expires_at: u64,
     tags: Vec<String>,
+}
+
+/// [`Body`] as it is written, borrowing from the entries taken out of the shards.
+#[derive(Serialize)]
+struct BodyRef<'a> {
+    namespace: &'a str,
+    entries: Vec<EntryRef<'a>>,
+}
+
+/// [`Entry`] as it is written.
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    expires_at: u64,
+    tags: Vec<&'a str>,
 }
 
 /// What happened to one namespace's snapshot when it was restored.
@@ -78,32 +94,36 @@ pub(crate) fn write(dir: &Path, ns: &Namespace) -> Result<(), CacheError> {
         return Ok(());
     }
     let path = path_of(dir, ns.name());
-    let body = Body {
-        namespace: ns.name().to_owned(),
-        entries: ns
-            .inner
-            .entries()
-            .into_iter()
-            .map(|e| Entry {
-                key: e.key.into_vec(),
-                value: e.value.to_vec(),
+    // Encoded from borrowed keys and values (the same postcard as `Body`): besides the
+    // entries taken out of the shards, the payload is the one copy.
+    let live = ns.inner.entries();
+    let body = BodyRef {
+        namespace: ns.name(),
+        entries: live
+            .iter()
+            .map(|e| EntryRef {
+                key: &e.key,
+                value: &e.value,
                 expires_at: e.expires_at,
-                tags: e.tags.iter().map(|t| t.to_string()).collect(),
+                tags: e.tags.iter().map(|t| &**t).collect(),
             })
             .collect(),
     };
     let payload = postcard::to_allocvec(&body).map_err(|e| snap_err(&path, e))?;
-    let mut bytes = Vec::with_capacity(HEADER + payload.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&VERSION.to_le_bytes());
-    bytes.extend_from_slice(&0u16.to_le_bytes());
-    bytes.extend_from_slice(&crate::log::crc32c(&payload).to_le_bytes());
-    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&payload);
+    drop(body);
+    drop(live);
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&0u16.to_le_bytes());
+    header.extend_from_slice(&crate::log::crc32c(&payload).to_le_bytes());
+    header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     fs::create_dir_all(dir).map_err(|e| snap_err(dir, e))?;
     let tmp = path.with_extension("snapshot.tmp");
     let mut f = File::create(&tmp).map_err(|e| snap_err(&tmp, e))?;
-    f.write_all(&bytes).map_err(|e| snap_err(&tmp, e))?;
+    f.write_all(&header)
+        .and_then(|()| f.write_all(&payload))
+        .map_err(|e| snap_err(&tmp, e))?;
     f.sync_all().map_err(|e| snap_err(&tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| snap_err(&path, e))?;
     File::open(dir)
@@ -228,5 +248,52 @@ impl Cache {
             },
         };
         self.inner.reports.lock().push(report);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_borrowed_form_written_reads_back_as_the_body() {
+        let tags = ["a", "b"];
+        let written = postcard::to_allocvec(&BodyRef {
+            namespace: "sessions",
+            entries: vec![
+                EntryRef {
+                    key: b"k1",
+                    value: &[0, 255, 7],
+                    expires_at: u64::MAX,
+                    tags: tags.to_vec(),
+                },
+                EntryRef {
+                    key: b"",
+                    value: b"",
+                    expires_at: 1_234,
+                    tags: vec![],
+                },
+            ],
+        })
+        .unwrap();
+        let body: Body = postcard::from_bytes(&written).unwrap();
+        assert_eq!(body.namespace, "sessions");
+        let got: Vec<_> = body
+            .entries
+            .iter()
+            .map(|e| (&e.key[..], &e.value[..], e.expires_at, e.tags.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    &b"k1"[..],
+                    &[0, 255, 7][..],
+                    u64::MAX,
+                    vec!["a".to_owned(), "b".to_owned()]
+                ),
+                (&b""[..], &b""[..], 1_234, vec![]),
+            ]
+        );
     }
 }

@@ -6,7 +6,7 @@
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use foldhash::fast::FixedState;
@@ -109,23 +109,25 @@ pub struct Db {
 /// Which keys are streams (log topics `stream.<escaped key>`), as the string and hash
 /// commands ask: on a stream they answer `WRONGTYPE`, and `SET` replaces it, as in Redis.
 ///
-/// A bit per key hash (4,096 bits, set before a stream is created, never cleared) answers most
-/// keys without the topic lookup, which builds the escaped name and takes the log's lock: a
-/// SET next to a few streams pays one hash and one load.
+/// A counter per key hash (4,096 slots, raised before a stream is created and lowered after
+/// one is deleted) answers most keys without the topic lookup, which builds the escaped name
+/// and takes the log's lock: a SET next to a few streams pays one hash and one load. A slot
+/// never counts fewer streams than it holds; a create that lost a race counts one too many,
+/// which costs only the lookup.
 #[derive(Debug, Clone)]
 pub struct StreamKeys {
     log: Log,
-    maybe: Arc<[AtomicU64; FILTER_WORDS]>,
+    counts: Arc<[AtomicU32]>,
 }
 
-const FILTER_WORDS: usize = 64;
+const FILTER_SLOTS: usize = 4096;
 
 impl StreamKeys {
     /// The stream keys of `log`'s topics.
     pub fn new(log: Log) -> Self {
         let keys = Self {
             log,
-            maybe: Arc::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            counts: (0..FILTER_SLOTS).map(|_| AtomicU32::new(0)).collect(),
         };
         for name in keys.log.topics() {
             if let Some(key) = name
@@ -138,16 +140,14 @@ impl StreamKeys {
         keys
     }
 
-    /// The filter word and bit of `key`.
-    fn bit(key: &[u8]) -> (usize, u64) {
-        let h = FixedState::with_seed(0x5157_4950_5553_5452).hash_one(key) as usize;
-        ((h / 64) % FILTER_WORDS, 1 << (h % 64))
+    /// The filter slot of `key`.
+    fn slot(key: &[u8]) -> usize {
+        FixedState::with_seed(0x5157_4950_5553_5452).hash_one(key) as usize % FILTER_SLOTS
     }
 
     /// Whether `key` is a stream.
     pub fn contains(&self, key: &[u8]) -> bool {
-        let (word, bit) = Self::bit(key);
-        self.maybe[word].load(Ordering::Acquire) & bit != 0
+        self.counts[Self::slot(key)].load(Ordering::Acquire) != 0
             && self
                 .log
                 .topic(&crate::server::streams::topic_name(key))
@@ -157,8 +157,16 @@ impl StreamKeys {
     /// Called before the stream `key`'s topic is created, so that
     /// [`contains`](Self::contains) looks for it.
     pub fn creating(&self, key: &[u8]) {
-        let (word, bit) = Self::bit(key);
-        self.maybe[word].fetch_or(bit, Ordering::Release);
+        self.counts[Self::slot(key)].fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Called after the stream `key`'s topic was deleted (only then: a slot must not count
+    /// fewer streams than it holds).
+    pub fn deleted(&self, key: &[u8]) {
+        // Never below zero, whatever a caller does.
+        let _ =
+            self.counts[Self::slot(key)]
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 }
 
@@ -206,10 +214,10 @@ mod tests {
         let streams = StreamKeys::new(log.clone());
         assert!(streams.contains(b"old key"), "found at start");
         assert!(!streams.contains(b"other"));
-        // A key whose filter bit is set by a stream is still looked up: not a stream.
+        // A key whose filter slot counts a stream is still looked up: not a stream.
         let twin = (0u32..)
             .map(|i| format!("twin{i}"))
-            .find(|k| StreamKeys::bit(k.as_bytes()) == StreamKeys::bit(b"old key"))
+            .find(|k| StreamKeys::slot(k.as_bytes()) == StreamKeys::slot(b"old key"))
             .unwrap();
         assert!(!streams.contains(twin.as_bytes()), "{twin}");
         streams.creating(b"new");
@@ -218,5 +226,16 @@ mod tests {
         assert!(streams.contains(b"new"));
         log.delete_topic(&topic_name(b"new")).unwrap();
         assert!(!streams.contains(b"new"), "deleted");
+        // Deleted streams empty their slots again: no lookup for the next key there.
+        streams.deleted(b"new");
+        let slot = StreamKeys::slot(b"new");
+        assert_eq!(streams.counts[slot].load(Ordering::Relaxed), 0);
+        streams.deleted(b"new");
+        assert_eq!(
+            streams.counts[slot].load(Ordering::Relaxed),
+            0,
+            "not below zero"
+        );
+        assert!(streams.contains(b"old key"));
     }
 }

@@ -327,8 +327,14 @@ impl Touches {
         self.hasher.hash_one(key) as usize % self.counters.len()
     }
 
-    fn touch(&self, key: &[u8]) {
-        if self.watching.load(SeqCst) > 0 {
+    /// Whether some connection watches a key.
+    pub(crate) fn watching(&self) -> bool {
+        self.watching.load(SeqCst) > 0
+    }
+
+    /// Counts a write of `key` (while some key is watched).
+    pub(crate) fn touch(&self, key: &[u8]) {
+        if self.watching() {
             self.counters[self.counter(key)].fetch_add(1, SeqCst);
         }
     }

@@ -286,12 +286,19 @@ pub(crate) fn rename(shared: &Shared, args: &[Bytes], out: &mut Out) {
     };
     let ttl = src.ttl(from).flatten();
     let change = ttl.map_or(TtlChange::Clear, TtlChange::Set);
+    // A stream at the destination is replaced, as Redis replaces a value of any type there:
+    // deleted first (unless the value does not fit there), so a failed delete moves nothing.
+    if db.streams.contains(to) {
+        if let Err(e) = db.ns(to).check_fits(to, &value) {
+            return out.error(&format!("ERR {e}"));
+        }
+        if let Err(e) = streams::delete(shared, to) {
+            return out.error(&e);
+        }
+        db.notifier.touches.touch(to);
+    }
     if let Err(e) = db.ns(to).modify(to, |_| Ok(Modify::Set(value, change))) {
         return out.error(&format!("ERR {e}"));
-    }
-    // A stream at the destination is replaced, as Redis replaces a value of any type there.
-    if let Err(e) = streams::delete(shared, to) {
-        return out.error(&e);
     }
     if from != to {
         let _ = src.remove(from);
@@ -327,6 +334,14 @@ pub(crate) fn flush(shared: &Shared, args: &[Bytes], out: &mut Out) {
         [_] => {}
         [_, mode] if mode.eq_ignore_ascii_case(b"async") || mode.eq_ignore_ascii_case(b"sync") => {}
         _ => return syntax(out),
+    }
+    // A watched key that exists is written by the flush, as Redis counts it (a watched key
+    // that does not exist is not): its `EXEC` aborts.
+    let touches = &shared.db.notifier.touches;
+    if touches.watching() {
+        for key in all_keys(shared, b"*") {
+            touches.touch(&key);
+        }
     }
     for ns in shared.db.namespaces() {
         ns.invalidate_all();

@@ -289,6 +289,12 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
     if cmd == "exec" {
         return multi::exec(shared, conn, out);
     }
+    // SAVE waits on fsyncs for as long as the data takes, and needs no isolation (BGSAVE has
+    // none either): outside the gate, so an `EXEC` waiting to close it does not hold every
+    // other command up until the save ends. It is never queued (`no_multi`).
+    if cmd == "save" {
+        return dispatch(shared, conn, cmd, args, out);
+    }
     // One command: no transaction's `EXEC` runs in the middle of it.
     gate::shared(|| dispatch(shared, conn, cmd, args, out))
 }

@@ -87,7 +87,8 @@ pub(crate) fn refused(conn: &mut Conn, cmd: &str, error: &str, out: &mut Out) {
     if cmd == "exec" {
         conn.multi = None;
         conn.watched.clear();
-        let why = error.split_once(' ').map_or(error, |(_, rest)| rest);
+        // Redis keeps the error's code unless it is the generic `ERR`.
+        let why = error.strip_prefix("ERR ").unwrap_or(error);
         return out.error(&format!(
             "EXECABORT Transaction discarded because of: {why}"
         ));

@@ -47,14 +47,24 @@ fn modify_str(
     })))
 }
 
-/// After a write of a string at `key`: deletes the stream of that name, if any, as Redis's
-/// `SET` replaces a value of any type. `false` when that failed (the error is written).
-fn replace_stream(shared: &Shared, key: &[u8], out: &mut Out) -> bool {
+/// Before a write of the string `stored` at `key` that replaces a value of any type there,
+/// as Redis's `SET` does: checks that it fits the key's namespace, then deletes the stream of
+/// that name, if any. `false` when either failed (the error is written): a value too large
+/// changes nothing, and a stream that could not be deleted is not written over.
+fn replace_stream(shared: &Shared, key: &[u8], stored: &Bytes, out: &mut Out) -> bool {
     if !shared.db.streams.contains(key) {
         return true;
     }
+    if let Err(e) = shared.db.ns(key).check_fits(key, stored) {
+        reply_err(out, &e);
+        return false;
+    }
     match crate::server::streams::delete(shared, key) {
-        Ok(_) => true,
+        // Counted as a write for WATCH now: the string write that follows may still fail.
+        Ok(_) => {
+            shared.db.notifier.touches.touch(key);
+            true
+        }
         Err(e) => {
             out.error(&e);
             false
@@ -127,15 +137,16 @@ impl Short {
 fn set_plain(shared: &Shared, key: &[u8], value: &[u8], out: &mut Out) {
     let db = &shared.db;
     let stored = encode_str(value);
+    if !replace_stream(shared, key, &stored, out) {
+        return;
+    }
     match db
         .ns(key)
         .modify(key, |_| Ok(Modify::Set(stored, TtlChange::Clear)))
     {
         Ok(_) => {
-            if replace_stream(shared, key, out) {
-                db.notifier.notify(KeyEvent::Set, key);
-                out.ok();
-            }
+            db.notifier.notify(KeyEvent::Set, key);
+            out.ok();
         }
         Err(e) => reply_err(out, &e),
     }
@@ -236,8 +247,12 @@ pub(crate) fn set(shared: &Shared, args: &[Bytes], out: &mut Out) {
     };
     let stored = encode_str(value);
     let mut written = false;
-    // A stream of this name counts for NX and XX, and a write replaces it.
+    // A stream of this name counts for NX and XX, and a write replaces it: deleted first,
+    // since with a stream there the write happens unless NX (`GET` answers WRONGTYPE below).
     let stream = db.streams.contains(key);
+    if stream && !nx && !get && !replace_stream(shared, key, &stored, out) {
+        return;
+    }
     let decide = |exists: bool, written: &mut bool| {
         let exists = exists || stream;
         if (nx && exists) || (xx && !exists) {
@@ -261,9 +276,6 @@ pub(crate) fn set(shared: &Shared, args: &[Bytes], out: &mut Out) {
             .map(|_| Ok(None))
     };
     if written && matches!(r, Ok(Ok(_))) {
-        if stream && !replace_stream(shared, key, out) {
-            return;
-        }
         db.notifier.notify(KeyEvent::Set, key);
         if ttl.is_some_and(|t| !t.is_zero()) {
             db.notifier.notify(KeyEvent::Expire, key);
@@ -311,15 +323,18 @@ pub(crate) fn set_variant(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut 
         _ => return,
     };
     let key = &args[1];
-    match db.ns(key).modify(key, |_| {
-        Ok(Modify::Set(encode_str(&args[3]), TtlChange::Set(ttl)))
-    }) {
+    let stored = encode_str(&args[3]);
+    if !replace_stream(shared, key, &stored, out) {
+        return;
+    }
+    match db
+        .ns(key)
+        .modify(key, |_| Ok(Modify::Set(stored, TtlChange::Set(ttl))))
+    {
         Ok(_) => {
-            if replace_stream(shared, key, out) {
-                db.notifier.notify(KeyEvent::Set, key);
-                db.notifier.notify(KeyEvent::Expire, key);
-                out.ok();
-            }
+            db.notifier.notify(KeyEvent::Set, key);
+            db.notifier.notify(KeyEvent::Expire, key);
+            out.ok();
         }
         Err(e) => reply_err(out, &e),
     }
@@ -355,16 +370,28 @@ pub(crate) fn mset(shared: &Shared, cmd: &str, args: &[Bytes], out: &mut Out) {
     {
         return out.int(0);
     }
-    for kv in args[1..].chunks(2) {
-        if let Err(e) = db.ns(&kv[0]).modify(&kv[0], |_| {
-            Ok(Modify::Set(encode_str(&kv[1]), TtlChange::Clear))
-        }) {
-            return reply_err(out, &e);
-        }
-        if !replace_stream(shared, &kv[0], out) {
+    let pairs: Vec<(&Bytes, Bytes)> = args[1..]
+        .chunks(2)
+        .map(|kv| (&kv[0], encode_str(&kv[1])))
+        .collect();
+    // A value too large for its namespace refuses the whole command before any key is set.
+    if let Some(e) = pairs
+        .iter()
+        .find_map(|(k, v)| db.ns(k).check_fits(k, v).err())
+    {
+        return reply_err(out, &e);
+    }
+    for (key, stored) in pairs {
+        if !replace_stream(shared, key, &stored, out) {
             return;
         }
-        db.notifier.notify(KeyEvent::Set, &kv[0]);
+        if let Err(e) = db
+            .ns(key)
+            .modify(key, |_| Ok(Modify::Set(stored, TtlChange::Clear)))
+        {
+            return reply_err(out, &e);
+        }
+        db.notifier.notify(KeyEvent::Set, key);
     }
     if cmd == "msetnx" {
         out.int(1)

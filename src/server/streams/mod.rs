@@ -228,7 +228,10 @@ pub(crate) fn delete(shared: &Shared, key: &[u8]) -> Result<bool, String> {
     let result = shared.log.delete_topic(&name);
     shared.streams.notify();
     match result {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            shared.db.streams.deleted(key);
+            Ok(true)
+        }
         Err(crate::error::LogError::TopicNotFound(_)) => Ok(false),
         Err(e) => Err(format!("ERR {e}")),
     }
