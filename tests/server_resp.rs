@@ -428,6 +428,22 @@ fn resp3_hello_and_auth() {
     assert!(reply.starts_with(b"-NOAUTH"));
     let reply = srv.raw(b"AUTH wrong\r\n");
     assert!(reply.starts_with(b"-WRONGPASS"));
+    // Checked before NOAUTH, as Redis checks them: an unknown command or subcommand, arity.
+    let reply = String::from_utf8(srv.raw(
+        b"NOSUCH x\r\nCLIENT FOO\r\nGET\r\nAUTH a b c\r\nHELLO x\r\nHELLO 4\r\nHELLO 02\r\nHELLO 2 FOO\r\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        reply,
+        "-ERR unknown command 'NOSUCH', with args beginning with: 'x' \r\n\
+         -ERR unknown subcommand 'FOO'. Try CLIENT HELP.\r\n\
+         -ERR wrong number of arguments for 'get' command\r\n\
+         -ERR syntax error\r\n\
+         -ERR Protocol version is not an integer or out of range\r\n\
+         -NOPROTO unsupported protocol version\r\n\
+         -ERR Protocol version is not an integer or out of range\r\n\
+         -ERR Syntax error in HELLO option 'FOO'\r\n"
+    );
     let reply = srv.raw(b"HELLO 3 AUTH default s3cret\r\nSET k v\r\nGET missing\r\nHGETALL h\r\n");
     let text = String::from_utf8_lossy(&reply);
     assert!(text.starts_with("%7\r\n"), "{text}");
@@ -684,10 +700,15 @@ fn get_and_set_short_path_keeps_order_and_rules() {
     assert_eq!(msg.get_payload::<String>().unwrap(), "set");
 
     // Subscribed (RESP2): GET and SET are refused like any other command.
-    raw.write_all(b"SUBSCRIBE ch\r\nGET fast\r\nSET fast x\r\nPING\r\n")
+    // An unknown command is unknown there too, as Redis says first.
+    raw.write_all(b"SUBSCRIBE ch\r\nGET fast\r\nSET fast x\r\nNOSUCH\r\nPING\r\n")
         .unwrap();
     let text = read_until(&mut raw, "pong\r\n$0\r\n\r\n");
     assert_eq!(text.matches("-ERR Can't execute").count(), 2, "{text}");
+    assert!(
+        text.contains("-ERR unknown command 'NOSUCH', with args beginning with: \r\n"),
+        "{text}"
+    );
     drop(raw);
 
     // 40 pipelined GETs of a 200 KB value: 8 MB of replies, written out as they grow.

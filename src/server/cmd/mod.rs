@@ -299,30 +299,33 @@ pub fn exec(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out
     gate::shared(|| dispatch(shared, conn, cmd, args, out))
 }
 
-/// The checks a command passes before it runs or is queued, in Redis's order: its arity
-/// (before authentication and permissions, as Redis does), authentication, a command Redis
-/// refuses inside `MULTI` (`no_multi`: SAVE, SHUTDOWN), the ACL, the subscribe context; inside `MULTI` also an unknown command or subcommand, which Redis
-/// refuses at once there instead of when it runs. `Err` is the error reply.
+/// The checks a command passes before it runs or is queued, in Redis's order: an unknown
+/// command or subcommand, its arity (before authentication and permissions, as Redis does),
+/// authentication, a command Redis refuses inside `MULTI` (`no_multi`: SAVE, SHUTDOWN), the
+/// ACL, the subscribe context. `Err` is the error reply.
 fn admit(conn: &Conn, cmd: &str, args: &[Bytes], resp3: bool) -> Result<(), String> {
-    let spec = table::spec(cmd);
-    if conn.multi.is_some() {
-        let Some(spec) = spec else {
-            return Err(server::unknown_command(args));
-        };
-        if args.len() >= 2
-            && table::subcommands_of(spec.name).next().is_some()
-            && let Some(e) = subcommand_refusal(args)
-        {
-            return Err(e);
-        }
+    // An unknown command is refused first, as Redis does: before NOAUTH, the ACL and the
+    // subscribe context.
+    let Some(spec) = table::spec(cmd) else {
+        return Err(server::unknown_command(args));
+    };
+    // So is an unknown subcommand; looked for only where a later check would answer first
+    // (elsewhere the command itself answers it).
+    let later_check = conn.multi.is_some() || !conn.authed || conn.subscriptions() > 0;
+    if later_check
+        && args.len() >= 2
+        && table::subcommands_of(spec.name).next().is_some()
+        && let Some(e) = subcommand_refusal(args)
+    {
+        return Err(e);
     }
-    if spec.is_some_and(|s| !table::arity_fits(s.arity, args.len())) {
+    if !table::arity_fits(spec.arity, args.len()) {
         return Err(wrong_args_text(&args[0]));
     }
     if !conn.authed && !matches!(cmd, "auth" | "hello" | "quit" | "reset") {
         return Err("NOAUTH Authentication required.".to_owned());
     }
-    if conn.multi.is_some() && spec.is_some_and(|s| s.flags.contains(&"no_multi")) {
+    if conn.multi.is_some() && spec.flags.contains(&"no_multi") {
         return Err("ERR Command not allowed inside a transaction".to_owned());
     }
     if let Some(user) = &conn.user

@@ -103,8 +103,9 @@ pub(crate) fn exec(
             let (user, pass) = match args.len() {
                 2 => (None, &args[1]),
                 3 => (Some(&args[1][..]), &args[2]),
+                // Past the table's arity (-2): Redis answers a syntax error.
                 _ => {
-                    wrong_args(out, &args[0]);
+                    super::syntax(out);
                     return Flow::Continue;
                 }
             };
@@ -291,11 +292,15 @@ fn hello(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) {
     let mut i = 1;
     let mut proto = None;
     if let Some(v) = args.get(1) {
-        match v.as_ref() {
-            b"2" => proto = Some(false),
-            b"3" => proto = Some(true),
-            _ => {
+        match super::parse_i64(v) {
+            Some(2) => proto = Some(false),
+            Some(3) => proto = Some(true),
+            Some(_) => {
                 out.error("NOPROTO unsupported protocol version");
+                return;
+            }
+            None => {
+                out.error("ERR Protocol version is not an integer or out of range");
                 return;
             }
         }
@@ -318,7 +323,10 @@ fn hello(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) {
                 i += 2;
             }
             _ => {
-                out.error("ERR syntax error in HELLO option");
+                out.error(&format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    super::shown(&args[i])
+                ));
                 return;
             }
         }

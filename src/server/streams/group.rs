@@ -442,6 +442,8 @@ fn help(out: &mut Out) {
         "    Remove the specified group.",
         "SETID <key> <groupname> <id|$>",
         "    Set the current group ID.",
+        "HELP",
+        "    Prints this help.",
     ];
     out.simple_lines(&lines);
 }
