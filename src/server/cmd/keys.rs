@@ -295,7 +295,6 @@ pub(crate) fn rename(shared: &Shared, args: &[Bytes], out: &mut Out) {
         if let Err(e) = streams::delete(shared, to) {
             return out.error(&e);
         }
-        db.notifier.touches.touch(to);
     }
     if let Err(e) = db.ns(to).modify(to, |_| Ok(Modify::Set(value, change))) {
         return out.error(&format!("ERR {e}"));

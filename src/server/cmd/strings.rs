@@ -60,11 +60,7 @@ fn replace_stream(shared: &Shared, key: &[u8], stored: &Bytes, out: &mut Out) ->
         return false;
     }
     match crate::server::streams::delete(shared, key) {
-        // Counted as a write for WATCH now: the string write that follows may still fail.
-        Ok(_) => {
-            shared.db.notifier.touches.touch(key);
-            true
-        }
+        Ok(_) => true,
         Err(e) => {
             out.error(&e);
             false

@@ -212,7 +212,8 @@ pub(crate) fn exists(shared: &Shared, key: &[u8]) -> bool {
     shared.db.streams.contains(key)
 }
 
-/// Deletes the stream `key`, its topic and its consumer groups; returns whether it existed.
+/// Deletes the stream `key`, its topic and its consumer groups (a write of `key` for WATCH);
+/// returns whether it existed.
 ///
 /// # Errors
 /// The text of a log error while deleting files.
@@ -230,6 +231,8 @@ pub(crate) fn delete(shared: &Shared, key: &[u8]) -> Result<bool, String> {
     match result {
         Ok(()) => {
             shared.db.streams.deleted(key);
+            // A write of the key for WATCH, whatever the caller writes next (or fails to).
+            shared.db.notifier.touches.touch(key);
             Ok(true)
         }
         Err(crate::error::LogError::TopicNotFound(_)) => Ok(false),
