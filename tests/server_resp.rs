@@ -473,6 +473,27 @@ fn pub_sub() {
     let m = sub.get_message().unwrap();
     assert_eq!(m.get_pattern::<String>().unwrap(), "gps:*");
     assert_eq!(m.get_channel_name(), "gps:77");
+    // Empty, binary, and either side of the size up to which a message is copied out of the
+    // input buffer (the short path) rather than shared with it; pipelined with other
+    // commands, whose replies stay in order.
+    for len in [0usize, 1, 4096, 4097, 70_000] {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+        let (set, n, got): (String, i64, Option<String>) = redis::pipe()
+            .set("before", len)
+            .publish("orders", &payload)
+            .get("before")
+            .query(&mut publisher)
+            .unwrap();
+        assert_eq!((set.as_str(), n, got), ("OK", 1, Some(len.to_string())));
+        let m = sub.get_message().unwrap();
+        assert_eq!(m.get_channel_name(), "orders");
+        assert_eq!(m.get_payload_bytes(), &payload[..], "{len} bytes");
+    }
+    let e = redis::cmd("PUBLISH")
+        .arg("orders")
+        .query::<i64>(&mut publisher)
+        .unwrap_err();
+    assert!(e.to_string().contains("wrong number of arguments"), "{e}");
     let numsub: Vec<Value> = redis::cmd("PUBSUB")
         .arg("NUMSUB")
         .arg("orders")

@@ -307,7 +307,7 @@ impl PubSub {
         payload: impl Into<Bytes>,
         options: &PublishOptions,
     ) -> Published {
-        let Some(deliveries) = self.prepare(channel, payload.into(), options) else {
+        let Some(deliveries) = self.prepare(channel, || payload.into(), options) else {
             return Published::Duplicate;
         };
         let mut n = 0;
@@ -325,7 +325,7 @@ impl PubSub {
         payload: impl Into<Bytes>,
         options: &PublishOptions,
     ) -> Published {
-        let Some(deliveries) = self.prepare(channel, payload.into(), options) else {
+        let Some(deliveries) = self.prepare(channel, || payload.into(), options) else {
             return Published::Duplicate;
         };
         let mut n = 0;
@@ -335,10 +335,27 @@ impl PubSub {
         Published::Delivered(n)
     }
 
+    /// The server's `PUBLISH` of a payload still in a connection's input buffer: copied only
+    /// if someone listens (a publish to an idle channel allocates nothing). Informational,
+    /// no message id; the server's subscriptions never block, so neither does this.
+    pub(crate) fn publish_copied(&self, channel: &str, payload: &[u8]) -> usize {
+        let options = PublishOptions::default();
+        let Some(deliveries) = self.prepare(channel, || Bytes::copy_from_slice(payload), &options)
+        else {
+            return 0;
+        };
+        let mut n = 0;
+        for (queue, d) in deliveries {
+            n += usize::from(self.account(queue.push_blocking(d)));
+        }
+        n
+    }
+
+    /// The deliveries of a message; `payload` is called only when there is at least one.
     fn prepare(
         &self,
         channel: &str,
-        payload: Bytes,
+        payload: impl FnOnce() -> Bytes,
         options: &PublishOptions,
     ) -> Option<Vec<(Arc<Queue>, Delivery)>> {
         if let Some(id) = &options.message_id
@@ -367,7 +384,7 @@ impl PubSub {
         }
         let message = Arc::new(Message {
             channel: channel.into(),
-            payload,
+            payload: payload(),
             priority: options.priority,
             published_at: Instant::now(),
             offset: options.offset,

@@ -702,9 +702,9 @@ async fn serve<R, W>(
                         && conn.user.is_none()
                         && conn.subscriptions() == 0
                         && conn.multi.is_none()
-                        && let Some(short) = cmd::Short::of(&input, &ranges)
+                        && let Some(short) = cmd::Short::of(shared, &input, &ranges)
                     {
-                        // GET, SET, INCR and DECR run on the input buffer: no argument list, so
+                        // GET, SET, INCR, DECR and PUBLISH run on the input buffer: no argument list, so
                         // none of its reference-count writes (six atomic operations per
                         // command, and an allocation when the buffer turned shared). GET -P 16:
                         // 1.10–1.28M/s → 1.37–1.58M/s (docs/BENCHMARKS.md). What `exec` checks

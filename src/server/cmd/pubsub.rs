@@ -39,7 +39,7 @@ pub(crate) fn publish(shared: &Shared, args: &[Bytes], out: &mut Out) {
 
 /// Payloads up to this size are copied out of the connection's input buffer before they are
 /// published.
-const DETACH_MAX: usize = 4096;
+pub(crate) const DETACH_MAX: usize = 4096;
 
 /// A published payload as subscribers' queues will hold it. A slice of the input buffer would
 /// keep the whole buffer (16 KiB and more) alive for as long as any queue holds the message:

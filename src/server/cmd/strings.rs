@@ -95,17 +95,29 @@ pub(crate) enum Short {
     Set,
     /// `INCR key` (1) or `DECR key` (-1).
     Incr(i64),
+    /// `PUBLISH channel message` to a channel that is not durable, with a message small
+    /// enough to be copied (as `PUBLISH` copies it).
+    Publish,
 }
 
 impl Short {
     /// The short form of the command whose arguments are `input[ranges[i]]`, if it has one.
-    pub(crate) fn of(input: &[u8], ranges: &[Range<usize>]) -> Option<Self> {
+    pub(crate) fn of(shared: &Shared, input: &[u8], ranges: &[Range<usize>]) -> Option<Self> {
         let name = &input[ranges.first()?.clone()];
         match ranges.len() {
             2 if name.eq_ignore_ascii_case(b"get") => Some(Self::Get),
             2 if name.eq_ignore_ascii_case(b"incr") => Some(Self::Incr(1)),
             2 if name.eq_ignore_ascii_case(b"decr") => Some(Self::Incr(-1)),
             3 if name.eq_ignore_ascii_case(b"set") => Some(Self::Set),
+            3 if name.eq_ignore_ascii_case(b"publish")
+                && ranges[2].len() <= super::pubsub::DETACH_MAX
+                && std::str::from_utf8(&input[ranges[1].clone()])
+                    .is_ok_and(|c| !shared.channels.is_durable(c)) =>
+            {
+                // A durable channel's message is logged first (the connection loop awaits
+                // that); a channel name that is not text gets `PUBLISH`'s own error.
+                Some(Self::Publish)
+            }
             _ => None,
         }
     }
@@ -124,6 +136,12 @@ impl Short {
             Self::Get => get_key(shared, arg(1), out),
             Self::Set => set_plain(shared, arg(1), arg(2), out),
             Self::Incr(by) => incr_by(&shared.db, arg(1), by, out),
+            Self::Publish => {
+                // Checked as text by `of`.
+                let channel = std::str::from_utf8(arg(1)).unwrap_or_default();
+                let n = shared.channels.pubsub().publish_copied(channel, arg(2));
+                out.int(n as i64);
+            }
         }
     }
 }
