@@ -1598,3 +1598,135 @@ fn channel_names_that_are_not_text_are_refused_not_merged() {
         "{got:?}"
     );
 }
+
+/// RENAMENX, COPY, TOUCH and HRANDFIELD, with the replies and errors of Redis 7.0.15 (checked
+/// against it).
+#[test]
+fn renamenx_copy_touch_and_hrandfield() {
+    let srv = start(None);
+    let mut c = srv.con();
+    let q = |c: &mut redis::Connection, args: &[&str]| -> RedisResult<Value> {
+        redis::cmd(args[0]).arg(&args[1..]).query(c)
+    };
+    let int = |c: &mut redis::Connection, args: &[&str]| -> i64 {
+        redis::cmd(args[0]).arg(&args[1..]).query(c).unwrap()
+    };
+    let err = |c: &mut redis::Connection, args: &[&str]| -> String {
+        q(c, args).unwrap_err().to_string()
+    };
+    let _: () = c.set_ex("a", "1", 100).unwrap();
+    let _: () = c.set("taken", "t").unwrap();
+    // RENAMENX: only onto a free key; the TTL moves with the value.
+    assert_eq!(int(&mut c, &["RENAMENX", "a", "taken"]), 0);
+    assert_eq!(int(&mut c, &["RENAMENX", "a", "a"]), 0);
+    assert_eq!(int(&mut c, &["RENAMENX", "a", "b"]), 1);
+    assert_eq!(c.get::<_, Option<String>>("a").unwrap(), None);
+    assert!((1..=100).contains(&c.ttl::<_, i64>("b").unwrap()));
+    assert!(err(&mut c, &["RENAMENX", "a", "c"]).contains("no such key"));
+    // COPY: the source stays, with its TTL; an existing destination only with REPLACE.
+    assert_eq!(int(&mut c, &["COPY", "b", "taken"]), 0);
+    assert_eq!(c.get::<_, String>("taken").unwrap(), "t");
+    assert_eq!(
+        int(&mut c, &["COPY", "b", "taken", "REPLACE", "DB", "0"]),
+        1
+    );
+    assert_eq!(c.get::<_, String>("taken").unwrap(), "1");
+    assert!((1..=100).contains(&c.ttl::<_, i64>("taken").unwrap()));
+    assert_eq!(c.get::<_, String>("b").unwrap(), "1");
+    assert_eq!(int(&mut c, &["COPY", "missing", "x"]), 0);
+    let _: () = c
+        .hset_multiple("h", &[("f1", "v1"), ("f2", "v2"), ("f3", "v3")])
+        .unwrap();
+    assert_eq!(int(&mut c, &["COPY", "h", "h2"]), 1);
+    let h2: Vec<(String, String)> = c.hgetall("h2").unwrap();
+    assert_eq!(h2.len(), 3);
+    for (args, want) in [
+        (
+            &["COPY", "b", "b"][..],
+            "source and destination objects are the same",
+        ),
+        (&["COPY", "b", "x", "DB", "1"], "DB index is out of range"),
+        (&["COPY", "b", "x", "DB", "one"], "not an integer"),
+        (&["COPY", "b", "x", "DB"], "syntax error"),
+        (&["COPY", "b", "x", "NOW"], "syntax error"),
+        (&["COPY", "b"], "wrong number of arguments"),
+    ] {
+        let e = err(&mut c, args);
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
+    assert_eq!(c.get::<_, Option<String>>("x").unwrap(), None);
+    // TOUCH counts the keys that exist, each time it is named.
+    assert_eq!(int(&mut c, &["TOUCH", "b", "h", "missing", "b"]), 3);
+    // HRANDFIELD: one field; distinct fields up to the hash's size; repeats for a negative
+    // count; values after fields.
+    let one: String = redis::cmd("HRANDFIELD").arg("h").query(&mut c).unwrap();
+    assert!(["f1", "f2", "f3"].contains(&one.as_str()), "{one}");
+    let none: Option<String> = redis::cmd("HRANDFIELD")
+        .arg("nohash")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(none, None);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let two: Vec<String> = redis::cmd("HRANDFIELD")
+            .arg("h")
+            .arg(2)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(two.len(), 2);
+        assert_ne!(two[0], two[1], "distinct for a positive count");
+        seen.extend(two);
+    }
+    assert_eq!(seen.len(), 3, "every field comes up: {seen:?}");
+    let all: Vec<String> = redis::cmd("HRANDFIELD")
+        .arg("h")
+        .arg(10)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(all, ["f1", "f2", "f3"]);
+    let many: Vec<String> = redis::cmd("HRANDFIELD")
+        .arg("h")
+        .arg(-50)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(many.len(), 50);
+    assert!(many.iter().all(|f| f.starts_with('f')));
+    let pairs: Vec<String> = redis::cmd("HRANDFIELD")
+        .arg("h")
+        .arg(-4)
+        .arg("WITHVALUES")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(pairs.len(), 8);
+    for p in pairs.chunks(2) {
+        assert_eq!(p[1], p[0].replace('f', "v"), "{p:?}");
+    }
+    let empty: Vec<String> = redis::cmd("HRANDFIELD")
+        .arg("nohash")
+        .arg(-3)
+        .query(&mut c)
+        .unwrap();
+    assert!(empty.is_empty());
+    for (args, want) in [
+        (&["HRANDFIELD", "h", "x"][..], "not an integer"),
+        (&["HRANDFIELD", "b", "x"], "not an integer"),
+        (&["HRANDFIELD", "b", "1"], "WRONGTYPE"),
+        (&["HRANDFIELD", "h", "1", "VALUES"], "syntax error"),
+        (&["HRANDFIELD", "h", "1", "WITHVALUES", "x"], "syntax error"),
+        (&["HRANDFIELD", "h", "-9223372036854775808"], "out of range"),
+        (
+            &["HRANDFIELD", "h", "-4611686018427387904", "WITHVALUES"],
+            "out of range",
+        ),
+        (&["HRANDFIELD", "h", "-2000000"], "at most"),
+    ] {
+        let e = err(&mut c, args);
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
+    // RESP3: each field with its value as a pair.
+    let reply = srv.raw(b"HELLO 3\r\nHRANDFIELD h 1 WITHVALUES\r\n");
+    let text = String::from_utf8_lossy(&reply);
+    let tail = &text[text.rfind("*1\r\n*2\r\n").expect(&text)..];
+    assert!(tail.starts_with("*1\r\n*2\r\n$2\r\nf"), "{tail}");
+    assert!(tail.contains("\r\n$2\r\nv"), "{tail}");
+}

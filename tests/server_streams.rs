@@ -269,8 +269,8 @@ fn keys_scan_and_dbsize_see_stream_keys() {
 }
 
 /// String and hash commands see streams as Redis does: WRONGTYPE where the command reads or
-/// changes the key's value, a key that exists for NX, nil in MGET, and SET, SETEX, MSET and
-/// RENAME replace the stream (its groups go with it). After a restart too.
+/// changes the key's value, a key that exists for NX (RENAMENX, COPY without REPLACE), nil in
+/// MGET, and SET, SETEX, MSET, RENAME and COPY … REPLACE replace the stream (its groups go with it). After a restart too.
 #[test]
 fn string_and_hash_commands_see_a_stream_as_another_type() {
     let dir = common::tempdir();
@@ -302,6 +302,8 @@ fn string_and_hash_commands_see_a_stream_as_another_type() {
         &["HINCRBY", "s", "f", "1"],
         &["HINCRBYFLOAT", "s", "f", "1"],
         &["HSCAN", "s", "0"],
+        &["HRANDFIELD", "s"],
+        &["HRANDFIELD", "s", "2", "WITHVALUES"],
     ];
     for args in wrong {
         assert!(err(&mut c, args).contains("WRONGTYPE"), "{args:?}");
@@ -315,6 +317,16 @@ fn string_and_hash_commands_see_a_stream_as_another_type() {
     let nx: Value = query(&mut c, &["SET", "s", "v", "NX"]);
     let mget: Vec<Option<String>> = query(&mut c, &["MGET", "s"]);
     assert_eq!((setnx, msetnx, nx, mget), (0, 0, Value::Nil, vec![None]));
+    // It is a destination that exists for RENAMENX and COPY without REPLACE, and COPY, like
+    // RENAME, does not move one.
+    let _: () = query(&mut c, &["SET", "src", "v"]);
+    let renamenx: i64 = query(&mut c, &["RENAMENX", "src", "s"]);
+    let copy: i64 = query(&mut c, &["COPY", "src", "s"]);
+    let touched: i64 = query(&mut c, &["TOUCH", "s", "src", "none"]);
+    assert_eq!((renamenx, copy, touched), (0, 0, 2));
+    assert!(err(&mut c, &["COPY", "s", "elsewhere"]).contains("COPY of a stream is not supported"));
+    assert!(err(&mut c, &["RENAMENX", "s", "elsewhere"]).contains("not supported"));
+    let _: i64 = query(&mut c, &["DEL", "src"]);
     let len: i64 = query(&mut c, &["XLEN", "s"]);
     assert_eq!(len, 1, "nothing above changed the stream");
     // Each replacing write: the stream and its groups go, the string stays.
@@ -333,6 +345,7 @@ fn string_and_hash_commands_see_a_stream_as_another_type() {
         &["SETEX", "k1", "100", "v"],
         &["MSET", "other", "v", "k2", "v"],
         &["RENAME", "src", "k3"],
+        &["COPY", "src", "k4", "REPLACE"],
     ]
     .iter()
     .enumerate()
@@ -386,6 +399,7 @@ fn a_replacing_write_refused_as_too_large_keeps_the_stream() {
         &["SETEX", "tiny:s", "100", &big],
         &["MSET", "other", "v", "tiny:s", &big],
         &["RENAME", "src", "tiny:s"],
+        &["COPY", "src", "tiny:s", "REPLACE"],
     ] {
         let e = err(&mut c, write);
         assert!(e.contains("OOM") || e.contains("exceeds"), "{e}");

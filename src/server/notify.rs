@@ -74,6 +74,8 @@ pub enum KeyEvent {
     RenameFrom,
     /// RENAME's destination key.
     RenameTo,
+    /// COPY's destination key.
+    CopyTo,
     /// INCR, DECR, INCRBY, DECRBY.
     IncrBy,
     /// INCRBYFLOAT.
@@ -103,6 +105,7 @@ impl KeyEvent {
             Self::Persist => "persist",
             Self::RenameFrom => "rename_from",
             Self::RenameTo => "rename_to",
+            Self::CopyTo => "copy_to",
             Self::IncrBy => "incrby",
             Self::IncrByFloat => "incrbyfloat",
             Self::Append => "append",
@@ -117,7 +120,12 @@ impl KeyEvent {
     fn class(self) -> u32 {
         match self {
             Self::Set | Self::IncrBy | Self::IncrByFloat | Self::Append | Self::SetRange => STRING,
-            Self::Del | Self::Expire | Self::Persist | Self::RenameFrom | Self::RenameTo => GENERIC,
+            Self::Del
+            | Self::Expire
+            | Self::Persist
+            | Self::RenameFrom
+            | Self::RenameTo
+            | Self::CopyTo => GENERIC,
             Self::Expired => EXPIRED,
             Self::Evicted => EVICTED,
             Self::HSet | Self::HDel | Self::HIncrBy | Self::HIncrByFloat => HASH,

@@ -290,3 +290,115 @@ pub(crate) fn hscan(db: &Db, args: &[Bytes], out: &mut Out) {
         }
     }
 }
+
+/// The most fields a negative `HRANDFIELD` count may ask for (they may repeat, so a hash of
+/// one field could otherwise fill any reply).
+const MAX_REPEATED_PICKS: i64 = 1 << 20;
+
+/// `HRANDFIELD key [count [WITHVALUES]]`, as Redis 7 answers it: one field (nil for no hash)
+/// without a count; with one, up to `count` distinct fields (all of them once `count` reaches
+/// the hash's size), or exactly `-count` fields that may repeat for a negative count. The
+/// count is checked before the key's type, as Redis checks it.
+pub(crate) fn hrandfield(db: &Db, args: &[Bytes], out: &mut Out) {
+    if args.len() < 2 {
+        return wrong_args(out, &args[0]);
+    }
+    let mut count = None;
+    let mut with_values = false;
+    if let Some(c) = args.get(2) {
+        let Some(n) = parse_i64(c) else {
+            return not_int(out);
+        };
+        if n == i64::MIN {
+            return out.error(
+                "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+            );
+        }
+        match &args[3..] {
+            [] => {}
+            [w] if w.eq_ignore_ascii_case(b"withvalues") => with_values = true,
+            _ => return syntax(out),
+        }
+        if with_values && n < -(i64::MAX / 2) {
+            return out.error("ERR value is out of range");
+        }
+        if n < -MAX_REPEATED_PICKS {
+            // Redis would start a reply of that many fields and never end it.
+            return out.error(&format!(
+                "ERR a negative count asks for at most {MAX_REPEATED_PICKS} fields"
+            ));
+        }
+        count = Some(n);
+    }
+    let Ok(fields) = read_hash(db, &args[1]) else {
+        return out.error(WRONGTYPE);
+    };
+    let mut rng = Rng::new();
+    let Some(count) = count else {
+        if fields.is_empty() {
+            return out.null();
+        }
+        return out.bulk(&fields[rng.below(fields.len())].0);
+    };
+    let picks: Vec<usize> = if count >= 0 {
+        let n = usize::try_from(count).unwrap_or(usize::MAX);
+        if n >= fields.len() {
+            (0..fields.len()).collect()
+        } else {
+            // The first `n` of a partial Fisher–Yates shuffle: distinct fields.
+            let mut order: Vec<usize> = (0..fields.len()).collect();
+            for i in 0..n {
+                let j = i + rng.below(fields.len() - i);
+                order.swap(i, j);
+            }
+            order.truncate(n);
+            order
+        }
+    } else if fields.is_empty() {
+        Vec::new()
+    } else {
+        let n = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
+        (0..n).map(|_| rng.below(fields.len())).collect()
+    };
+    if with_values && out.resp3 {
+        out.array(picks.len());
+        for i in picks {
+            out.array(2);
+            out.bulk(&fields[i].0);
+            out.bulk(&fields[i].1);
+        }
+    } else {
+        out.array(picks.len() * if with_values { 2 } else { 1 });
+        for i in picks {
+            out.bulk(&fields[i].0);
+            if with_values {
+                out.bulk(&fields[i].1);
+            }
+        }
+    }
+}
+
+/// splitmix64, seeded from the standard library's per-process random keys and the time:
+/// `HRANDFIELD` needs fields picked evenly, not secrets.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Self {
+        use std::hash::BuildHasher as _;
+        Self(std::hash::RandomState::new().hash_one(std::time::SystemTime::now()))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`), by widening multiplication (bias below 2^-32 for the
+    /// sizes a hash has).
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
+}

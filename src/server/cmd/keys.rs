@@ -38,6 +38,8 @@ pub(crate) fn del(shared: &Shared, args: &[Bytes], out: &mut Out) {
     out.int(n);
 }
 
+/// `EXISTS` and `TOUCH` (which Redis answers alike: the keys that exist, a key named twice
+/// counted twice).
 pub(crate) fn exists(shared: &Shared, args: &[Bytes], out: &mut Out) {
     let db = &shared.db;
     if args.len() < 2 {
@@ -269,7 +271,8 @@ pub(crate) fn scan(shared: &Shared, args: &[Bytes], out: &mut Out) {
     }
 }
 
-pub(crate) fn rename(shared: &Shared, args: &[Bytes], out: &mut Out) {
+/// `RENAME` and `RENAMENX` (`nx`: only onto a key that does not exist, answering 1 or 0).
+pub(crate) fn rename(shared: &Shared, args: &[Bytes], out: &mut Out, nx: bool) {
     let db = &shared.db;
     if args.len() != 3 {
         return wrong_args(out, &args[0]);
@@ -284,27 +287,99 @@ pub(crate) fn rename(shared: &Shared, args: &[Bytes], out: &mut Out) {
         }
         return out.error("ERR no such key");
     };
+    let done = |out: &mut Out, moved: bool| {
+        if nx {
+            out.int(i64::from(moved));
+        } else {
+            out.ok();
+        }
+    };
+    if from == to {
+        // As Redis: the key stays; RENAMENX answers 0 (the destination exists).
+        return done(out, false);
+    }
+    if nx && (db.ns(to).contains(to) || streams::exists(shared, to)) {
+        return done(out, false);
+    }
     let ttl = src.ttl(from).flatten();
     let change = ttl.map_or(TtlChange::Clear, TtlChange::Set);
     // A stream at the destination is replaced, as Redis replaces a value of any type there:
     // deleted first (unless the value does not fit there), so a failed delete moves nothing.
-    if db.streams.contains(to) {
-        if let Err(e) = db.ns(to).check_fits(to, &value) {
-            return out.error(&format!("ERR {e}"));
-        }
-        if let Err(e) = streams::delete(shared, to) {
-            return out.error(&e);
-        }
+    if let Err(e) = replace_stream_at(shared, to, &value) {
+        return out.error(&e);
     }
     if let Err(e) = db.ns(to).modify(to, |_| Ok(Modify::Set(value, change))) {
         return out.error(&format!("ERR {e}"));
     }
-    if from != to {
-        let _ = src.remove(from);
-    }
+    let _ = src.remove(from);
     db.notifier.notify(KeyEvent::RenameFrom, from);
     db.notifier.notify(KeyEvent::RenameTo, to);
-    out.ok();
+    done(out, true);
+}
+
+/// Before `value` is written at `to`: a stream there is deleted, unless the value would not
+/// fit `to`'s namespace (then nothing changes). `Err` is the error reply.
+fn replace_stream_at(shared: &Shared, to: &[u8], value: &Bytes) -> Result<(), String> {
+    let db = &shared.db;
+    if !db.streams.contains(to) {
+        return Ok(());
+    }
+    db.ns(to)
+        .check_fits(to, value)
+        .map_err(|e| format!("ERR {e}"))?;
+    streams::delete(shared, to).map(drop)
+}
+
+/// `COPY source destination [DB 0] [REPLACE]`: a string or a hash, with its time to live.
+/// There is one database, so `DB` takes only 0 (any other index is out of range, as for
+/// `SELECT`).
+pub(crate) fn copy(shared: &Shared, args: &[Bytes], out: &mut Out) {
+    let db = &shared.db;
+    if args.len() < 3 {
+        return wrong_args(out, &args[0]);
+    }
+    let mut replace = false;
+    let mut i = 3;
+    while i < args.len() {
+        let opt = &args[i];
+        if opt.eq_ignore_ascii_case(b"replace") {
+            replace = true;
+        } else if opt.eq_ignore_ascii_case(b"db") && i + 1 < args.len() {
+            match parse_i64(&args[i + 1]) {
+                Some(0) => {}
+                Some(_) => return out.error("ERR DB index is out of range"),
+                None => return not_int(out),
+            }
+            i += 1;
+        } else {
+            return syntax(out);
+        }
+        i += 1;
+    }
+    let (from, to) = (&args[1], &args[2]);
+    if from == to {
+        return out.error("ERR source and destination objects are the same");
+    }
+    let src = db.ns(from);
+    let Some(value) = src.get(from) else {
+        if streams::exists(shared, from) {
+            return out.error("ERR COPY of a stream is not supported");
+        }
+        return out.int(0);
+    };
+    let ttl = src.ttl(from).flatten();
+    if !replace && (db.ns(to).contains(to) || streams::exists(shared, to)) {
+        return out.int(0);
+    }
+    if let Err(e) = replace_stream_at(shared, to, &value) {
+        return out.error(&e);
+    }
+    let change = ttl.map_or(TtlChange::Clear, TtlChange::Set);
+    if let Err(e) = db.ns(to).modify(to, |_| Ok(Modify::Set(value, change))) {
+        return out.error(&format!("ERR {e}"));
+    }
+    db.notifier.notify(KeyEvent::CopyTo, to);
+    out.int(1);
 }
 
 pub(crate) fn dbsize(shared: &Shared, out: &mut Out) {

@@ -364,14 +364,15 @@ fn dispatch(
         "strlen" | "getrange" | "substr" => strings::read_part(db, cmd, args, out),
         // keys
         "del" | "unlink" => keys::del(shared, args, out),
-        "exists" => keys::exists(shared, args, out),
+        "exists" | "touch" => keys::exists(shared, args, out),
         "expire" | "pexpire" | "expireat" | "pexpireat" => keys::expire(shared, cmd, args, out),
         "ttl" | "pttl" | "expiretime" | "pexpiretime" => keys::ttl(shared, cmd, args, out),
         "persist" => keys::persist(db, args, out),
         "type" => keys::type_of(shared, args, out),
         "keys" => keys::keys(shared, args, out),
         "scan" => keys::scan(shared, args, out),
-        "rename" => keys::rename(shared, args, out),
+        "rename" | "renamenx" => keys::rename(shared, args, out, cmd == "renamenx"),
+        "copy" => keys::copy(shared, args, out),
         "dbsize" => keys::dbsize(shared, out),
         "flushdb" | "flushall" => keys::flush(shared, args, out),
         // hashes
@@ -383,6 +384,7 @@ fn dispatch(
         "hincrby" => hashes::hincrby(db, args, out),
         "hincrbyfloat" => hashes::hincrbyfloat(db, args, out),
         "hscan" => hashes::hscan(db, args, out),
+        "hrandfield" => hashes::hrandfield(db, args, out),
         // pub/sub
         "publish" => pubsub::publish(shared, args, out),
         "subscribe" | "psubscribe" => pubsub::subscribe(db, conn, cmd, args, out),
