@@ -177,7 +177,7 @@ fn error_replies() {
     let e = err(&mut c, &["XREAD", "STREAMS", "s", ">"]);
     assert!(e.contains("The > ID can be specified only"), "{e}");
     let e = err(&mut c, &["XREAD", "STREAMS", "s", "t", "0"]);
-    assert!(e.contains("Unbalanced 'xread' list of streams"), "{e}");
+    assert!(e.contains("Unbalanced XREAD list of streams"), "{e}");
     let e = err(&mut c, &["XREAD", "BLOCK", "-1", "STREAMS", "s", "0"]);
     assert!(e.contains("timeout is negative"), "{e}");
     let e = err(&mut c, &["XGROUP", "FROB", "s", "g"]);
@@ -560,7 +560,7 @@ fn xrange_and_xrevrange_bounds() {
     // XTRIM drops whole log segments only: never more than asked, here nothing (one segment).
     for args in [
         &["XTRIM", "s", "MAXLEN", "~", "3"][..],
-        &["XTRIM", "s", "MAXLEN", "3", "LIMIT", "10"],
+        &["XTRIM", "s", "MAXLEN", "~", "3", "LIMIT", "10"],
         &["XTRIM", "s", "MINID", &ids[5]],
     ] {
         let n: i64 = query(&mut c, args);
@@ -569,6 +569,99 @@ fn xrange_and_xrevrange_bounds() {
     assert_eq!(range(&mut c, &["XRANGE", "s", "-", "+"]), ids);
     assert!(err(&mut c, &["XTRIM", "s", "MAXLEN", "-1"]).contains("MAXLEN argument must be >= 0"));
     assert!(err(&mut c, &["XTRIM", "s", "SIZE", "1"]).contains("syntax error"));
+    // The trim options in Redis's order of checks, for XADD as for XTRIM; nothing is added.
+    for (args, want) in [
+        (
+            &["XTRIM", "s", "MAXLEN", "3", "LIMIT", "10"][..],
+            "without the special ~ option",
+        ),
+        (
+            &["XTRIM", "s", "LIMIT", "0", "MAXLEN", "3"],
+            "without the special ~ option",
+        ),
+        (
+            &["XTRIM", "s", "LIMIT", "10"],
+            "without specifying a trimming strategy",
+        ),
+        (
+            &["XTRIM", "s", "MAXLEN", "1", "MINID", "0"],
+            "at the same time are not compatible",
+        ),
+        (&["XTRIM", "s", "MINID", "x"], "Invalid stream ID"),
+        (
+            &["XADD", "s", "LIMIT", "10", "*", "f", "v"],
+            "without specifying a trimming strategy",
+        ),
+        (
+            &["XADD", "s", "MAXLEN", "3", "LIMIT", "1", "*", "f", "v"],
+            "without the special ~ option",
+        ),
+        (
+            &[
+                "XADD", "s", "MAXLEN", "~", "3", "LIMIT", "-1", "*", "f", "v",
+            ],
+            "LIMIT argument must be >= 0",
+        ),
+        (
+            &["XADD", "s", "MINID", "0", "MAXLEN", "1", "*", "f", "v"],
+            "not compatible",
+        ),
+        (
+            &["XADD", "s", "MINID", "x", "*", "f", "v"],
+            "Invalid stream ID",
+        ),
+        (&["XADD", "s", "x-1", "f", "v"], "Invalid stream ID"),
+        (&["XADD", "s", "0-0", "f", "v"], "must be greater than 0-0"),
+    ] {
+        let e = err(&mut c, args);
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
+    assert_eq!(range(&mut c, &["XRANGE", "s", "-", "+"]), ids);
+    // Accepted: `~` with LIMIT, MINID on XADD (nothing to drop in one segment).
+    let _: String = query(
+        &mut c,
+        &[
+            "XADD", "s", "MAXLEN", "~", "100", "LIMIT", "5", "*", "f", "v",
+        ],
+    );
+    let _: String = query(&mut c, &["XADD", "s", "MINID", "=", &ids[0], "*", "f", "v"]);
+    let n: i64 = query(&mut c, &["XLEN", "s"]);
+    assert_eq!(n, ids.len() as i64 + 2);
+}
+
+/// MINID and MAXLEN, on XADD and XTRIM, drop the log segments wholly before the threshold:
+/// every entry at or after it stays, and entries before it go once a segment holds only them.
+#[test]
+fn trims_drop_whole_segments_before_the_threshold() {
+    let dir = common::tempdir();
+    let srv = serve_in(dir.path());
+    let mut c = srv.con();
+    // About 2.2 segments of 64 MiB, in entries of 900 KiB.
+    let big = "x".repeat(900 * 1024);
+    let ids: Vec<String> = (0..160).map(|_| xadd(&mut c, "s", "f", &big)).collect();
+    let first = |c: &mut redis::Connection| -> String {
+        let r: Vec<Entry> = query(c, &["XRANGE", "s", "-", "+", "COUNT", "1"]);
+        r[0].0.clone()
+    };
+    // A MINID in the second segment: the first goes, the threshold's entry stays.
+    let _: String = query(
+        &mut c,
+        &["XADD", "s", "MINID", "~", &ids[100], "*", "f", "v"],
+    );
+    let kept = first(&mut c);
+    let at = ids.iter().position(|id| *id == kept).unwrap();
+    assert!(at > 0 && at <= 100, "first kept: {at}");
+    let n: i64 = query(&mut c, &["XLEN", "s"]);
+    assert_eq!(n, (161 - at) as i64);
+    // MAXLEN 1 on XTRIM: only the last segment's entries stay; its answer counts the rest.
+    let removed: i64 = query(&mut c, &["XTRIM", "s", "MAXLEN", "1"]);
+    let now = first(&mut c);
+    let at2 = ids.iter().position(|id| *id == now).unwrap();
+    assert!(at2 > at, "{at2} after {at}");
+    assert_eq!(removed, (at2 - at) as i64);
+    let n: i64 = query(&mut c, &["XLEN", "s"]);
+    assert_eq!(n, (161 - at2) as i64);
+    assert!(n >= 1);
 }
 
 #[test]

@@ -13,42 +13,136 @@ use crate::server::cmd::parse_i64;
 use crate::server::db::WRONGTYPE;
 use crate::server::reply::Out;
 
-/// A parsed XADD: topic, message, MAXLEN.
-pub(crate) type Planned = (Option<Arc<Topic>>, Message, Option<u64>);
+/// A parsed XADD: topic, message, trim.
+pub(crate) type Planned = (Option<Arc<Topic>>, Message, Option<Trim>);
+
+/// What XADD or XTRIM trims to. Whole log segments go, so a trim keeps at least what was
+/// asked (`~`), even with `=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trim {
+    /// `MAXLEN n`: the newest `n` entries stay.
+    MaxLen(u64),
+    /// `MINID id`: entries from `id` on stay.
+    MinId(StreamId),
+}
+
+impl Trim {
+    /// The offset before which entries may go.
+    fn before(self, p: &Partition) -> u64 {
+        match self {
+            Self::MaxLen(max) => p.end_offset().saturating_sub(max),
+            Self::MinId(id) => at_or_after(p, id),
+        }
+    }
+}
+
+/// The options of XADD (before its ID) or XTRIM (after the key), parsed as Redis 7.0's
+/// `streamParseAddOrTrimArgsOrReply` does, with its errors in its order.
+struct Options {
+    trim: Option<Trim>,
+    /// Not `NOMKSTREAM`.
+    create: bool,
+    /// XADD: where its ID is.
+    id_at: usize,
+}
+
+fn parse_options(args: &[Bytes], xadd: bool) -> Result<Options, String> {
+    let syntax = || "ERR syntax error".to_owned();
+    let mut o = Options {
+        trim: None,
+        create: true,
+        id_at: args.len(),
+    };
+    // Redis tells a `LIMIT 0` from none for the `~` check, not for the strategy check.
+    let (mut approx, mut limit, mut limit_given) = (false, 0i64, false);
+    let mut i = 2;
+    while i < args.len() {
+        let more = args.len() - 1 - i;
+        let opt = lower(&args[i]);
+        match opt.as_str() {
+            "*" if xadd => {
+                o.id_at = i;
+                break;
+            }
+            "maxlen" | "minid" if more > 0 => {
+                if o.trim.is_some() {
+                    return Err("ERR syntax error, MAXLEN and MINID options at the same time are not compatible".to_owned());
+                }
+                approx = false;
+                if more >= 2 && matches!(&args[i + 1][..], b"~" | b"=") {
+                    approx = &args[i + 1][..] == b"~";
+                    i += 1;
+                }
+                let threshold = &args[i + 1];
+                o.trim = Some(if opt == "maxlen" {
+                    let n = parse_i64(threshold)
+                        .ok_or("ERR value is not an integer or out of range")?;
+                    Trim::MaxLen(
+                        u64::try_from(n).map_err(|_| "ERR The MAXLEN argument must be >= 0.")?,
+                    )
+                } else {
+                    Trim::MinId(StreamId::parse(threshold, 0).ok_or(INVALID_ID)?)
+                });
+                i += 1;
+            }
+            "limit" if more > 0 => {
+                limit =
+                    parse_i64(&args[i + 1]).ok_or("ERR value is not an integer or out of range")?;
+                if limit < 0 {
+                    return Err("ERR The LIMIT argument must be >= 0.".to_owned());
+                }
+                limit_given = true;
+                i += 1;
+            }
+            "nomkstream" if xadd => o.create = false,
+            _ if xadd => {
+                // An explicit ID: checked as Redis checks one, then refused.
+                match StreamId::parse(&args[i], 0) {
+                    None if !args[i].ends_with(b"-*") => return Err(INVALID_ID.to_owned()),
+                    Some(StreamId { ms: 0, seq: 0 }) => {
+                        return Err(
+                            "ERR The ID specified in XADD must be greater than 0-0".to_owned()
+                        );
+                    }
+                    _ => {}
+                }
+                return Err("ERR quipu assigns stream IDs: use * as the ID".to_owned());
+            }
+            _ => return Err(syntax()),
+        }
+        i += 1;
+    }
+    if limit != 0 && o.trim.is_none() {
+        return Err(
+            "ERR syntax error, LIMIT cannot be used without specifying a trimming strategy"
+                .to_owned(),
+        );
+    }
+    if !xadd && o.trim.is_none() {
+        return Err(syntax());
+    }
+    if limit_given && !approx {
+        return Err(
+            "ERR syntax error, LIMIT cannot be used without the special ~ option".to_owned(),
+        );
+    }
+    Ok(o)
+}
 
 /// Parses the arguments of XADD: the topic (`None` for NOMKSTREAM on a missing stream), the
-/// message, and MAXLEN; `Err` is the error reply.
+/// message, and its trim; `Err` is the error reply.
 pub(crate) fn prepare_xadd(shared: &Shared, args: &[Bytes]) -> Result<Planned, String> {
     let wrong = || wrong_args("xadd");
     if args.len() < 5 {
         return Err(wrong());
     }
-    let mut i = 2;
-    let mut maxlen = None;
-    let mut create = true;
-    loop {
-        let opt = lower(args.get(i).ok_or_else(wrong)?);
-        match opt.as_str() {
-            "nomkstream" => {
-                create = false;
-                i += 1;
-            }
-            "maxlen" => {
-                i += 1;
-                if matches!(args.get(i).map(|a| &a[..]), Some(b"~" | b"=")) {
-                    i += 1;
-                }
-                let n = args.get(i).and_then(|a| parse_i64(a));
-                let n = n.ok_or("ERR value is not an integer or out of range")?;
-                let n = u64::try_from(n).map_err(|_| "ERR The MAXLEN argument must be >= 0.")?;
-                maxlen = Some(n);
-                i += 1;
-            }
-            _ => break,
-        }
-    }
-    if args.get(i).map(|a| &a[..]) != Some(b"*") {
-        return Err("ERR quipu assigns stream IDs: use * as the ID".to_owned());
+    let Options {
+        trim,
+        create,
+        id_at: i,
+    } = parse_options(args, true)?;
+    if i >= args.len() {
+        return Err(wrong());
     }
     let fields = &args[i + 1..];
     if fields.is_empty() || !fields.len().is_multiple_of(2) {
@@ -64,11 +158,11 @@ pub(crate) fn prepare_xadd(shared: &Shared, args: &[Bytes]) -> Result<Planned, S
         .collect();
     let value = postcard::to_allocvec(&pairs).map_err(|e| format!("ERR {e}"))?;
     let topic = stream(shared, &args[1], create)?;
-    Ok((topic, Message::new(value), maxlen))
+    Ok((topic, Message::new(value), trim))
 }
 
 /// The XADDs of one pipeline, parsed and waiting to be appended. Consecutive ones to the same
-/// stream (with the same MAXLEN) are appended as one batch: one lock, one header, one wait for
+/// stream (with the same trim) are appended as one batch: one lock, one header, one wait for
 /// the fsync they share; every reply keeps its place.
 #[derive(Debug, Default)]
 pub(crate) struct PipelinedAdds {
@@ -79,7 +173,7 @@ pub(crate) struct PipelinedAdds {
 struct Run {
     topic: Arc<Topic>,
     msgs: Vec<Message>,
-    maxlen: Option<u64>,
+    trim: Option<Trim>,
     /// Index of the first reply.
     first: usize,
 }
@@ -102,12 +196,12 @@ impl PipelinedAdds {
                 Err(e) => replies.push(Some(Err(e))),
                 // NOMKSTREAM on a missing stream.
                 Ok((None, _, _)) => replies.push(Some(Ok(None))),
-                Ok((Some(topic), msg, maxlen)) => {
+                Ok((Some(topic), msg, trim)) => {
                     replies.push(None);
                     match runs.last_mut() {
                         Some(run)
                             if Arc::ptr_eq(&run.topic, &topic)
-                                && run.maxlen == maxlen
+                                && run.trim == trim
                                 && run.first + run.msgs.len() == i =>
                         {
                             run.msgs.push(msg);
@@ -115,7 +209,7 @@ impl PipelinedAdds {
                         _ => runs.push(Run {
                             topic,
                             msgs: vec![msg],
-                            maxlen,
+                            trim,
                             first: i,
                         }),
                     }
@@ -160,7 +254,7 @@ fn append_run(
             let r = crate::server::io::append(&partition, &run.msgs)
                 .await
                 .map_err(|e| format!("ERR {e}"))?;
-            Ok(appended(&run.topic, &partition, run.maxlen, &r, n))
+            Ok(appended(&run.topic, &partition, run.trim, &r, n))
         }
         .await
         .map_err(|e: String| (n, e));
@@ -168,17 +262,17 @@ fn append_run(
     })
 }
 
-/// After `n` XADDs were appended as one batch and are durable: MAXLEN's trim, then their IDs.
+/// After `n` XADDs were appended as one batch and are durable: the trim, then their IDs.
 fn appended(
     topic: &Topic,
     partition: &Partition,
-    maxlen: Option<u64>,
+    trim: Option<Trim>,
     r: &AppendReceipt,
     n: usize,
 ) -> Vec<String> {
-    if let Some(max) = maxlen {
-        // Whole segments only: `MAXLEN ~` semantics.
-        let _ = topic.delete_records_before(0, partition.end_offset().saturating_sub(max));
+    if let Some(trim) = trim {
+        // Whole segments only: `~` semantics.
+        let _ = topic.delete_records_before(0, trim.before(partition));
     }
     // One batch: every record carries the batch's timestamp.
     (0..n as u64)
@@ -192,10 +286,10 @@ pub(crate) type AddReply = Pin<Box<dyn Future<Output = Result<Option<String>, St
 /// Appends one XADD of a transaction now (inside `EXEC`); the reply waits for its durability.
 pub(crate) fn start_xadd(shared: &Shared, args: &[Bytes]) -> AddReply {
     let ready = |r| -> AddReply { Box::pin(std::future::ready(r)) };
-    let (topic, msg, maxlen) = match prepare_xadd(shared, args) {
+    let (topic, msg, trim) = match prepare_xadd(shared, args) {
         Err(e) => return ready(Err(e)),
         Ok((None, _, _)) => return ready(Ok(None)),
-        Ok((Some(topic), msg, maxlen)) => (topic, msg, maxlen),
+        Ok((Some(topic), msg, trim)) => (topic, msg, trim),
     };
     let partition = match topic.partition(0) {
         Ok(p) => Arc::clone(p),
@@ -207,7 +301,7 @@ pub(crate) fn start_xadd(shared: &Shared, args: &[Bytes]) -> AddReply {
     };
     Box::pin(async move {
         let r = wait.await.map_err(|e| format!("ERR {e}"))?;
-        Ok(appended(&topic, &partition, maxlen, &r, 1).pop())
+        Ok(appended(&topic, &partition, trim, &r, 1).pop())
     })
 }
 
@@ -234,37 +328,11 @@ pub(crate) fn xtrim(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if args.len() < 4 {
         return out.error(&wrong_args("xtrim"));
     }
-    let strategy = lower(&args[2]);
-    let mut i = 3;
-    // `~` or `=` is a modifier only when a threshold follows (else it is read as the
-    // threshold, as Redis reads it).
-    if matches!(&args[i][..], b"~" | b"=") && args.len() > i + 1 {
-        i += 1;
-    }
-    let Some(threshold) = args.get(i) else {
-        return out.error("ERR syntax error");
+    let trim = match parse_options(args, false) {
+        Ok(Options { trim: Some(t), .. }) => t,
+        Ok(_) => return out.error("ERR syntax error"),
+        Err(e) => return out.error(&e),
     };
-    let maxlen = match strategy.as_str() {
-        "maxlen" => match parse_i64(threshold) {
-            Some(n) if n >= 0 => Some(n as u64),
-            Some(_) => return out.error("ERR The MAXLEN argument must be >= 0."),
-            None => return out.error("ERR value is not an integer or out of range"),
-        },
-        "minid" => match StreamId::parse(threshold, 0) {
-            Some(_) => None,
-            None => return out.error(INVALID_ID),
-        },
-        _ => return out.error("ERR syntax error"),
-    };
-    match args.len() - i {
-        1 => {}
-        3 if args[i + 1].eq_ignore_ascii_case(b"limit") => {
-            if parse_i64(&args[i + 2]).is_none_or(|n| n < 0) {
-                return out.error("ERR The LIMIT argument must be >= 0.");
-            }
-        }
-        _ => return out.error("ERR syntax error"),
-    }
     if super::refuse_other_type(shared, &args[1], out) {
         return;
     }
@@ -274,11 +342,7 @@ pub(crate) fn xtrim(shared: &Shared, args: &[Bytes], out: &mut Out) {
     let Ok(p) = t.partition(0) else {
         return out.int(0);
     };
-    let before = match (maxlen, StreamId::parse(threshold, 0)) {
-        (Some(max), _) => p.end_offset().saturating_sub(max),
-        (None, Some(id)) => at_or_after(p, id),
-        (None, None) => return out.int(0),
-    };
+    let before = trim.before(p);
     let start = p.start_offset();
     if let Err(e) = t.delete_records_before(0, before) {
         return out.error(&format!("ERR {e}"));

@@ -127,10 +127,11 @@ fn parse(shared: &Shared, args: &[Bytes]) -> Result<Request, String> {
     }
     let rest = &args[i.min(args.len())..];
     if rest.is_empty() || !rest.len().is_multiple_of(2) {
-        let what = if grouped { "'>'" } else { "'$'" };
-        return Err(format!(
-            "ERR Unbalanced '{name}' list of streams: for each stream key an ID or {what} must be specified."
-        ));
+        // Redis 7.0's text, XREADGROUP's too.
+        return Err(
+            "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified."
+                .to_owned(),
+        );
     }
     let (keys, ids) = rest.split_at(rest.len() / 2);
     for (key, id) in keys.iter().zip(ids) {
