@@ -220,6 +220,15 @@ fn idle_clients_are_closed_after_the_timeout_but_subscribers_stay() {
         .query(&mut admin)
         .unwrap();
     assert_eq!(got, vec!["timeout", "1"]);
+    // A glob over names, as Redis matches them: the eviction policy comes with maxmemory.
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory*")
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(got.len(), 4, "{got:?}");
+    let policy = got.iter().position(|n| n == "maxmemory-policy").unwrap();
+    assert_eq!(got[policy + 1], "allkeys-lru");
 
     let mut sub = srv.con();
     let mut ps = sub.as_pubsub();

@@ -457,6 +457,8 @@ fn config(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
         "get" => {
             let known = [
                 ("maxmemory", shared.config.max_bytes.to_string()),
+                // Inserts evict (S3-FIFO) to stay in budget: the role of Redis's LRU policy.
+                ("maxmemory-policy", "allkeys-lru".to_owned()),
                 ("maxclients", shared.config.max_clients.to_string()),
                 ("port", shared.config.port.to_string()),
                 ("bind", shared.config.bind.clone()),
