@@ -574,9 +574,45 @@ fn info_has_redis_sections_and_fields_and_filters_by_section() {
             "Memory",
             "Persistence",
             "Stats",
+            "Replication",
+            "CPU",
+            "Cluster",
             "Keyspace"
         ]
     );
+    // A leader without followers, as ROLE says too; the CPU the process has used.
+    assert_eq!(f["role"], "master");
+    assert_eq!(f["connected_slaves"], "0");
+    assert_eq!(f["master_replid"], f["run_id"]);
+    assert_eq!(f["cluster_enabled"], "0");
+    let cpu = |f: &std::collections::HashMap<String, String>| -> f64 {
+        f["used_cpu_user"].parse::<f64>().unwrap() + f["used_cpu_sys"].parse::<f64>().unwrap()
+    };
+    let before = cpu(&f);
+    // The server runs in this process: 100 ms of this thread's own CPU (ticks of 10 ms in
+    // /proc/thread-self/stat, however busy the machine is) show in its figures.
+    let thread_ticks = || -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let rest: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
+    };
+    let start = thread_ticks();
+    let mut x = 0u64;
+    while thread_ticks() < start + 10 {
+        for _ in 0..100_000 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+    }
+    let again: String = redis::cmd("INFO").arg("cpu").query(&mut c).unwrap();
+    let after = cpu(&info_fields(&again).0);
+    assert!(after >= before + 0.08, "{before} then {after}");
+    let role: (String, i64, Vec<redis::Value>) = redis::cmd("ROLE").query(&mut c).unwrap();
+    assert_eq!(role, ("master".to_owned(), 0, vec![]));
     assert_eq!(f["process_id"], std::process::id().to_string());
     assert_eq!(f["run_id"].len(), 40);
     assert!(f["run_id"].bytes().all(|b| b.is_ascii_hexdigit()));

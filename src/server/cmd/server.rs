@@ -128,6 +128,13 @@ pub(crate) fn exec(
         },
         "client" => client(shared, conn, args, out),
         "info" => info(shared, args, out),
+        "role" => {
+            // A leader without followers (no replication yet): Redis's reply for one.
+            out.array(3);
+            out.bulk(b"master");
+            out.int(0);
+            out.array(0);
+        }
         "time" => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -589,7 +596,11 @@ fn info(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
                 text.push_str("\r\n");
             }
             let mut title = name.to_owned();
-            title[..1].make_ascii_uppercase();
+            if name == "cpu" {
+                title.make_ascii_uppercase();
+            } else {
+                title[..1].make_ascii_uppercase();
+            }
             text.push_str(&format!("# {title}\r\n{body}"));
         }
     }
@@ -716,6 +727,34 @@ fn info_sections(shared: &Arc<Shared>) -> Vec<(&'static str, String)> {
             ]),
         ),
         (
+            // No replication yet: a leader without followers, as Redis reports one (clients
+            // and tools read `role`).
+            "replication",
+            lines(&[
+                ("role", "master".into()),
+                ("connected_slaves", "0".into()),
+                ("master_failover_state", "no-failover".into()),
+                ("master_replid", shared.run_id.clone()),
+                ("master_replid2", "0".repeat(40)),
+                ("master_repl_offset", "0".into()),
+                ("second_repl_offset", "-1".into()),
+                ("repl_backlog_active", "0".into()),
+                ("repl_backlog_size", "0".into()),
+                ("repl_backlog_first_byte_offset", "0".into()),
+                ("repl_backlog_histlen", "0".into()),
+            ]),
+        ),
+        ("cpu", {
+            let (user, sys) = cpu_seconds();
+            lines(&[
+                ("used_cpu_sys", format!("{sys:.6}")),
+                ("used_cpu_user", format!("{user:.6}")),
+                ("used_cpu_sys_children", "0.000000".into()),
+                ("used_cpu_user_children", "0.000000".into()),
+            ])
+        }),
+        ("cluster", lines(&[("cluster_enabled", "0".into())])),
+        (
             "keyspace",
             if keys == 0 {
                 // Redis lists only databases that hold keys.
@@ -726,6 +765,24 @@ fn info_sections(shared: &Arc<Shared>) -> Vec<(&'static str, String)> {
             },
         ),
     ]
+}
+
+/// The process's user and system CPU time in seconds (`utime` and `stime` of
+/// /proc/self/stat, in the kernel's fixed 100 ticks a second), zero where unknown.
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name may hold spaces and parentheses: fields count from the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) as f64 / 100.0, ticks(12) as f64 / 100.0)
 }
 
 /// The process's resident memory in bytes (`VmRSS` of /proc/self/status), 0 where unknown.

@@ -121,6 +121,7 @@ pub(crate) static COMMANDS: &[Spec] = &[
     Spec { name: "rename", arity: 3, flags: &["write"], first: 1, last: 2, step: 1, categories: &["keyspace", "write", "slow"] },
     Spec { name: "renamenx", arity: 3, flags: &["write", "fast"], first: 1, last: 2, step: 1, categories: &["keyspace", "write", "fast"] },
     Spec { name: "reset", arity: 1, flags: &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], first: 0, last: 0, step: 0, categories: &["fast", "connection"] },
+    Spec { name: "role", arity: 1, flags: &["noscript", "loading", "stale", "fast"], first: 0, last: 0, step: 0, categories: &["admin", "fast", "dangerous"] },
     Spec { name: "save", arity: 1, flags: &["admin", "noscript", "no_async_loading", "no_multi"], first: 0, last: 0, step: 0, categories: &["admin", "slow", "dangerous"] },
     Spec { name: "scan", arity: -2, flags: &["readonly"], first: 0, last: 0, step: 0, categories: &["keyspace", "read", "slow"] },
     Spec { name: "select", arity: 2, flags: &["loading", "stale", "fast"], first: 0, last: 0, step: 0, categories: &["fast", "connection"] },
