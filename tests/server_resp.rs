@@ -1642,7 +1642,11 @@ fn renamenx_copy_touch_and_hrandfield() {
     assert_eq!(h2.len(), 3);
     for (args, want) in [
         (
-            &["COPY", "b", "b"][..],
+            &["COPY", "b", "x", "DB", "4294967296"][..],
+            "value is out of range",
+        ),
+        (
+            &["COPY", "b", "b"],
             "source and destination objects are the same",
         ),
         (&["COPY", "b", "x", "DB", "1"], "DB index is out of range"),
@@ -1718,6 +1722,10 @@ fn renamenx_copy_touch_and_hrandfield() {
             &["HRANDFIELD", "h", "-4611686018427387904", "WITHVALUES"],
             "out of range",
         ),
+        (
+            &["HRANDFIELD", "h", "4611686018427387904", "WITHVALUES"],
+            "out of range",
+        ),
         (&["HRANDFIELD", "h", "-2000000"], "at most"),
     ] {
         let e = err(&mut c, args);
@@ -1729,4 +1737,46 @@ fn renamenx_copy_touch_and_hrandfield() {
     let tail = &text[text.rfind("*1\r\n*2\r\n").expect(&text)..];
     assert!(tail.starts_with("*1\r\n*2\r\n$2\r\nf"), "{tail}");
     assert!(tail.contains("\r\n$2\r\nv"), "{tail}");
+}
+
+/// RENAMENX and COPY without REPLACE onto one free key from many connections at once, on
+/// several I/O threads: exactly one of them writes it each round, as in Redis.
+#[test]
+fn renamenx_and_copy_onto_one_free_key_write_it_once() {
+    let srv = Running::start(ServerConfig {
+        threads: 4,
+        ..ServerConfig::default()
+    });
+    const CLIENTS: usize = 8;
+    for round in 0..100 {
+        let dest = format!("dest:{round}");
+        let mut setup = srv.con();
+        for i in 0..CLIENTS {
+            let _: () = setup.set(format!("src:{round}:{i}"), i).unwrap();
+        }
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let mut c = srv.con();
+                let (barrier, dest) = (std::sync::Arc::clone(&barrier), dest.clone());
+                std::thread::spawn(move || -> i64 {
+                    let cmd = if i % 2 == 0 { "RENAMENX" } else { "COPY" };
+                    barrier.wait();
+                    redis::cmd(cmd)
+                        .arg(format!("src:{round}:{i}"))
+                        .arg(&dest)
+                        .query(&mut c)
+                        .unwrap()
+                })
+            })
+            .collect();
+        let wins: Vec<i64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(wins.iter().sum::<i64>(), 1, "round {round}: {wins:?}");
+        let winner = wins.iter().position(|&w| w == 1).unwrap();
+        let got: String = setup.get(&dest).unwrap();
+        assert_eq!(got, winner.to_string(), "round {round}");
+        // Only a RENAMENX that wrote moved its source.
+        let src_left: bool = setup.exists(format!("src:{round}:{winner}")).unwrap();
+        assert_eq!(src_left, winner % 2 == 1, "round {round}");
+    }
 }

@@ -612,6 +612,22 @@ fn xrange_and_xrevrange_bounds() {
         ),
         (&["XADD", "s", "x-1", "f", "v"], "Invalid stream ID"),
         (&["XADD", "s", "0-0", "f", "v"], "must be greater than 0-0"),
+        (&["XADD", "s", "0", "f", "v"], "must be greater than 0-0"),
+        // The ID is read where Redis reads it; the options' and fields' checks come first.
+        (
+            &["XADD", "s", "MAXLEN", "5", "LIMIT", "3", "0-0", "f", "v"],
+            "without the special ~ option",
+        ),
+        (
+            &["XADD", "s", "0-0", "f", "v", "g"],
+            "wrong number of arguments",
+        ),
+        (&["XADD", "s", "abc-*", "f", "v"], "Invalid stream ID"),
+        (&["XADD", "s", "5-*", "f", "v"], "use * as the ID"),
+        (
+            &["XTRIM", "s", "LIMIT", "0"],
+            "XTRIM must be called with a trimming strategy",
+        ),
     ] {
         let e = err(&mut c, args);
         assert!(e.contains(want), "{args:?}: {e}");

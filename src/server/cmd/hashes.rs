@@ -319,7 +319,7 @@ pub(crate) fn hrandfield(db: &Db, args: &[Bytes], out: &mut Out) {
             [w] if w.eq_ignore_ascii_case(b"withvalues") => with_values = true,
             _ => return syntax(out),
         }
-        if with_values && n < -(i64::MAX / 2) {
+        if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&n) {
             return out.error("ERR value is out of range");
         }
         if n < -MAX_REPEATED_PICKS {

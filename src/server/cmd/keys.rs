@@ -279,7 +279,7 @@ pub(crate) fn rename(shared: &Shared, args: &[Bytes], out: &mut Out, nx: bool) {
     }
     let (from, to) = (&args[1], &args[2]);
     let src = db.ns(from);
-    let Some(value) = src.get(from) else {
+    let Some((value, ttl)) = value_and_ttl(db, from) else {
         if streams::exists(shared, from) {
             // A stream is a log topic: its entries' ids are its offsets and its groups are
             // named after it, so it is not moved.
@@ -298,23 +298,63 @@ pub(crate) fn rename(shared: &Shared, args: &[Bytes], out: &mut Out, nx: bool) {
         // As Redis: the key stays; RENAMENX answers 0 (the destination exists).
         return done(out, false);
     }
-    if nx && (db.ns(to).contains(to) || streams::exists(shared, to)) {
+    if nx && streams::exists(shared, to) {
         return done(out, false);
     }
-    let ttl = src.ttl(from).flatten();
-    let change = ttl.map_or(TtlChange::Clear, TtlChange::Set);
     // A stream at the destination is replaced, as Redis replaces a value of any type there:
     // deleted first (unless the value does not fit there), so a failed delete moves nothing.
     if let Err(e) = replace_stream_at(shared, to, &value) {
         return out.error(&e);
     }
-    if let Err(e) = db.ns(to).modify(to, |_| Ok(Modify::Set(value, change))) {
-        return out.error(&format!("ERR {e}"));
+    match write_unless(db, to, value.clone(), ttl, nx) {
+        Ok(true) => {}
+        Ok(false) => return done(out, false),
+        Err(e) => return out.error(&e),
     }
-    let _ = src.remove(from);
+    // The source goes only as it was read: a write to it in the meantime stays.
+    let _ = src.modify(from, |cur| {
+        Ok(if cur == Some(&value) {
+            Modify::Remove
+        } else {
+            Modify::Keep
+        })
+    });
     db.notifier.notify(KeyEvent::RenameFrom, from);
     db.notifier.notify(KeyEvent::RenameTo, to);
     done(out, true);
+}
+
+/// The value at `key` and its time to live, read one after the other; `None` if the key is
+/// gone by the second read (its TTL passed), rather than a value without its deadline.
+fn value_and_ttl(db: &Db, key: &[u8]) -> Option<(Bytes, Option<std::time::Duration>)> {
+    let ns = db.ns(key);
+    let value = ns.get(key)?;
+    let ttl = ns.ttl(key)?;
+    Some((value, ttl))
+}
+
+/// Writes `value` with `ttl` at `key`, unless `nx` and the key holds a value: checked and
+/// written under the key's lock, so two `RENAMENX`/`COPY` onto one free key cannot both
+/// write. `Ok(false)` when it was not written; `Err` is the error reply.
+fn write_unless(
+    db: &Db,
+    key: &[u8],
+    value: Bytes,
+    ttl: Option<std::time::Duration>,
+    nx: bool,
+) -> Result<bool, String> {
+    let change = ttl.map_or(TtlChange::Clear, TtlChange::Set);
+    let mut written = false;
+    db.ns(key)
+        .modify(key, |cur| {
+            if nx && cur.is_some() {
+                return Ok(Modify::Keep);
+            }
+            written = true;
+            Ok(Modify::Set(value, change))
+        })
+        .map_err(|e| format!("ERR {e}"))?;
+    Ok(written)
 }
 
 /// Before `value` is written at `to`: a stream there is deleted, unless the value would not
@@ -347,6 +387,11 @@ pub(crate) fn copy(shared: &Shared, args: &[Bytes], out: &mut Out) {
         } else if opt.eq_ignore_ascii_case(b"db") && i + 1 < args.len() {
             match parse_i64(&args[i + 1]) {
                 Some(0) => {}
+                Some(n) if i32::try_from(n).is_err() => {
+                    return out.error(
+                        "ERR value is out of range, value must between -2147483648 and 2147483647",
+                    );
+                }
                 Some(_) => return out.error("ERR DB index is out of range"),
                 None => return not_int(out),
             }
@@ -360,23 +405,22 @@ pub(crate) fn copy(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if from == to {
         return out.error("ERR source and destination objects are the same");
     }
-    let src = db.ns(from);
-    let Some(value) = src.get(from) else {
+    let Some((value, ttl)) = value_and_ttl(db, from) else {
         if streams::exists(shared, from) {
             return out.error("ERR COPY of a stream is not supported");
         }
         return out.int(0);
     };
-    let ttl = src.ttl(from).flatten();
-    if !replace && (db.ns(to).contains(to) || streams::exists(shared, to)) {
+    if !replace && streams::exists(shared, to) {
         return out.int(0);
     }
     if let Err(e) = replace_stream_at(shared, to, &value) {
         return out.error(&e);
     }
-    let change = ttl.map_or(TtlChange::Clear, TtlChange::Set);
-    if let Err(e) = db.ns(to).modify(to, |_| Ok(Modify::Set(value, change))) {
-        return out.error(&format!("ERR {e}"));
+    match write_unless(db, to, value, ttl, !replace) {
+        Ok(true) => {}
+        Ok(false) => return out.int(0),
+        Err(e) => return out.error(&e),
     }
     db.notifier.notify(KeyEvent::CopyTo, to);
     out.int(1);

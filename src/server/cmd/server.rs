@@ -578,8 +578,8 @@ fn acl(conn: &Conn, shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
 }
 
 /// `INFO [section …]`: Redis's field names for what quipu has, in the sections server,
-/// clients, memory, persistence, stats and keyspace; no section (or `all`, `default`, `everything`) gives
-/// them all, an unknown one nothing, as in Redis.
+/// clients, memory, persistence, stats, replication, cpu, cluster and keyspace; no section (or
+/// `all`, `default`, `everything`) gives them all, an unknown one nothing, as in Redis.
 fn info(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
     let wanted: Vec<String> = args[1..]
         .iter()

@@ -44,6 +44,8 @@ struct Options {
     create: bool,
     /// XADD: where its ID is.
     id_at: usize,
+    /// XADD: an explicit ID (valid as Redis reads one), and whether it is `0-0`.
+    explicit: Option<bool>,
 }
 
 fn parse_options(args: &[Bytes], xadd: bool) -> Result<Options, String> {
@@ -52,6 +54,7 @@ fn parse_options(args: &[Bytes], xadd: bool) -> Result<Options, String> {
         trim: None,
         create: true,
         id_at: args.len(),
+        explicit: None,
     };
     // Redis tells a `LIMIT 0` from none for the `~` check, not for the strategy check.
     let (mut approx, mut limit, mut limit_given) = (false, 0i64, false);
@@ -96,17 +99,26 @@ fn parse_options(args: &[Bytes], xadd: bool) -> Result<Options, String> {
             }
             "nomkstream" if xadd => o.create = false,
             _ if xadd => {
-                // An explicit ID: checked as Redis checks one, then refused.
-                match StreamId::parse(&args[i], 0) {
-                    None if !args[i].ends_with(b"-*") => return Err(INVALID_ID.to_owned()),
-                    Some(StreamId { ms: 0, seq: 0 }) => {
-                        return Err(
-                            "ERR The ID specified in XADD must be greater than 0-0".to_owned()
-                        );
-                    }
-                    _ => {}
-                }
-                return Err("ERR quipu assigns stream IDs: use * as the ID".to_owned());
+                // An explicit ID: checked here as Redis checks one (`ms-seq`, `ms`, `ms-*`);
+                // refused by the caller after the checks Redis makes later.
+                let id = &args[i];
+                let zero = match StreamId::parse(id, 0) {
+                    Some(StreamId { ms: 0, seq: 0 }) => true,
+                    Some(_) => false,
+                    None => match id.strip_suffix(b"-*") {
+                        Some(ms)
+                            if ms.iter().all(u8::is_ascii_digit)
+                                && std::str::from_utf8(ms)
+                                    .is_ok_and(|m| m.parse::<u64>().is_ok()) =>
+                        {
+                            false
+                        }
+                        _ => return Err(INVALID_ID.to_owned()),
+                    },
+                };
+                o.id_at = i;
+                o.explicit = Some(zero);
+                break;
             }
             _ => return Err(syntax()),
         }
@@ -119,7 +131,7 @@ fn parse_options(args: &[Bytes], xadd: bool) -> Result<Options, String> {
         );
     }
     if !xadd && o.trim.is_none() {
-        return Err(syntax());
+        return Err("ERR syntax error, XTRIM must be called with a trimming strategy".to_owned());
     }
     if limit_given && !approx {
         return Err(
@@ -140,6 +152,7 @@ pub(crate) fn prepare_xadd(shared: &Shared, args: &[Bytes]) -> Result<Planned, S
         trim,
         create,
         id_at: i,
+        explicit,
     } = parse_options(args, true)?;
     if i >= args.len() {
         return Err(wrong());
@@ -147,6 +160,13 @@ pub(crate) fn prepare_xadd(shared: &Shared, args: &[Bytes]) -> Result<Planned, S
     let fields = &args[i + 1..];
     if fields.is_empty() || !fields.len().is_multiple_of(2) {
         return Err(wrong());
+    }
+    match explicit {
+        Some(true) => {
+            return Err("ERR The ID specified in XADD must be greater than 0-0".to_owned());
+        }
+        Some(false) => return Err("ERR quipu assigns stream IDs: use * as the ID".to_owned()),
+        None => {}
     }
     // A key is one type: a string or hash of that name makes XADD a type error.
     if super::other_type(shared, &args[1]) {
@@ -330,7 +350,9 @@ pub(crate) fn xtrim(shared: &Shared, args: &[Bytes], out: &mut Out) {
     }
     let trim = match parse_options(args, false) {
         Ok(Options { trim: Some(t), .. }) => t,
-        Ok(_) => return out.error("ERR syntax error"),
+        Ok(_) => {
+            return out.error("ERR syntax error, XTRIM must be called with a trimming strategy");
+        }
         Err(e) => return out.error(&e),
     };
     if super::refuse_other_type(shared, &args[1], out) {
