@@ -7,7 +7,11 @@
 //! The rows were taken from `redis-server` 7.0.15's reply to `COMMAND INFO`; a subcommand's
 //! row is named `container|sub`, as Redis names it.
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
+use foldhash::fast::FixedState;
+use hashbrown::HashMap;
 
 /// One command or subcommand, as `COMMAND INFO` reports it.
 #[derive(Debug)]
@@ -169,10 +173,16 @@ pub(crate) static COMMANDS: &[Spec] = &[
 
 /// The row of `name` (lower case; `container|sub` for a subcommand).
 pub(crate) fn spec(name: &str) -> Option<&'static Spec> {
-    COMMANDS
-        .binary_search_by(|s| s.name.cmp(name))
-        .ok()
-        .map(|i| &COMMANDS[i])
+    // Every command looks itself up here before it runs: one hash and one comparison, where a
+    // binary search over the table cost eight comparisons (perf: 3 % of the server's samples
+    // under `PING -P 16`, and as much again in `memcmp`).
+    static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec, FixedState>> =
+        LazyLock::new(|| {
+            let mut m = HashMap::with_capacity_and_hasher(COMMANDS.len(), FixedState::default());
+            m.extend(COMMANDS.iter().map(|s| (s.name, s)));
+            m
+        });
+    BY_NAME.get(name).copied()
 }
 
 /// The row of a container's subcommand (`client`, `id`; any case).
