@@ -28,6 +28,17 @@ fn frames(cmds: &[&str]) -> Vec<u8> {
     out
 }
 
+/// An ACL user with password `pw`, these commands, every key and no channel.
+fn user(name: &str, commands: &[&str]) -> quipu::server::UserRule {
+    quipu::server::UserRule {
+        name: name.into(),
+        password: "pw".into(),
+        commands: commands.iter().map(|&c| c.into()).collect(),
+        keys: vec!["*".into()],
+        channels: vec![],
+    }
+}
+
 fn raw(srv: &Running, cmds: &[&str]) -> String {
     String::from_utf8(srv.raw(&frames(cmds))).unwrap()
 }
@@ -124,13 +135,7 @@ fn a_command_refused_while_queueing_discards_the_transaction() {
 #[test]
 fn a_user_without_the_permission_cannot_queue_the_command() {
     let srv = Running::start(ServerConfig {
-        users: vec![quipu::server::UserRule {
-            name: "reader".into(),
-            password: "pw".into(),
-            commands: vec!["+@read".into(), "+@transaction".into(), "+auth".into()],
-            keys: vec!["*".into()],
-            channels: vec![],
-        }],
+        users: vec![user("reader", &["+@read", "+@transaction", "+auth"])],
         ..ServerConfig::default()
     });
     let got = raw(
@@ -153,13 +158,7 @@ fn a_user_without_the_permission_cannot_queue_the_command() {
 fn exec_refused_itself_discards_with_the_reason() {
     let srv = Running::start(ServerConfig {
         password: Some("secret".into()),
-        users: vec![quipu::server::UserRule {
-            name: "noexec".into(),
-            password: "pw".into(),
-            commands: vec!["+@all".into(), "-exec".into()],
-            keys: vec!["*".into()],
-            channels: vec![],
-        }],
+        users: vec![user("noexec", &["+@all", "-exec"])],
         ..ServerConfig::default()
     });
     let got = raw(

@@ -385,15 +385,8 @@ pub(crate) fn copy(shared: &Shared, args: &[Bytes], out: &mut Out) {
         if opt.eq_ignore_ascii_case(b"replace") {
             replace = true;
         } else if opt.eq_ignore_ascii_case(b"db") && i + 1 < args.len() {
-            match parse_i64(&args[i + 1]) {
-                Some(0) => {}
-                Some(n) if i32::try_from(n).is_err() => {
-                    return out.error(
-                        "ERR value is out of range, value must between -2147483648 and 2147483647",
-                    );
-                }
-                Some(_) => return out.error("ERR DB index is out of range"),
-                None => return not_int(out),
+            if !super::database_zero(&args[i + 1], out) {
+                return;
             }
             i += 1;
         } else {

@@ -199,6 +199,20 @@ pub(crate) fn parse_cursor(b: &[u8]) -> Option<u64> {
     Some(if negative { n.wrapping_neg() } else { n })
 }
 
+/// Whether a database index (`SELECT`, `COPY … DB`) names the one database, 0; otherwise
+/// Redis's error for it is written: not an integer, outside 32 bits, or out of range.
+pub(crate) fn database_zero(index: &[u8], out: &mut Out) -> bool {
+    match parse_i64(index) {
+        Some(0) => return true,
+        Some(n) if i32::try_from(n).is_err() => {
+            out.error("ERR value is out of range, value must between -2147483648 and 2147483647")
+        }
+        Some(_) => out.error("ERR DB index is out of range"),
+        None => not_int(out),
+    }
+    false
+}
+
 pub(crate) fn not_int(out: &mut Out) {
     out.error("ERR value is not an integer or out of range");
 }

@@ -119,13 +119,11 @@ pub(crate) fn exec(
             }
         }
         "hello" => hello(shared, conn, args, out),
-        "select" => match super::parse_i64(&args[1]) {
-            Some(0) => out.ok(),
-            Some(n) if i32::try_from(n).is_err() => out
-                .error("ERR value is out of range, value must between -2147483648 and 2147483647"),
-            Some(_) => out.error("ERR DB index is out of range"),
-            None => super::not_int(out),
-        },
+        "select" => {
+            if super::database_zero(&args[1], out) {
+                out.ok();
+            }
+        }
         "client" => client(shared, conn, args, out),
         "info" => info(shared, args, out),
         "role" => {
