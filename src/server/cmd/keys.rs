@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{not_int, parse_cursor, parse_i64, syntax, wrong_args};
+use super::{not_int, parse_cursor, parse_i64, strings, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::glob::glob_match;
 use crate::server::Shared;
@@ -303,8 +303,8 @@ pub(crate) fn rename(shared: &Shared, args: &[Bytes], out: &mut Out, nx: bool) {
     }
     // A stream at the destination is replaced, as Redis replaces a value of any type there:
     // deleted first (unless the value does not fit there), so a failed delete moves nothing.
-    if let Err(e) = replace_stream_at(shared, to, &value) {
-        return out.error(&e);
+    if !strings::replace_stream(shared, to, &value, out) {
+        return;
     }
     match write_unless(db, to, value.clone(), ttl, nx) {
         Ok(true) => {}
@@ -353,21 +353,8 @@ fn write_unless(
             written = true;
             Ok(Modify::Set(value, change))
         })
-        .map_err(|e| format!("ERR {e}"))?;
+        .map_err(|e| strings::error_text(&e))?;
     Ok(written)
-}
-
-/// Before `value` is written at `to`: a stream there is deleted, unless the value would not
-/// fit `to`'s namespace (then nothing changes). `Err` is the error reply.
-fn replace_stream_at(shared: &Shared, to: &[u8], value: &Bytes) -> Result<(), String> {
-    let db = &shared.db;
-    if !db.streams.contains(to) {
-        return Ok(());
-    }
-    db.ns(to)
-        .check_fits(to, value)
-        .map_err(|e| format!("ERR {e}"))?;
-    streams::delete(shared, to).map(drop)
 }
 
 /// `COPY source destination [DB 0] [REPLACE]`: a string or a hash, with its time to live.
@@ -407,8 +394,8 @@ pub(crate) fn copy(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if !replace && streams::exists(shared, to) {
         return out.int(0);
     }
-    if let Err(e) = replace_stream_at(shared, to, &value) {
-        return out.error(&e);
+    if !strings::replace_stream(shared, to, &value, out) {
+        return;
     }
     match write_unless(db, to, value, ttl, !replace) {
         Ok(true) => {}

@@ -51,7 +51,7 @@ fn modify_str(
 /// as Redis's `SET` does: checks that it fits the key's namespace, then deletes the stream of
 /// that name, if any. `false` when either failed (the error is written): a value too large
 /// changes nothing, and a stream that could not be deleted is not written over.
-fn replace_stream(shared: &Shared, key: &[u8], stored: &Bytes, out: &mut Out) -> bool {
+pub(crate) fn replace_stream(shared: &Shared, key: &[u8], stored: &Bytes, out: &mut Out) -> bool {
     if !shared.db.streams.contains(key) {
         return true;
     }
@@ -69,11 +69,17 @@ fn replace_stream(shared: &Shared, key: &[u8], stored: &Bytes, out: &mut Out) ->
 }
 
 pub(crate) fn reply_err(out: &mut Out, e: &Error) {
+    out.error(&error_text(e));
+}
+
+/// The error reply for a failed write: Redis's `OOM` text for a value over the namespace's
+/// budget, `ERR` and the error for anything else.
+pub(crate) fn error_text(e: &Error) -> String {
     match e {
         Error::Cache(CacheError::TooLarge { .. }) => {
-            out.error("OOM command not allowed when used memory > 'maxmemory'.");
+            "OOM command not allowed when used memory > 'maxmemory'.".to_owned()
         }
-        other => out.error(&format!("ERR {other}")),
+        other => format!("ERR {other}"),
     }
 }
 
