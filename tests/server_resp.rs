@@ -552,7 +552,7 @@ fn scan_returns_every_key_present_throughout_while_others_come_and_go() {
         let _: () = c.set(format!("churn:{i}"), i).unwrap();
     }
     let mut cursor = 0u64;
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::HashMap::<String, usize>::new();
     let mut round = 0;
     loop {
         let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -561,7 +561,10 @@ fn scan_returns_every_key_present_throughout_while_others_come_and_go() {
             .arg(13)
             .query(&mut c)
             .unwrap();
-        seen.extend(page);
+        assert!(page.len() <= 13, "a page looks at about COUNT keys");
+        for k in page {
+            *seen.entry(k).or_default() += 1;
+        }
         // Between pages, delete some keys and add others.
         for i in 0..10 {
             let _: i64 = c.del(format!("churn:{}", round * 10 + i)).unwrap();
@@ -574,7 +577,8 @@ fn scan_returns_every_key_present_throughout_while_others_come_and_go() {
         cursor = next;
     }
     for i in 0..200 {
-        assert!(seen.contains(&format!("keep:{i}")), "keep:{i} was missed");
+        // Exactly once: a key keeps its place in the walk while it exists.
+        assert_eq!(seen.get(&format!("keep:{i}")), Some(&1), "keep:{i}");
     }
     // As Redis's strtoul reads it, -1 is the largest cursor: past the end.
     let (next, page): (u64, Vec<String>) = redis::cmd("SCAN").arg("-1").query(&mut c).unwrap();
@@ -585,6 +589,74 @@ fn scan_returns_every_key_present_throughout_while_others_come_and_go() {
     assert!(bad.is_err());
     let bad: RedisResult<Value> = redis::cmd("SCAN").arg("1x").query(&mut c);
     assert!(bad.is_err());
+}
+
+/// A full SCAN walks every namespace and then the streams, each key once, with MATCH and TYPE
+/// filtering the pages.
+#[test]
+fn scan_walks_every_namespace_and_the_streams_once_each() {
+    let srv = Running::start(ServerConfig {
+        namespaces: vec![quipu::server::NamespaceRule {
+            prefix: "session:".into(),
+            name: "sessions".into(),
+            max_bytes: None,
+            ttl_secs: None,
+            critical: false,
+        }],
+        ..ServerConfig::default()
+    });
+    let mut c = srv.con();
+    let mut expected = std::collections::BTreeSet::new();
+    for i in 0..300 {
+        let _: () = c.set(format!("plain:{i}"), i).unwrap();
+        let _: () = c.hset(format!("session:{i}"), "user", i).unwrap();
+        expected.insert(format!("plain:{i}"));
+        expected.insert(format!("session:{i}"));
+    }
+    for i in 0..3 {
+        let _: String = redis::cmd("XADD")
+            .arg(format!("events:{i}"))
+            .arg("*")
+            .arg("f")
+            .arg("v")
+            .query(&mut c)
+            .unwrap();
+        expected.insert(format!("events:{i}"));
+    }
+    let scan_all = |c: &mut redis::Connection, extra: &[&str]| {
+        let (mut cursor, mut all, mut calls) = (0u64, Vec::new(), 0);
+        loop {
+            let (next, page): (u64, Vec<String>) =
+                redis::cmd("SCAN").arg(cursor).arg(extra).query(c).unwrap();
+            all.extend(page);
+            calls += 1;
+            assert!(calls < 10_000, "the scan ends");
+            if next == 0 {
+                return (all, calls);
+            }
+            cursor = next;
+        }
+    };
+    let (mut all, calls) = scan_all(&mut c, &["COUNT", "50"]);
+    all.sort();
+    let listed: Vec<String> = expected.iter().cloned().collect();
+    assert_eq!(all, listed, "every key once");
+    assert!(
+        calls >= 600 / 50,
+        "pages of about COUNT keys, {calls} calls"
+    );
+    let (mut sessions, _) = scan_all(&mut c, &["MATCH", "session:*", "COUNT", "100"]);
+    sessions.sort();
+    let want: Vec<&String> = listed
+        .iter()
+        .filter(|k| k.starts_with("session:"))
+        .collect();
+    assert_eq!(sessions.iter().collect::<Vec<_>>(), want);
+    let (mut streams, _) = scan_all(&mut c, &["TYPE", "stream"]);
+    streams.sort();
+    assert_eq!(streams, ["events:0", "events:1", "events:2"]);
+    let (hashes, _) = scan_all(&mut c, &["TYPE", "hash", "COUNT", "1000"]);
+    assert_eq!(hashes.len(), 300);
 }
 
 /// With several I/O threads (connections are dealt to them in turn), every connection sees one

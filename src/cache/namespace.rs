@@ -1006,6 +1006,28 @@ impl NsInner {
         }
     }
 
+    /// How many shards the namespace has: `SCAN` walks them one after another.
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// One step of `SCAN` in shard `shard` (see `Shard::scan_slots`): the slot to resume
+    /// from, or `None` when the shard is done (also for a shard that does not exist).
+    pub(crate) fn scan_shard(
+        &self,
+        shard: usize,
+        from: u32,
+        budget: usize,
+        visit: impl FnMut(&[u8]),
+    ) -> Option<u32> {
+        let now = self.clock.now_millis();
+        self.shards
+            .get(shard)?
+            .0
+            .read()
+            .scan_slots(from, now, budget, visit)
+    }
+
     /// Live entries of every shard, for snapshots.
     pub(crate) fn entries(&self) -> Vec<LiveEntry> {
         let now = self.clock.now_millis();

@@ -630,6 +630,35 @@ impl Shard {
             .fold((0, 0), |(n, left), d| (n + 1, left + u128::from(d - now)))
     }
 
+    /// Walks the slab from slot `from` in index order for `SCAN`: hands each live key to
+    /// `visit` until `budget` live keys were visited or `8 × budget` slots were looked at.
+    /// Returns the slot to resume from, or `None` at the slab's end. A slot holds its key from
+    /// insert to removal (an overwrite keeps it), so a key present for a whole walk is visited
+    /// exactly once.
+    pub(crate) fn scan_slots(
+        &self,
+        from: u32,
+        now: u64,
+        budget: usize,
+        mut visit: impl FnMut(&[u8]),
+    ) -> Option<u32> {
+        let (mut live, mut looked) = (0usize, 0usize);
+        let mut i = from as usize;
+        while i < self.slots.len() {
+            if live >= budget || looked >= budget.saturating_mul(8) {
+                return u32::try_from(i).ok();
+            }
+            let slot = &self.slots[u32::try_from(i).ok()?];
+            looked += 1;
+            i += 1;
+            if slot.queue != Queue::Free && slot.expires_at.load(Relaxed) > now {
+                live += 1;
+                visit(slot.key.as_bytes());
+            }
+        }
+        None
+    }
+
     /// Keys of live entries that `keep` selects.
     pub(crate) fn keys_where(
         &self,

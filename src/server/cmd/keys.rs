@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::{not_int, parse_cursor, parse_i64, strings, syntax, wrong_args};
-use crate::cache::{Modify, TtlChange};
+use crate::cache::{Modify, Namespace, TtlChange};
 use crate::glob::glob_match;
 use crate::server::Shared;
 use crate::server::db::{Db, decode};
@@ -214,16 +214,13 @@ pub(crate) fn keys(shared: &Shared, args: &[Bytes], out: &mut Out) {
     }
 }
 
-/// Where a key sits in SCAN's order: a hash with a fixed seed, so it never changes while the
-/// key exists. The cursor is the position to resume from; 0 starts and ends.
-fn scan_position(key: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0x5155_4950_5553_4341).hash_one(key) | 1
-}
-
-/// SCAN in hash order: each call walks the keys with a position at or after the cursor. A key
-/// present for the whole scan is returned at least once, however others come and go (Redis's
-/// guarantee); a key may repeat only when positions collide at a page boundary.
+/// SCAN in slot order. The cursor is where to resume: a bucket (the namespaces' shards one
+/// after another, then one bucket for the streams) in its upper 32 bits and a slot of that
+/// shard's slab in its lower 32; 0 starts and ends. A key keeps its slot from insert to
+/// removal, so a key present for the whole scan is returned exactly once however others come
+/// and go (Redis guarantees at least once), and each call looks at about `COUNT` keys
+/// whatever the keyspace's size. `MATCH` and `TYPE` filter what was looked at, so a page can
+/// be empty before the end, as in Redis.
 pub(crate) fn scan(shared: &Shared, args: &[Bytes], out: &mut Out) {
     if args.len() < 2 {
         return wrong_args(out, &args[0]);
@@ -250,25 +247,57 @@ pub(crate) fn scan(shared: &Shared, args: &[Bytes], out: &mut Out) {
         }
         i += 2;
     }
-    let mut ahead: Vec<(u64, Bytes)> = all_keys(shared, &pattern)
+    let (next, found) = scan_page(shared, cursor, count, &pattern);
+    let page: Vec<Bytes> = found
         .into_iter()
-        .map(|k| (scan_position(&k), k))
-        .filter(|(p, _)| *p >= cursor)
-        .collect();
-    ahead.sort_unstable();
-    let next = ahead.get(count).map_or(0, |(p, _)| *p);
-    let page: Vec<&Bytes> = ahead
-        .iter()
-        .take(count)
-        .map(|(_, k)| k)
         .filter(|k| kind.as_deref().is_none_or(|t| type_name(shared, k) == t))
         .collect();
     out.array(2);
     out.bulk(next.to_string().as_bytes());
     out.array(page.len());
     for k in page {
-        out.bulk(k);
+        out.bulk(&k);
     }
+}
+
+/// One page of `SCAN` from `cursor`: about `count` keys looked at, the ones matching
+/// `pattern`, and the cursor to resume from (0 at the end; also for a cursor past the end).
+fn scan_page(shared: &Shared, cursor: u64, count: usize, pattern: &[u8]) -> (u64, Vec<Bytes>) {
+    let db = &shared.db;
+    let spaces = db.namespaces();
+    let shards: Vec<(&Namespace, usize)> = spaces
+        .iter()
+        .flat_map(|ns| (0..ns.inner.shard_count()).map(move |s| (ns, s)))
+        .collect();
+    let (mut bucket, mut slot) = ((cursor >> 32) as usize, cursor as u32);
+    let mut found = Vec::new();
+    let mut budget = count;
+    while let Some(&(ns, shard)) = shards.get(bucket) {
+        let mut looked = 0;
+        let resume = ns.inner.scan_shard(shard, slot, budget, |k| {
+            looked += 1;
+            // A key routed to another namespace is invisible (see `Db::owns`).
+            if glob_match(pattern, k) && db.owns(ns, k) {
+                found.push(Bytes::copy_from_slice(k));
+            }
+        });
+        budget = budget.saturating_sub(looked);
+        match resume {
+            Some(at) => return ((bucket as u64) << 32 | u64::from(at), found),
+            None if budget == 0 => return (((bucket + 1) as u64) << 32, found),
+            None => (bucket, slot) = (bucket + 1, 0),
+        }
+    }
+    if bucket == shards.len() {
+        // The streams, few (a log topic each), in one page. One that shares its key with a
+        // string or a hash was listed with them.
+        found.extend(
+            streams::keys(shared)
+                .into_iter()
+                .filter(|k| glob_match(pattern, k) && !db.ns(k).contains(k)),
+        );
+    }
+    (0, found)
 }
 
 /// `RENAME` and `RENAMENX` (`nx`: only onto a key that does not exist, answering 1 or 0).
