@@ -659,6 +659,167 @@ fn scan_walks_every_namespace_and_the_streams_once_each() {
     assert_eq!(hashes.len(), 300);
 }
 
+/// RANDOMKEY picks among every namespace and the streams; OBJECT and MEMORY USAGE look at a
+/// key with Redis 7.0.15's replies and errors (checked against `redis-server`).
+#[test]
+fn randomkey_object_and_memory_usage() {
+    let srv = Running::start(ServerConfig {
+        namespaces: vec![quipu::server::NamespaceRule {
+            prefix: "session:".into(),
+            name: "sessions".into(),
+            max_bytes: None,
+            ttl_secs: None,
+            critical: false,
+        }],
+        ..ServerConfig::default()
+    });
+    let mut c = srv.con();
+    let nil: Option<String> = redis::cmd("RANDOMKEY").query(&mut c).unwrap();
+    assert_eq!(nil, None, "no key");
+    let _: () = c.set("int", "123").unwrap();
+    let _: () = c.set("short", "abc").unwrap();
+    let _: () = c.set("long", "x".repeat(45)).unwrap();
+    let _: () = c.set("big-number", "99999999999999999999").unwrap();
+    let _: () = c.set("minus-zero", "-0").unwrap();
+    let _: () = c.hset("session:small", "user", "ana").unwrap();
+    let _: () = c.hset("session:wide", "f", "v".repeat(65)).unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("events")
+        .arg("*")
+        .arg("f")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
+    let all = [
+        "int",
+        "short",
+        "long",
+        "big-number",
+        "minus-zero",
+        "session:small",
+        "session:wide",
+        "events",
+    ];
+    let mut picked = std::collections::BTreeSet::new();
+    for _ in 0..400 {
+        let k: String = redis::cmd("RANDOMKEY").query(&mut c).unwrap();
+        assert!(all.contains(&k.as_str()), "{k}");
+        picked.insert(k);
+    }
+    assert_eq!(picked.len(), all.len(), "every key is picked sometimes");
+
+    let encoding = |c: &mut redis::Connection, k: &str| -> Option<String> {
+        redis::cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(k)
+            .query(c)
+            .unwrap()
+    };
+    for (k, e) in [
+        ("int", "int"),
+        ("short", "embstr"),
+        ("long", "raw"),
+        ("big-number", "embstr"),
+        ("minus-zero", "embstr"),
+        ("session:small", "listpack"),
+        ("session:wide", "hashtable"),
+        ("events", "stream"),
+    ] {
+        assert_eq!(encoding(&mut c, k).as_deref(), Some(e), "{k}");
+    }
+    assert_eq!(encoding(&mut c, "missing"), None);
+    let refs: i64 = redis::cmd("OBJECT")
+        .arg("REFCOUNT")
+        .arg("short")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(refs, 1);
+    let e = redis::cmd("OBJECT")
+        .arg("FREQ")
+        .arg("int")
+        .query::<Value>(&mut c)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("LFU maxmemory policy is not selected"),
+        "{e}"
+    );
+    let help: Vec<String> = redis::cmd("OBJECT").arg("HELP").query(&mut c).unwrap();
+    assert!(help[0].starts_with("OBJECT <subcommand>"), "{help:?}");
+
+    // The bytes the namespace counts for the key: key, tagged value, per-entry overhead.
+    let usage: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("short")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(usage as u64, 5 + 4 + quipu::ENTRY_OVERHEAD);
+    let sampled: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("short")
+        .arg("SAMPLES")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(sampled, usage);
+    let stream: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("events")
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        stream > "events".len() as i64,
+        "a stream counts its log bytes: {stream}"
+    );
+    let none: Option<i64> = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("missing")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(none, None);
+
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for (cmd, reply) in [
+        (
+            &["OBJECT", "foo", "x"][..],
+            "-ERR unknown subcommand 'foo'. Try OBJECT HELP.",
+        ),
+        (
+            &["OBJECT", "ENCODING"],
+            "-ERR wrong number of arguments for 'object|encoding' command",
+        ),
+        (
+            &["OBJECT", "ENCODING", "a", "b"],
+            "-ERR wrong number of arguments for 'object|encoding' command",
+        ),
+        (
+            &["MEMORY", "foo"],
+            "-ERR unknown subcommand 'foo'. Try MEMORY HELP.",
+        ),
+        (
+            &["MEMORY", "USAGE"],
+            "-ERR wrong number of arguments for 'memory|usage' command",
+        ),
+        (&["MEMORY", "USAGE", "int", "SAMPLES"], "-ERR syntax error"),
+        (
+            &["MEMORY", "USAGE", "int", "SAMPLES", "-1"],
+            "-ERR syntax error",
+        ),
+        (
+            &["MEMORY", "USAGE", "int", "SAMPLES", "x"],
+            "-ERR value is not an integer or out of range",
+        ),
+        (&["MEMORY", "USAGE", "int", "FOO", "1"], "-ERR syntax error"),
+        (
+            &["RANDOMKEY", "x"],
+            "-ERR wrong number of arguments for 'randomkey' command",
+        ),
+    ] {
+        assert_eq!(ask(&mut raw, cmd), reply, "{cmd:?}");
+    }
+}
+
 /// With several I/O threads (connections are dealt to them in turn), every connection sees one
 /// keyspace, read-modify-writes from all of them are atomic, and a blocked read or a
 /// subscription on one thread is woken by a write from another.

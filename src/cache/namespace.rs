@@ -1028,6 +1028,17 @@ impl NsInner {
             .scan_slots(from, now, budget, visit)
     }
 
+    /// A live key picked at random (`pick(n)` uniform in `0..n`), `None` if there is none.
+    pub(crate) fn random_key(&self, mut pick: impl FnMut(usize) -> usize) -> Option<Bytes> {
+        let now = self.clock.now_millis();
+        let n = self.shards.len();
+        let first = pick(n);
+        (0..n).find_map(|k| {
+            let shard = self.shards[(first + k) % n].0.read();
+            shard.random_key(now, &mut pick).map(Bytes::copy_from_slice)
+        })
+    }
+
     /// Live entries of every shard, for snapshots.
     pub(crate) fn entries(&self) -> Vec<LiveEntry> {
         let now = self.clock.now_millis();

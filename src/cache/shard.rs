@@ -659,6 +659,29 @@ impl Shard {
         None
     }
 
+    /// A live key picked at random for `RANDOMKEY`: `pick(n)` is uniform in `0..n`. A few
+    /// random slots first, then the first live one from a random place.
+    pub(crate) fn random_key(
+        &self,
+        now: u64,
+        pick: &mut impl FnMut(usize) -> usize,
+    ) -> Option<&[u8]> {
+        let n = self.slots.len();
+        if self.table.is_empty() || n == 0 {
+            return None;
+        }
+        let live = |i: usize| {
+            let slot = &self.slots[u32::try_from(i).unwrap_or(NIL)];
+            (slot.queue != Queue::Free && slot.expires_at.load(Relaxed) > now)
+                .then(|| slot.key.as_bytes())
+        };
+        if let Some(key) = (0..16).find_map(|_| live(pick(n))) {
+            return Some(key);
+        }
+        let start = pick(n);
+        (0..n).find_map(|k| live((start + k) % n))
+    }
+
     /// Keys of live entries that `keep` selects.
     pub(crate) fn keys_where(
         &self,

@@ -333,7 +333,7 @@ pub(crate) fn hrandfield(db: &Db, args: &[Bytes], out: &mut Out) {
     let Ok(fields) = read_hash(db, &args[1]) else {
         return out.error(WRONGTYPE);
     };
-    let mut rng = Rng::new();
+    let mut rng = super::Rng::new();
     let Some(count) = count else {
         if fields.is_empty() {
             return out.null();
@@ -375,30 +375,5 @@ pub(crate) fn hrandfield(db: &Db, args: &[Bytes], out: &mut Out) {
                 out.bulk(&fields[i].1);
             }
         }
-    }
-}
-
-/// splitmix64, seeded from the standard library's per-process random keys and the time:
-/// `HRANDFIELD` needs fields picked evenly, not secrets.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Self {
-        use std::hash::BuildHasher as _;
-        Self(std::hash::RandomState::new().hash_one(std::time::SystemTime::now()))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`), by widening multiplication (bias below 2^-32 for the
-    /// sizes a hash has).
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next()) * n as u128) >> 64) as usize
     }
 }

@@ -300,6 +300,42 @@ fn scan_page(shared: &Shared, cursor: u64, count: usize, pattern: &[u8]) -> (u64
     (0, found)
 }
 
+/// `RANDOMKEY`: a key picked from a namespace (or the streams) in proportion to how many
+/// keys each holds, then at random within it; nil when there is none.
+pub(crate) fn randomkey(shared: &Shared, out: &mut Out) {
+    let db = &shared.db;
+    let spaces = db.namespaces();
+    let streams = streams::keys(shared);
+    let sizes: Vec<usize> = spaces.iter().map(Namespace::len).collect();
+    let total = sizes.iter().sum::<usize>() + streams.len();
+    let mut rng = super::Rng::new();
+    // A few tries: the namespace picked may turn out empty (its entries expired) or the key
+    // routed elsewhere (invisible).
+    for _ in 0..8 {
+        if total == 0 {
+            break;
+        }
+        let mut at = rng.below(total);
+        let Some(i) = sizes.iter().position(|&n| {
+            let here = at < n;
+            at = at.saturating_sub(n);
+            here
+        }) else {
+            return out.bulk(&streams[at]);
+        };
+        let ns = &spaces[i];
+        if let Some(key) = ns.inner.random_key(|n| rng.below(n))
+            && db.owns(ns, &key)
+        {
+            return out.bulk(&key);
+        }
+    }
+    match streams.first() {
+        Some(key) => out.bulk(key),
+        None => out.null(),
+    }
+}
+
 /// `RENAME` and `RENAMENX` (`nx`: only onto a key that does not exist, answering 1 or 0).
 pub(crate) fn rename(shared: &Shared, args: &[Bytes], out: &mut Out, nx: bool) {
     let db = &shared.db;

@@ -6,6 +6,7 @@
 )]
 mod float;
 mod hashes;
+mod inspect;
 mod keys;
 pub(crate) mod multi;
 mod pubsub;
@@ -387,6 +388,9 @@ fn dispatch(
         "scan" => keys::scan(shared, args, out),
         "rename" | "renamenx" => keys::rename(shared, args, out, cmd == "renamenx"),
         "copy" => keys::copy(shared, args, out),
+        "randomkey" => keys::randomkey(shared, out),
+        "object" => inspect::object(shared, args, out),
+        "memory" => inspect::memory(shared, args, out),
         "dbsize" => keys::dbsize(shared, out),
         "flushdb" | "flushall" => keys::flush(shared, args, out),
         // hashes
@@ -418,4 +422,29 @@ fn dispatch(
         .subscriptions
         .store(conn.subscriptions() as u64, Relaxed);
     Flow::Continue
+}
+
+/// splitmix64, seeded from the standard library's per-process random keys and the time:
+/// `HRANDFIELD` and `RANDOMKEY` need picks spread evenly, not secrets.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new() -> Self {
+        use std::hash::BuildHasher as _;
+        Self(std::hash::RandomState::new().hash_one(std::time::SystemTime::now()))
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`), by widening multiplication (bias below 2^-32 for the
+    /// sizes a hash has).
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
 }
