@@ -6,6 +6,8 @@
 # Usage: scripts/bench-vs-redis.sh            (N=100000 requests per test, ROUNDS=2)
 #        N=20000 ROUNDS=1 scripts/bench-vs-redis.sh   (a quick look)
 #        THREADS=1 scripts/bench-vs-redis.sh           (quipu with --threads 1)
+#        PIN=1 scripts/bench-vs-redis.sh               (every server on CPU 1, redis-benchmark on
+#                                                       CPU 0: the client gets a core of its own)
 # The tests alternate quipu and Redis, ROUNDS times each, and report the best round of each:
 # the machine is shared, and interleaving keeps drift from favouring either server.
 # Ports: quipu 7479, Redis 7480 (no persistence), Redis 7481 (appendonly, appendfsync always).
@@ -24,6 +26,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/quipu-bench.XXXXXX")
 bench_data="target/bench-data/vs-redis"
 rm -rf "$bench_data" && mkdir -p "$bench_data"
 pids=()
+# With PIN=1 the servers share CPU 1 and the load generator has CPU 0 to itself; by default
+# all three share both cores, as ../shared/BENCHMARKS.md asks.
+server_cpu=() client_cpu=()
+if [ -n "${PIN:-}" ]; then server_cpu=(taskset -c 1) client_cpu=(taskset -c 0); fi
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -49,7 +55,7 @@ start_quipu() {
   local http=()
   target/release/quipu serve --help | grep -q -- --http-port && http=(--http-port 7482)
   [ -n "${THREADS:-}" ] && http+=(--threads "$THREADS")
-  target/release/quipu serve --data-dir "$bench_data/quipu" --port $QP "${http[@]}" \
+  "${server_cpu[@]}" target/release/quipu serve --data-dir "$bench_data/quipu" --port $QP "${http[@]}" \
     --max-bytes $((4 << 30)) --max-clients 10200 2>"$work/quipu.err" &
   QUIPU_PID=$!
   pids+=("$QUIPU_PID")
@@ -57,11 +63,11 @@ start_quipu() {
 }
 stop_quipu() { kill "$QUIPU_PID" 2>/dev/null || true; wait "$QUIPU_PID" 2>/dev/null || true; }
 
-redis-server --port $RP --bind 127.0.0.1 --protected-mode no --save "" --appendonly no --dir "$work" --maxclients 10200 \
+"${server_cpu[@]}" redis-server --port $RP --bind 127.0.0.1 --protected-mode no --save "" --appendonly no --dir "$work" --maxclients 10200 \
   --daemonize no --logfile "$work/redis.log" &
 pids+=($!)
 mkdir -p "$bench_data/redis-aof"
-redis-server --port $RAOF --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
+"${server_cpu[@]}" redis-server --port $RAOF --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
   --dir "$bench_data/redis-aof" --daemonize no --logfile "$work/redis-aof.log" &
 pids+=($!)
 start_quipu
@@ -74,15 +80,15 @@ run() {
   local port=$1; shift
   local n=$N
   [[ " $* " == *" -P 16 "* ]] && n=$((N * 8))
-  redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$n" --csv -q "$@" 2>/dev/null |
+  "${client_cpu[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$n" --csv -q "$@" 2>/dev/null |
     awk -F'","' 'NR==2 { gsub(/"/, "", $0); split($0, f, ","); print f[2], f[5], f[7] }'
 }
 
 best() { sort -k1 -g -r | head -1; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u '+%F %H:%M UTC')"
-echo "redis: $(redis-server --version | awk '{print $3}'), quipu: $(target/release/quipu --version), I/O threads: ${THREADS:-default}"
-echo "each test: redis-benchmark -c 50 -n $N (-n $((N * 8)) with -P 16), best of $ROUNDS interleaved rounds; servers and client share the cores"
+echo "redis: $(redis-server --version | awk '{print $3}'), quipu: $(target/release/quipu --version), I/O threads: ${THREADS:-default}, pinned: $([ -n "${PIN:-}" ] && echo 'servers on CPU 1, client on CPU 0' || echo no)"
+echo "each test: redis-benchmark -c 50 -n $N (-n $((N * 8)) with -P 16), best of $ROUNDS interleaved rounds; $([ -n "${PIN:-}" ] && echo 'the servers share CPU 1, the client has CPU 0' || echo 'servers and client share the cores')"
 echo
 echo "| test | quipu req/s | p50 / p99 ms | Redis req/s | p50 / p99 ms | quipu / Redis |"
 echo "|---|---:|---:|---:|---:|---:|"

@@ -198,6 +198,50 @@ fn client_list_shows_every_connection_and_kill_closes_one() {
     assert_eq!(a.get::<_, Option<String>>("k").unwrap(), None);
 }
 
+/// `CLIENT LIST TYPE` and `CLIENT LIST ID`, with Redis 7.0's errors for what does not parse.
+#[test]
+fn client_list_filters_by_type_and_id() {
+    let srv = Running::start(ServerConfig::default());
+    let mut a = srv.con();
+    let mut b = srv.con();
+    let mut ps = b.as_pubsub();
+    ps.subscribe("orders").unwrap();
+    let a_id = client_id(&mut a);
+    let list = |c: &mut redis::Connection, args: &[&str]| -> RedisResult<String> {
+        redis::cmd("CLIENT").arg("LIST").arg(args).query(c)
+    };
+    let ids = |text: String| -> Vec<String> {
+        text.lines()
+            .map(|l| l.split(' ').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(list(&mut a, &[]).unwrap()).len(), 2);
+    assert_eq!(
+        ids(list(&mut a, &["TYPE", "normal"]).unwrap()),
+        [format!("id={a_id}")]
+    );
+    let pubsub = list(&mut a, &["type", "PUBSUB"]).unwrap();
+    assert_eq!(pubsub.lines().count(), 1, "{pubsub}");
+    assert!(pubsub.contains(" sub=1 "), "{pubsub}");
+    assert_eq!(list(&mut a, &["TYPE", "replica"]).unwrap(), "");
+    // Unknown ids are left out; the order is the order asked.
+    assert_eq!(
+        ids(list(&mut a, &["ID", "999999", &a_id.to_string(), "-3"]).unwrap()),
+        [format!("id={a_id}")]
+    );
+    for (args, error) in [
+        (&["TYPE", "inf"][..], "Unknown client type 'inf'"),
+        (&["ID", "abc"], "Invalid client ID"),
+        (&["ID"], "syntax error"),
+        (&["TYPE"], "syntax error"),
+        (&["TYPE", "normal", "x"], "syntax error"),
+        (&["foo", "bar"], "syntax error"),
+    ] {
+        let got = err_of(list(&mut a, args));
+        assert!(got.contains(error), "{args:?}: {got}");
+    }
+}
+
 #[test]
 fn idle_clients_are_closed_after_the_timeout_but_subscribers_stay() {
     let srv = Running::start(ServerConfig::default());
@@ -207,7 +251,20 @@ fn idle_clients_are_closed_after_the_timeout_but_subscribers_stay() {
         .arg("timeout")
         .arg("soon")
         .query(&mut admin);
-    assert!(bad.is_err());
+    assert!(err_of(bad).contains("couldn't be parsed into an integer"));
+    for (value, error) in [
+        ("-1", "must be between 0 and 2147483647 inclusive"),
+        ("2147483648", "must be between 0 and 2147483647 inclusive"),
+        ("14924288240401799340", "couldn't be parsed into an integer"),
+    ] {
+        let bad: RedisResult<()> = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("timeout")
+            .arg(value)
+            .query(&mut admin);
+        let got = err_of(bad);
+        assert!(got.contains(error), "{value}: {got}");
+    }
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("timeout")

@@ -123,6 +123,11 @@ impl Clients {
     pub fn list(&self) -> Vec<Arc<Client>> {
         self.all.lock().values().cloned().collect()
     }
+
+    /// The client with this id, if it is connected.
+    pub fn get(&self, id: u64) -> Option<Arc<Client>> {
+        self.all.lock().get(&id).cloned()
+    }
 }
 
 #[cfg(test)]

@@ -392,14 +392,53 @@ fn client(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) 
             _ => out.error("ERR syntax error"),
         },
         "info" => out.bulk(conn.client.line().as_bytes()),
-        "list" => {
-            let text: String = shared.clients.list().iter().map(|c| c.line()).collect();
-            out.bulk(text.as_bytes());
-        }
+        "list" => client_list(shared, args, out),
         "kill" => kill(shared, conn, args, out),
         // Refused by the check above.
         _ => out.error("ERR unknown subcommand"),
     }
+}
+
+/// `CLIENT LIST [TYPE normal|master|replica|slave|pubsub] | [ID id ...]`, with Redis 7.0's
+/// errors. A client is of type `pubsub` while it holds a subscription; quipu has no
+/// replicas or masters, so those types list nobody.
+fn client_list(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
+    let option = args.get(2).map(|a| a.to_ascii_lowercase());
+    let clients = match option.as_deref() {
+        None => shared.clients.list(),
+        Some(b"type") if args.len() == 4 => {
+            let pubsub = match args[3].to_ascii_lowercase().as_slice() {
+                b"normal" => false,
+                b"pubsub" => true,
+                b"master" | b"replica" | b"slave" => return out.bulk(b""),
+                _ => {
+                    return out.error(&format!(
+                        "ERR Unknown client type '{}'",
+                        super::shown(&args[3])
+                    ));
+                }
+            };
+            let mut all = shared.clients.list();
+            all.retain(|c| (c.subscriptions.load(Relaxed) > 0) == pubsub);
+            all
+        }
+        Some(b"id") if args.len() > 3 => {
+            let mut found = Vec::new();
+            for arg in &args[3..] {
+                let Some(id) = std::str::from_utf8(arg)
+                    .ok()
+                    .and_then(|t| t.parse::<i64>().ok())
+                else {
+                    return out.error("ERR Invalid client ID");
+                };
+                found.extend(u64::try_from(id).ok().and_then(|id| shared.clients.get(id)));
+            }
+            found
+        }
+        Some(_) => return super::syntax(out),
+    };
+    let text: String = clients.iter().map(|c| c.line()).collect();
+    out.bulk(text.as_bytes());
 }
 
 /// `CLIENT KILL addr` (old form: OK or an error) and `CLIENT KILL [ID id] [ADDR addr]
@@ -515,8 +554,15 @@ fn config_set(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
         let name = String::from_utf8_lossy(&pair[0]).to_lowercase();
         let value = String::from_utf8_lossy(&pair[1]).into_owned();
         match name.as_str() {
-            "timeout" => match value.parse::<u64>() {
-                Ok(v) => timeout = Some(v),
+            "timeout" => match value.parse::<i64>() {
+                Ok(v) => match u64::try_from(v) {
+                    Ok(v) if v <= i32::MAX as u64 => timeout = Some(v),
+                    _ => {
+                        return out.error(
+                            "ERR CONFIG SET failed (possibly related to argument 'timeout') - argument must be between 0 and 2147483647 inclusive",
+                        );
+                    }
+                },
                 Err(_) => {
                     return out.error(
                         "ERR CONFIG SET failed (possibly related to argument 'timeout') - argument couldn't be parsed into an integer",
