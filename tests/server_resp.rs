@@ -449,6 +449,27 @@ fn resp3_hello_and_auth() {
     assert!(text.starts_with("%7\r\n"), "{text}");
     assert!(text.contains("$5\r\nproto\r\n:3\r\n"));
     assert!(text.ends_with("+OK\r\n_\r\n%0\r\n"), "{text}");
+    // Text for people (INFO, CLIENT INFO, CLIENT LIST) is a verbatim string in RESP3, as in
+    // Redis 7, and a bulk string in RESP2.
+    for (hello, head, txt) in [("HELLO 3", "=", "txt:"), ("HELLO 2", "$", "")] {
+        let asked = format!("{hello} AUTH default s3cret\r\nCLIENT INFO\r\nINFO server\r\n");
+        let text = String::from_utf8_lossy(&srv.raw(asked.as_bytes())).into_owned();
+        // `<head><length>\r\n<txt>id=…\n\r\n`: the length counts the format prefix too.
+        let at = text
+            .find(&format!("\r\n{txt}id="))
+            .expect("CLIENT INFO's reply")
+            + 2;
+        let header = text[..at - 2].rfind("\r\n").unwrap() + 2;
+        assert_eq!(&text[header..=header], head, "{hello}: {text}");
+        let n: usize = text[header + 1..at - 2].parse().unwrap();
+        let resp = format!("resp={}\n", &hello[6..]);
+        assert!(text[at..at + n].ends_with(&resp), "{hello}: {text}");
+        assert_eq!(&text[at + n..at + n + 2], "\r\n", "{hello}: {text}");
+        assert!(
+            text.contains(&format!("\r\n{txt}# Server\r\n")),
+            "{hello}: {text}"
+        );
+    }
     let client = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", srv.port)).unwrap();
     let mut c = client.get_connection().unwrap();
     let _: () = c.set("x", "1").unwrap();

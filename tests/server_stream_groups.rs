@@ -351,6 +351,17 @@ fn xinfo_reports_streams_groups_and_consumers() {
     assert_eq!(int(&field(&consumers[1], "inactive")), -1);
     let dropped: i64 = query(&mut c, &["XGROUP", "DELCONSUMER", "s", "g", "c1"]);
     assert_eq!(dropped, 2);
+    // SETID takes `-` and `+` as well (the first and last IDs); CREATE refuses them.
+    let _: () = query(&mut c, &["XGROUP", "SETID", "s", "g", "-"]);
+    let groups: Vec<Value> = query(&mut c, &["XINFO", "GROUPS", "s"]);
+    assert_eq!(int(&field(&groups[0], "lag")), 5);
+    let _: () = query(&mut c, &["XGROUP", "SETID", "s", "g", "+"]);
+    let groups: Vec<Value> = query(&mut c, &["XINFO", "GROUPS", "s"]);
+    assert_eq!(int(&field(&groups[0], "lag")), 0);
+    for id in ["-", "+"] {
+        let e = err(&mut c, &["XGROUP", "CREATE", "s", "g3", id]);
+        assert!(e.contains("Invalid stream ID"), "{id}: {e}");
+    }
     let _: () = query(&mut c, &["XGROUP", "SETID", "s", "g", "$"]);
     let groups: Vec<Value> = query(&mut c, &["XINFO", "GROUPS", "s"]);
     assert_eq!(int(&field(&groups[0], "pending")), 0);

@@ -195,6 +195,49 @@ fn error_replies() {
     assert_eq!(n, 1);
 }
 
+/// A stream's key lives in a topic name (`stream.` + the key, 3 bytes for each byte outside
+/// `[A-Za-z0-9.-]`): one too long for it gets an `ERR` reply that says the limit, and leaves
+/// no key behind; a group's name likewise.
+#[test]
+fn a_stream_key_or_group_too_long_for_the_log_is_refused_with_the_limit() {
+    let dir = common::tempdir();
+    let srv = serve_in(dir.path());
+    let mut c = srv.con();
+    let longest = "k".repeat(193);
+    xadd(&mut c, &longest, "f", "v");
+    let long = "k".repeat(194);
+    // 65 bytes outside the plain set take 195: too long as well.
+    let escaped = " ".repeat(65);
+    for key in [&long, &escaped] {
+        let e = err(&mut c, &["XADD", key, "*", "f", "v"]);
+        assert!(
+            e.starts_with("quipu keeps a stream's key in a topic name of at most 193 bytes"),
+            "{e}"
+        );
+        let e = err(&mut c, &["XGROUP", "CREATE", key, "g", "$", "MKSTREAM"]);
+        assert!(e.starts_with("quipu keeps a stream's key"), "{e}");
+        let n: i64 = query(&mut c, &["EXISTS", key]);
+        assert_eq!(n, 0, "no stream is left behind");
+        let _: () = query(&mut c, &["SET", key, "v"]);
+        let t: String = query(&mut c, &["TYPE", key]);
+        assert_eq!(t, "string");
+    }
+    let e = err(
+        &mut c,
+        &["XGROUP", "CREATE", &longest, &"g".repeat(10), "$"],
+    );
+    assert!(
+        e.starts_with("quipu keeps a group in a log group name of at most 200 bytes"),
+        "{e}"
+    );
+    let _: () = query(
+        &mut c,
+        &["XGROUP", "CREATE", "s", &"g".repeat(190), "$", "MKSTREAM"],
+    );
+    let n: i64 = query(&mut c, &["XLEN", &longest]);
+    assert_eq!(n, 1);
+}
+
 /// KEYS, SCAN (with MATCH and TYPE), DBSIZE and INFO list stream keys with the others, TTL
 /// says they do not expire and FLUSHALL deletes them, as in Redis (RENAME and EXPIRE refuse them); a key with bytes a topic
 /// name cannot hold comes back as it was given.

@@ -436,8 +436,11 @@ impl Log {
     }
 }
 
-/// Topic and group names: 1 to 200 characters of `[A-Za-z0-9._-]`, not `.` or `..`, not
-/// starting with `__` (reserved).
+/// The longest topic or group name, in bytes.
+pub(crate) const MAX_NAME_LEN: usize = 200;
+
+/// Topic and group names: 1 to [`MAX_NAME_LEN`] characters of `[A-Za-z0-9._-]`, not `.` or
+/// `..`, not starting with `__` (reserved).
 pub(crate) fn validate_name(name: &str) -> Result<(), LogError> {
     let bad = |reason| {
         Err(LogError::InvalidTopicName {
@@ -445,7 +448,7 @@ pub(crate) fn validate_name(name: &str) -> Result<(), LogError> {
             reason,
         })
     };
-    if name.is_empty() || name.len() > 200 {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
         return bad("must be 1 to 200 characters");
     }
     if name == "." || name == ".." {

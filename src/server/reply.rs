@@ -54,6 +54,18 @@ impl Out {
         self.buf.put_slice(b"\r\n");
     }
 
+    /// Text for people to read (`INFO`, `CLIENT LIST`): a verbatim string of format `txt` in
+    /// RESP3, as Redis sends it, a bulk string in RESP2.
+    pub fn verbatim(&mut self, text: &[u8]) {
+        if !self.resp3 {
+            return self.bulk(text);
+        }
+        self.int_line(b'=', text.len() as i64 + 4);
+        self.buf.put_slice(b"txt:");
+        self.buf.put_slice(text);
+        self.buf.put_slice(b"\r\n");
+    }
+
     /// A bulk string or null.
     pub fn opt_bulk(&mut self, data: Option<&[u8]>) {
         match data {

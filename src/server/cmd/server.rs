@@ -391,7 +391,7 @@ fn client(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) 
             "on" | "off" => out.ok(),
             _ => out.error("ERR syntax error"),
         },
-        "info" => out.bulk(conn.client.line().as_bytes()),
+        "info" => out.verbatim(conn.client.line().as_bytes()),
         "list" => client_list(shared, args, out),
         "kill" => kill(shared, conn, args, out),
         // Refused by the check above.
@@ -438,7 +438,7 @@ fn client_list(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
         Some(_) => return super::syntax(out),
     };
     let text: String = clients.iter().map(|c| c.line()).collect();
-    out.bulk(text.as_bytes());
+    out.verbatim(text.as_bytes());
 }
 
 /// `CLIENT KILL addr` (old form: OK or an error) and `CLIENT KILL [ID id] [ADDR addr]
@@ -648,7 +648,7 @@ fn info(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
             text.push_str(&format!("# {title}\r\n{body}"));
         }
     }
-    out.bulk(text.as_bytes());
+    out.verbatim(text.as_bytes());
 }
 
 /// The sections of `INFO`, each as `field:value` lines.

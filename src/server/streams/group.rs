@@ -351,7 +351,7 @@ pub(crate) fn xgroup(shared: &Shared, args: &[Bytes], out: &mut Out) {
         Ok(Some(t)) => t,
         Ok(None) if mkstream => return out.error(INVALID_ID),
         Ok(None) => return out.error(NEED_KEY),
-        Err(e) => return out.error(&format!("ERR {e}")),
+        Err(e) => return out.error(&e),
     };
     let Ok(p) = topic.partition(0) else {
         return out.error(NEED_KEY);
@@ -373,6 +373,14 @@ pub(crate) fn xgroup(shared: &Shared, args: &[Bytes], out: &mut Out) {
             }
             let lg = match shared.log.consumer_group(&log_group_name(key, group)) {
                 Ok(g) => g,
+                Err(crate::error::LogError::InvalidTopicName { .. }) => {
+                    return out.error(&format!(
+                        "ERR quipu keeps a group in a log group name of at most {} bytes: \
+                         \"xg.\", the stream's key, \".\" and the group's name, each byte \
+                         outside [A-Za-z0-9-] taking 3",
+                        crate::log::MAX_NAME_LEN
+                    ));
+                }
                 Err(e) => return out.error(&format!("ERR cannot create the group: {e}")),
             };
             let g = new_group(lg, topic.name(), u64::MAX, next);
@@ -387,7 +395,14 @@ pub(crate) fn xgroup(shared: &Shared, args: &[Bytes], out: &mut Out) {
             let Some(g) = groups.get_mut(group) else {
                 return out.error(&no_group(key, group));
             };
-            match next_for(p, &args[4]) {
+            // SETID also takes `-` and `+` (the first and the last possible ID), as Redis
+            // 7.0 does; CREATE does not.
+            let id: &[u8] = match &args[4][..] {
+                b"-" => b"0",
+                b"+" => b"$",
+                id => id,
+            };
+            match next_for(p, id) {
                 Ok(next) => g.next = next,
                 Err(e) => return out.error(e),
             }

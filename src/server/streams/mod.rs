@@ -152,7 +152,7 @@ pub(crate) fn keys(shared: &Shared) -> Vec<Bytes> {
 /// The topic of a stream key: `stream.` then the key with bytes outside `[A-Za-z0-9.-]`
 /// written as `_xx` (hex).
 pub(crate) fn topic_name(key: &[u8]) -> String {
-    let mut s = String::from("stream.");
+    let mut s = String::from(STREAM_PREFIX);
     escape(
         key,
         |b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-',
@@ -162,6 +162,9 @@ pub(crate) fn topic_name(key: &[u8]) -> String {
 }
 
 /// The stream's topic; created (and blocked readers woken) if `create` and it does not exist.
+///
+/// # Errors
+/// The error reply (`ERR …`) when the topic cannot be created: a key too long for a topic name.
 pub(crate) fn stream(
     shared: &Shared,
     key: &[u8],
@@ -185,10 +188,27 @@ pub(crate) fn stream(
             shared.streams.notify();
             Ok(Some(t))
         }
+        // The only rule a `stream.` name can break: its length.
+        Err(crate::Error::Log(crate::error::LogError::InvalidTopicName { .. })) => {
+            shared.db.streams.deleted(key);
+            Err(format!(
+                "ERR quipu keeps a stream's key in a topic name of at most {} bytes: {} bytes of \
+                 [A-Za-z0-9.-], each other byte taking 3",
+                crate::log::MAX_NAME_LEN - STREAM_PREFIX.len(),
+                crate::log::MAX_NAME_LEN - STREAM_PREFIX.len(),
+            ))
+        }
         // Created by another connection in between.
-        Err(_) => shared.log.topic(&name).map(Some).map_err(|e| e.to_string()),
+        Err(_) => shared
+            .log
+            .topic(&name)
+            .map(Some)
+            .map_err(|e| format!("ERR {e}")),
     }
 }
+
+/// The prefix of every stream's topic name.
+const STREAM_PREFIX: &str = "stream.";
 
 /// Whether `key` holds a string or hash: stream commands on it are a type error. (A stream
 /// and a cache key of one name can only both exist after a SET or HSET raced an XADD that
