@@ -6,7 +6,8 @@ Usage: fuzz-commands.py PORT [N] [SEED] [PEER_PORT]   (N commands, default 20000
 Every command is one that a client may send; the arguments come from a pool of edge values
 (empty, negative, huge, float specials, option words) and of keys of each type. A reply that
 takes over a second (a BLOCK) is not a failure: the script reconnects and goes on. It exits 1
-if any command lost the connection, after printing those commands. With PEER_PORT (a
+if any command lost the connection or got an error reply without an upper-case code first
+(`ERR`, `WRONGTYPE` …), after printing those commands. With PEER_PORT (a
 redis-server), every command goes to both, and the commands where one answered an error and
 the other did not are listed too (a list to read, not a failure: docs/COMPATIBILITY.md names
 the intended differences). With RESP3=1 in the environment both speak RESP3, and replies
@@ -210,7 +211,7 @@ if peer_port:
     names = [x for x in names if x != "hrandfield"]
     TEMPLATES[:] = [t for t in TEMPLATES if not t.startswith("HRANDFIELD")]
 conns = connect()
-lost, blocked, differ = [], 0, {}
+lost, blocked, differ, badcode = [], 0, {}, {}
 for i in range(n):
     if rng.random() < 0.6:
         args = from_template()
@@ -228,6 +229,10 @@ for i in range(n):
                 if j == 0 and not isinstance(e, socket.timeout):
                     lost.append((args, str(e)))
                 raise
+        for r in replies[0]:
+            code = error_kind(r)
+            if is_error(r) and not (code.isascii() and code.isupper() and code.isalpha()):
+                badcode.setdefault(code, (args, r))
         if len(replies) == 2:
             a, b = replies
             ka = [(is_error(r), error_kind(r) if is_error(r) else "") for r in a]
@@ -257,8 +262,12 @@ def show(args):
 print(f"{n} commands, {blocked} blocked past 1 s, {len(lost)} lost the connection")
 for args, e in lost[:40]:
     print(" ", show(args), e)
+if badcode:
+    print(f"{len(badcode)} error replies without an upper-case code (ERR, WRONGTYPE …):")
+    for args, r in badcode.values():
+        print(" ", show(args), repr(r)[:150])
 if peer_port:
     print(f"{len(differ)} kinds of error/no-error differences from the peer:")
     for args, a, b in differ.values():
         print(" ", show(args), "\n    quipu:", repr(a)[:150], "\n    peer: ", repr(b)[:150])
-sys.exit(1 if lost else 0)
+sys.exit(1 if lost or badcode else 0)

@@ -91,11 +91,48 @@ fn expiring_counts_deadlines_and_their_mean_time_left() {
     )
     .unwrap();
     clock.advance(Duration::from_secs(2));
+    let (n, mean) = ns.expiring();
     assert_eq!(
-        ns.expiring(),
-        (8, far - Duration::from_secs(2)),
-        "an expired one is not counted"
+        n, 9,
+        "one past its deadline counts until it is removed, as in Redis"
     );
+    // Its second past the deadline counts against the others' time left.
+    let expected = (far - Duration::from_secs(2)) * 8 / 9 - Duration::from_secs(1) / 9;
+    let off = mean.abs_diff(expected);
+    assert!(
+        off <= Duration::from_millis(1),
+        "{mean:?} against {expected:?}"
+    );
+    cache.run_pending_tasks();
+    assert_eq!(ns.expiring(), (8, far - Duration::from_secs(2)), "swept");
+    // Overwrites, PERSIST-like changes and removals keep the counters right.
+    ns.insert("far0", "no deadline now").unwrap();
+    assert!(ns.expire("far1", Some(Duration::from_secs(10))));
+    assert!(ns.expire("forever", Some(Duration::from_secs(30))));
+    ns.invalidate("far2");
+    let (n, _) = ns.expiring();
+    assert_eq!(n, 7);
+    ns.invalidate_all();
+    assert_eq!(ns.expiring(), (0, Duration::ZERO));
+    ns.insert_with(
+        "one",
+        "v",
+        &EntryOptions::default().ttl(Duration::from_secs(60)),
+    )
+    .unwrap();
+    assert_eq!(ns.expiring(), (1, Duration::from_secs(60)));
+    // A time to idle: counted, but left out of the mean (reads move its deadline).
+    ns.insert_with(
+        "idle",
+        "v",
+        &EntryOptions::default().tti(Duration::from_secs(5)),
+    )
+    .unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert!(ns.get("idle").is_some());
+    assert_eq!(ns.expiring(), (2, Duration::from_secs(59)));
+    ns.invalidate("idle");
+    assert_eq!(ns.expiring(), (1, Duration::from_secs(59)));
 }
 
 #[test]
@@ -133,4 +170,27 @@ fn sweep_frees_memory_without_reads() {
     );
     assert_eq!(*expired.lock().unwrap(), 10_000);
     assert_eq!(ns.stats().hits + ns.stats().misses, 0, "nothing was read");
+}
+
+/// An entry past its deadline is counted by `len` until something removes it; `contains`
+/// does, as a read does (and as Redis's `EXISTS` deletes it), and says it is gone.
+#[test]
+fn contains_removes_an_entry_past_its_deadline() {
+    let clock = ManualClock::new(0);
+    let cache = cache(&clock);
+    let ns = cache.default_namespace();
+    let opts = EntryOptions::default().ttl(Duration::from_secs(1));
+    ns.insert_with("otp", "123456", &opts).unwrap();
+    ns.insert("kept", "v").unwrap();
+    assert!(ns.contains("otp"));
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(ns.len(), 2, "no one has touched it yet");
+    let before = ns.stats();
+    assert!(!ns.contains("otp"));
+    assert_eq!(ns.len(), 1);
+    assert!(ns.contains("kept"));
+    let after = ns.stats();
+    assert_eq!(after.expired, before.expired + 1);
+    assert_eq!((after.hits, after.misses), (before.hits, before.misses));
+    assert!(after.bytes < before.bytes);
 }

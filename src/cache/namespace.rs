@@ -220,13 +220,11 @@ impl Namespace {
         self.inner.get_with(key.as_ref(), |v| read(v))
     }
 
-    /// Whether a live entry exists (counts neither a hit nor a miss).
+    /// Whether a live entry exists (counts neither a hit nor a miss). An entry found past its
+    /// deadline is removed, as a read removes it.
     #[must_use]
     pub fn contains(&self, key: impl AsRef<[u8]>) -> bool {
-        let key = key.as_ref();
-        let (hash, shard) = self.inner.locate(key);
-        let now = self.inner.clock.now_millis();
-        shard.read().peek(hash, key, now).is_some()
+        self.inner.contains(key.as_ref())
     }
 
     /// Reads many values at once.
@@ -485,19 +483,25 @@ impl Namespace {
             .collect()
     }
 
-    /// How many live entries expire and the mean time they have left (Redis's `INFO`
-    /// `expires` and `avg_ttl`). It walks every entry, one shard's read lock at a time.
+    /// How many entries have a deadline and the mean time they have left (Redis's `INFO`
+    /// `expires` and `avg_ttl`), from counters kept as deadlines change: O(shards). As in Redis,
+    /// an entry past its deadline counts until a read or the sweep removes it (its time left
+    /// counts as negative in the mean, which is at least zero); entries with a time to idle
+    /// count in the number but not in the mean (reads move their deadlines).
     #[must_use]
     pub fn expiring(&self) -> (u64, Duration) {
         let now = self.inner.clock.now_millis();
-        let (n, left) = self
+        let (n, timed, sum) = self
             .inner
             .shards
             .iter()
-            .map(|s| s.0.read().expiring(now))
-            .fold((0u64, 0u128), |(n, l), (sn, sl)| (n + sn, l + sl));
+            .map(|s| s.0.read().deadlines())
+            .fold((0u64, 0u64, 0u128), |(n, t, sum), d| {
+                (n + d.count, t + d.timed, sum + d.sum)
+            });
         // Summed in u128: a million keys with deadlines centuries away overflow u64.
-        let mean = left.checked_div(u128::from(n)).unwrap_or(0);
+        let left = sum.saturating_sub(u128::from(timed) * u128::from(now));
+        let mean = left.checked_div(u128::from(timed)).unwrap_or(0);
         (
             n,
             Duration::from_millis(u64::try_from(mean).unwrap_or(u64::MAX)),
@@ -586,6 +590,35 @@ impl NsInner {
         shard.read().peek(hash, key, now).cloned()
     }
 
+    /// Whether `key` holds a live entry. One whose deadline has passed is removed on the way
+    /// (as a read removes it, and as Redis's `EXISTS` deletes it), so that `len` stops counting
+    /// it; the hit and miss counters are left alone.
+    pub(crate) fn contains(&self, key: &[u8]) -> bool {
+        let (hash, shard) = self.locate(key);
+        let now = self.clock.now_millis();
+        let live = {
+            let g = shard.read();
+            match g.find(hash, key) {
+                None => return false,
+                Some(i) => g.live_value_at(i, now).is_some(),
+            }
+        };
+        if !live {
+            self.remove_expired(hash, shard, key);
+        }
+        live
+    }
+
+    /// Removes `key` if its deadline has passed (another thread may have done it already).
+    fn remove_expired(&self, hash: u64, shard: &RwLock<Shard>, key: &[u8]) {
+        let now = self.clock.now_millis();
+        let removed = shard.write().remove_if_expired(hash, key, now);
+        if let Some(r) = removed {
+            self.used.fetch_sub(r.weight, Relaxed);
+            self.notify(smallvec::smallvec![(r, RemovalCause::Expired)]);
+        }
+    }
+
     pub(crate) fn get(&self, key: &[u8]) -> Option<Bytes> {
         self.get_with(key, Bytes::clone)
     }
@@ -614,12 +647,7 @@ impl NsInner {
             }
             Lookup::Expired => {
                 self.counters.misses.add(1);
-                let now = self.clock.now_millis();
-                let removed = shard.write().remove_if_expired(hash, key, now);
-                if let Some(r) = removed {
-                    self.used.fetch_sub(r.weight, Relaxed);
-                    self.notify(smallvec::smallvec![(r, RemovalCause::Expired)]);
-                }
+                self.remove_expired(hash, shard, key);
                 None
             }
             Lookup::Miss => {

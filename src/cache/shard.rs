@@ -226,6 +226,17 @@ pub(crate) struct Removed {
     pub expired: bool,
 }
 
+/// The entries with a deadline, kept as they change so that `INFO`'s `expires` and `avg_ttl`
+/// need no walk: how many (time-to-idle ones and ones past their deadline included, as Redis
+/// counts its `expires` until it deletes them), and, over those without a time to idle (whose
+/// deadline reads move under the read lock), how many and the sum of their deadlines.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Deadlines {
+    pub count: u64,
+    pub timed: u64,
+    pub sum: u128,
+}
+
 #[derive(Debug)]
 pub(crate) struct Shard {
     table: HashTable<u32>,
@@ -235,6 +246,7 @@ pub(crate) struct Shard {
     main: List,
     ghost: Ghost,
     ttl_caps: HashMap<u32, u64>,
+    deadlines: Deadlines,
     tags_of: HashMap<u32, Box<[Arc<str>]>>,
     tag_index: HashMap<Arc<str>, HashSet<u32>>,
     sweep_cursor: usize,
@@ -253,6 +265,7 @@ impl Shard {
             main: List::new(),
             ghost: Ghost::default(),
             ttl_caps: HashMap::new(),
+            deadlines: Deadlines::default(),
             tags_of: HashMap::new(),
             tag_index: HashMap::new(),
             sweep_cursor: 0,
@@ -424,10 +437,38 @@ impl Shard {
         (i, None)
     }
 
+    /// Counts slot `i`'s deadline into [`Deadlines`] (`add`) or out of them; called under the
+    /// write lock before a deadline changes and after, and when the entry goes.
+    fn count_deadline(&mut self, i: u32, add: bool) {
+        let slot = &self.slots[i];
+        let d = slot.expires_at.load(Relaxed);
+        if d == NEVER {
+            return;
+        }
+        let t = &mut self.deadlines;
+        let timed = slot.tti_ms == 0;
+        if add {
+            t.count += 1;
+            if timed {
+                t.timed += 1;
+                t.sum += u128::from(d);
+            }
+        } else {
+            t.count -= 1;
+            if timed {
+                t.timed -= 1;
+                t.sum -= u128::from(d);
+            }
+        }
+    }
+
     fn set_expiry(&mut self, i: u32, expiry: Expiry, now: u64) {
+        self.count_deadline(i, false);
         let slot = &mut self.slots[i];
         slot.tti_ms = expiry.tti_ms;
         slot.expires_at.store(expiry.first_deadline(now), Relaxed);
+        self.count_deadline(i, true);
+        let slot = &mut self.slots[i];
         if expiry.tti_ms != 0 && expiry.ttl_deadline != NEVER {
             slot.flags |= TTL_CAP;
             self.ttl_caps.insert(i, expiry.ttl_deadline);
@@ -507,6 +548,7 @@ impl Shard {
         if self.slots[i].flags & TTL_CAP != 0 {
             self.ttl_caps.remove(&i);
         }
+        self.count_deadline(i, false);
         let slot = &mut self.slots[i];
         let weight = slot.weight();
         let expired = slot.expires_at.load(Relaxed) <= now;
@@ -621,13 +663,9 @@ impl Shard {
         }
     }
 
-    /// How many live entries expire, and the sum of the milliseconds they have left.
-    pub(crate) fn expiring(&self, now: u64) -> (u64, u128) {
-        self.table
-            .iter()
-            .map(|&i| self.slots[i].expires_at.load(Relaxed))
-            .filter(|&d| d > now && d != NEVER)
-            .fold((0, 0), |(n, left), d| (n + 1, left + u128::from(d - now)))
+    /// The entries with a deadline ([`Deadlines`]).
+    pub(crate) fn deadlines(&self) -> Deadlines {
+        self.deadlines
     }
 
     /// Walks the slab from slot `from` in index order for `SCAN`: hands each live key to
