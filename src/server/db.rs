@@ -31,25 +31,6 @@ pub struct PrefixRule {
     pub namespace: Namespace,
 }
 
-/// What a key holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    /// A string.
-    Str(Bytes),
-    /// A hash: field/value pairs in insertion order.
-    Hash(Vec<(Bytes, Bytes)>),
-}
-
-impl Value {
-    /// Redis `TYPE` name.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Str(_) => "string",
-            Self::Hash(_) => "hash",
-        }
-    }
-}
-
 /// Encodes a string value.
 pub fn encode_str(v: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(v.len() + 1);
@@ -58,27 +39,28 @@ pub fn encode_str(v: &[u8]) -> Bytes {
     b.freeze()
 }
 
-/// Encodes a hash value.
-pub fn encode_hash(fields: &[(Bytes, Bytes)]) -> Bytes {
-    let pairs: Vec<(&[u8], &[u8])> = fields.iter().map(|(f, v)| (&f[..], &v[..])).collect();
-    let mut out = vec![HASH];
-    out.extend(postcard::to_allocvec(&pairs).unwrap_or_default());
-    Bytes::from(out)
+/// Encodes a hash from its fields and values, in order: the tag, then postcard's
+/// `Vec<(&[u8], &[u8])>` (a varint count, then each field and value as a varint length and
+/// its bytes), which [`hash_fields`] reads back without copying.
+pub fn encode_hash(fields: &[(&[u8], &[u8])]) -> Bytes {
+    // Serializing byte slices into a Vec cannot fail.
+    postcard::to_extend(fields, vec![HASH]).map_or_else(|_| Bytes::new(), Bytes::from)
 }
 
-/// Decodes a stored value; `None` for bytes no command wrote (treated as absent).
-pub fn decode(raw: &Bytes) -> Option<Value> {
-    match *raw.first()? {
-        STRING => Some(Value::Str(raw.slice(1..))),
-        HASH => {
-            let pairs: Vec<(&[u8], &[u8])> = postcard::from_bytes(&raw[1..]).ok()?;
-            Some(Value::Hash(
-                pairs
-                    .into_iter()
-                    .map(|(f, v)| (Bytes::copy_from_slice(f), Bytes::copy_from_slice(v)))
-                    .collect(),
-            ))
-        }
+/// The fields and values of a stored hash, borrowed from its bytes (one allocation for the
+/// list, none per field); `None` when `raw` holds a string or bytes no command wrote.
+pub fn hash_fields(raw: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    match raw.split_first() {
+        Some((&HASH, rest)) => postcard::from_bytes(rest).ok(),
+        _ => None,
+    }
+}
+
+/// `TYPE`'s name for a stored value, from its tag alone (`None`: bytes no command wrote).
+pub fn stored_type(raw: &[u8]) -> Option<&'static str> {
+    match raw.first()? {
+        &STRING => Some("string"),
+        &HASH => Some("hash"),
         _ => None,
     }
 }
@@ -201,6 +183,27 @@ mod tests {
     use super::*;
     use crate::config::{LogConfig, TopicConfig};
     use crate::server::streams::topic_name;
+
+    /// A hash reads back as it was written, from the same bytes as the earlier encoder made
+    /// (snapshots of critical namespaces hold them), and nothing else reads as a hash.
+    #[test]
+    fn hashes_read_back_without_copies_from_the_stored_layout() {
+        let fields: Vec<(&[u8], &[u8])> =
+            vec![(b"user", b"7"), (b"", b""), (b"cart", &[0xff; 300])];
+        let raw = encode_hash(&fields);
+        let mut earlier = vec![HASH];
+        earlier.extend(postcard::to_allocvec(&fields).unwrap());
+        assert_eq!(&raw[..], &earlier[..]);
+        assert_eq!(hash_fields(&raw), Some(fields));
+        assert_eq!(stored_type(&raw), Some("hash"));
+        let s = encode_str(b"v");
+        assert_eq!(hash_fields(&s), None);
+        assert_eq!(stored_type(&s), Some("string"));
+        assert_eq!(str_bytes(&raw), None);
+        assert_eq!(hash_fields(&raw[..raw.len() - 1]), None, "truncated");
+        assert_eq!(hash_fields(b""), None);
+        assert_eq!(stored_type(b"\x09"), None);
+    }
 
     #[test]
     fn stream_keys_know_the_streams_of_the_log_and_the_new_ones() {

@@ -1,5 +1,9 @@
 //! Hash commands (sessions live in them). A hash is stored whole; each write rewrites it
-//! atomically under the key's shard lock.
+//! atomically under the key's shard lock. Reads borrow the fields from the stored bytes under
+//! the shard's lock and writes copy only what changes, so a hash of many fields costs one scan
+//! and one copy of its bytes per command, not an allocation per field.
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
 
@@ -7,26 +11,33 @@ use super::strings::reply_err;
 use super::{float, not_int, parse_cursor, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::glob::glob_match;
-use crate::server::db::{Db, Value, WRONGTYPE, decode, encode_hash};
+use crate::server::db::{Db, WRONGTYPE, encode_hash, hash_fields};
 use crate::server::notify::KeyEvent;
 use crate::server::reply::Out;
+
+/// A hash being changed: fields and values borrowed from the stored bytes, or owned when a
+/// command gives new ones.
+type Fields<'a> = Vec<(Cow<'a, [u8]>, Cow<'a, [u8]>)>;
 
 /// Runs `f` on the hash at `key` (empty when absent); `Err(())` for another type (a string or
 /// a stream).
 fn modify_hash(
     db: &Db,
     key: &[u8],
-    f: impl FnOnce(&mut Vec<(Bytes, Bytes)>) -> bool,
+    f: impl FnOnce(&mut Fields<'_>) -> bool,
 ) -> Result<Result<(), ()>, crate::Error> {
     if db.streams.contains(key) {
         return Ok(Err(()));
     }
     let mut wrong = false;
     db.ns(key).modify(key, |cur| {
-        let mut fields = match cur.map(decode) {
+        let mut fields: Fields<'_> = match cur.map(|raw| hash_fields(raw)) {
             None => Vec::new(),
-            Some(Some(Value::Hash(h))) => h,
-            Some(_) => {
+            Some(Some(h)) => h
+                .into_iter()
+                .map(|(f, v)| (Cow::Borrowed(f), Cow::Borrowed(v)))
+                .collect(),
+            Some(None) => {
                 wrong = true;
                 return Ok(Modify::Keep);
             }
@@ -37,18 +48,23 @@ fn modify_hash(
         if fields.is_empty() {
             return Ok(Modify::Remove);
         }
-        Ok(Modify::Set(encode_hash(&fields), TtlChange::Keep))
+        let pairs: Vec<(&[u8], &[u8])> = fields.iter().map(|(f, v)| (&**f, &**v)).collect();
+        Ok(Modify::Set(encode_hash(&pairs), TtlChange::Keep))
     })?;
     Ok(if wrong { Err(()) } else { Ok(()) })
 }
 
-/// The fields of the hash at `key` (none when absent); `Err(())` for a string or a stream.
-fn read_hash(db: &Db, key: &[u8]) -> Result<Vec<(Bytes, Bytes)>, ()> {
-    match db.ns(key).get(key).map(|raw| decode(&raw)) {
+/// Runs `f` on the fields of the hash at `key`, borrowed under its shard's lock (none when
+/// the key is absent); `Err(())` for a string or a stream.
+fn with_hash<T>(db: &Db, key: &[u8], mut f: impl FnMut(&[(&[u8], &[u8])]) -> T) -> Result<T, ()> {
+    match db
+        .ns(key)
+        .get_with(key, |raw| hash_fields(raw).map(|fields| f(&fields)))
+    {
+        Some(Some(t)) => Ok(t),
+        Some(None) => Err(()),
         None if db.streams.contains(key) => Err(()),
-        None => Ok(Vec::new()),
-        Some(Some(Value::Hash(h))) => Ok(h),
-        Some(_) => Err(()),
+        None => Ok(f(&[])),
     }
 }
 
@@ -60,14 +76,14 @@ pub(crate) fn hset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     let r = modify_hash(db, &args[1], |fields| {
         set = true;
         for fv in args[2..].chunks(2) {
-            match fields.iter_mut().find(|(f, _)| f == &fv[0]) {
+            match fields.iter_mut().find(|(f, _)| **f == fv[0][..]) {
                 Some(_) if cmd == "hsetnx" => {
                     set = false;
                     return false;
                 }
-                Some(slot) => slot.1 = fv[1].clone(),
+                Some(slot) => slot.1 = Cow::Owned(fv[1].to_vec()),
                 None => {
-                    fields.push((fv[0].clone(), fv[1].clone()));
+                    fields.push((Cow::Owned(fv[0].to_vec()), Cow::Owned(fv[1].to_vec())));
                     added += 1;
                 }
             }
@@ -99,34 +115,36 @@ pub(crate) fn read(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     if !arity_ok {
         return wrong_args(out, &args[0]);
     }
-    let Ok(fields) = read_hash(db, &args[1]) else {
-        return out.error(WRONGTYPE);
-    };
-    let find = |name: &Bytes| fields.iter().find(|(f, _)| f == name).map(|(_, v)| v);
-    match cmd {
-        "hget" => out.opt_bulk(find(&args[2]).map(|v| &v[..])),
-        "hexists" => out.int(i64::from(find(&args[2]).is_some())),
-        "hstrlen" => out.int(find(&args[2]).map_or(0, |v| v.len() as i64)),
-        "hmget" => {
-            out.array(args.len() - 2);
-            for name in &args[2..] {
-                out.opt_bulk(find(name).map(|v| &v[..]));
+    let done = with_hash(db, &args[1], |fields| {
+        let find = |name: &[u8]| fields.iter().find(|(f, _)| *f == name).map(|(_, v)| *v);
+        match cmd {
+            "hget" => out.opt_bulk(find(&args[2])),
+            "hexists" => out.int(i64::from(find(&args[2]).is_some())),
+            "hstrlen" => out.int(find(&args[2]).map_or(0, |v| v.len() as i64)),
+            "hmget" => {
+                out.array(args.len() - 2);
+                for name in &args[2..] {
+                    out.opt_bulk(find(name));
+                }
+            }
+            "hlen" => out.int(fields.len() as i64),
+            "hkeys" | "hvals" => {
+                out.array(fields.len());
+                for (f, v) in fields {
+                    out.bulk(if cmd == "hkeys" { f } else { v });
+                }
+            }
+            _ => {
+                out.map(fields.len());
+                for (f, v) in fields {
+                    out.bulk(f);
+                    out.bulk(v);
+                }
             }
         }
-        "hlen" => out.int(fields.len() as i64),
-        "hkeys" | "hvals" => {
-            out.array(fields.len());
-            for (f, v) in &fields {
-                out.bulk(if cmd == "hkeys" { f } else { v });
-            }
-        }
-        _ => {
-            out.map(fields.len());
-            for (f, v) in &fields {
-                out.bulk(f);
-                out.bulk(v);
-            }
-        }
+    });
+    if done.is_err() {
+        out.error(WRONGTYPE);
     }
 }
 
@@ -137,7 +155,7 @@ pub(crate) fn hdel(db: &Db, args: &[Bytes], out: &mut Out) {
     let (mut removed, mut emptied) = (0, false);
     let r = modify_hash(db, &args[1], |fields| {
         let before = fields.len();
-        fields.retain(|(f, _)| !args[2..].contains(f));
+        fields.retain(|(f, _)| !args[2..].iter().any(|a| a[..] == **f));
         removed = before - fields.len();
         emptied = fields.is_empty();
         removed > 0
@@ -174,7 +192,7 @@ pub(crate) fn hincrby(db: &Db, args: &[Bytes], out: &mut Out) {
                 .ok_or("ERR increment or decrement would overflow")
         });
         let Ok(n) = result else { return false };
-        fields[slot].1 = Bytes::from(n.to_string());
+        fields[slot].1 = Cow::Owned(n.to_string().into_bytes());
         true
     });
     match (r, result) {
@@ -190,12 +208,12 @@ pub(crate) fn hincrby(db: &Db, args: &[Bytes], out: &mut Out) {
 
 /// The index of field `name`, added with the value 0 when absent (for the increments; the
 /// addition is dropped with the rest of the change when the increment fails).
-fn slot_of(fields: &mut Vec<(Bytes, Bytes)>, name: &Bytes) -> usize {
+fn slot_of(fields: &mut Fields<'_>, name: &[u8]) -> usize {
     fields
         .iter()
-        .position(|(f, _)| f == name)
+        .position(|(f, _)| **f == *name)
         .unwrap_or_else(|| {
-            fields.push((name.clone(), Bytes::from_static(b"0")));
+            fields.push((Cow::Owned(name.to_vec()), Cow::Borrowed(b"0")));
             fields.len() - 1
         })
 }
@@ -213,7 +231,7 @@ pub(crate) fn hincrbyfloat(db: &Db, args: &[Bytes], out: &mut Out) {
     let mut result = Err("ERR hash value is not a float");
     let r = modify_hash(db, &args[1], |fields| {
         let slot = slot_of(fields, &args[2]);
-        let sum = match float::add(Some(&fields[slot].1), &args[3]) {
+        let sum = match float::add(Some(&*fields[slot].1), &args[3]) {
             Ok(sum) => sum,
             Err(float::AddError::NotFinite) => {
                 result = Err("ERR increment would produce NaN or Infinity");
@@ -221,7 +239,7 @@ pub(crate) fn hincrbyfloat(db: &Db, args: &[Bytes], out: &mut Out) {
             }
             Err(_) => return false,
         };
-        fields[slot].1 = Bytes::from(sum.clone());
+        fields[slot].1 = Cow::Owned(sum.clone().into_bytes());
         result = Ok(sum);
         true
     });
@@ -249,45 +267,47 @@ pub(crate) fn hscan(db: &Db, args: &[Bytes], out: &mut Out) {
     }
     // A missing key answers an empty page and a wrong type WRONGTYPE before the options are
     // read, as in Redis.
-    let Ok(fields) = read_hash(db, &args[1]) else {
-        return out.error(WRONGTYPE);
-    };
-    if fields.is_empty() {
+    let done = with_hash(db, &args[1], |fields| {
+        if fields.is_empty() {
+            out.array(2);
+            out.bulk(b"0");
+            return out.array(0);
+        }
+        let (mut pattern, mut values) = (None, true);
+        let mut i = 3;
+        while i < args.len() {
+            match String::from_utf8_lossy(&args[i]).to_lowercase().as_str() {
+                "match" if i + 1 < args.len() => pattern = Some(&args[i + 1]),
+                "count" if i + 1 < args.len() => match parse_i64(&args[i + 1]) {
+                    Some(n) if n > 0 => {}
+                    Some(_) => return syntax(out),
+                    None => return not_int(out),
+                },
+                "novalues" => {
+                    values = false;
+                    i += 1;
+                    continue;
+                }
+                _ => return syntax(out),
+            }
+            i += 2;
+        }
+        let page: Vec<&(&[u8], &[u8])> = fields
+            .iter()
+            .filter(|(f, _)| pattern.is_none_or(|p| glob_match(p, f)))
+            .collect();
         out.array(2);
         out.bulk(b"0");
-        return out.array(0);
-    }
-    let (mut pattern, mut values) = (None, true);
-    let mut i = 3;
-    while i < args.len() {
-        match String::from_utf8_lossy(&args[i]).to_lowercase().as_str() {
-            "match" if i + 1 < args.len() => pattern = Some(args[i + 1].clone()),
-            "count" if i + 1 < args.len() => match parse_i64(&args[i + 1]) {
-                Some(n) if n > 0 => {}
-                Some(_) => return syntax(out),
-                None => return not_int(out),
-            },
-            "novalues" => {
-                values = false;
-                i += 1;
-                continue;
+        out.array(page.len() * if values { 2 } else { 1 });
+        for (f, v) in page {
+            out.bulk(f);
+            if values {
+                out.bulk(v);
             }
-            _ => return syntax(out),
         }
-        i += 2;
-    }
-    let page: Vec<&(Bytes, Bytes)> = fields
-        .iter()
-        .filter(|(f, _)| pattern.as_ref().is_none_or(|p| glob_match(p, f)))
-        .collect();
-    out.array(2);
-    out.bulk(b"0");
-    out.array(page.len() * if values { 2 } else { 1 });
-    for (f, v) in page {
-        out.bulk(f);
-        if values {
-            out.bulk(v);
-        }
+    });
+    if done.is_err() {
+        out.error(WRONGTYPE);
     }
 }
 
@@ -330,50 +350,52 @@ pub(crate) fn hrandfield(db: &Db, args: &[Bytes], out: &mut Out) {
         }
         count = Some(n);
     }
-    let Ok(fields) = read_hash(db, &args[1]) else {
-        return out.error(WRONGTYPE);
-    };
     let mut rng = super::Rng::new();
-    let Some(count) = count else {
-        if fields.is_empty() {
-            return out.null();
-        }
-        return out.bulk(&fields[rng.below(fields.len())].0);
-    };
-    let picks: Vec<usize> = if count >= 0 {
-        let n = usize::try_from(count).unwrap_or(usize::MAX);
-        if n >= fields.len() {
-            (0..fields.len()).collect()
+    let done = with_hash(db, &args[1], |fields| {
+        let Some(count) = count else {
+            if fields.is_empty() {
+                return out.null();
+            }
+            return out.bulk(fields[rng.below(fields.len())].0);
+        };
+        let picks: Vec<usize> = if count >= 0 {
+            let n = usize::try_from(count).unwrap_or(usize::MAX);
+            if n >= fields.len() {
+                (0..fields.len()).collect()
+            } else {
+                // The first `n` of a partial Fisher–Yates shuffle: distinct fields.
+                let mut order: Vec<usize> = (0..fields.len()).collect();
+                for i in 0..n {
+                    let j = i + rng.below(fields.len() - i);
+                    order.swap(i, j);
+                }
+                order.truncate(n);
+                order
+            }
+        } else if fields.is_empty() {
+            Vec::new()
         } else {
-            // The first `n` of a partial Fisher–Yates shuffle: distinct fields.
-            let mut order: Vec<usize> = (0..fields.len()).collect();
-            for i in 0..n {
-                let j = i + rng.below(fields.len() - i);
-                order.swap(i, j);
+            let n = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
+            (0..n).map(|_| rng.below(fields.len())).collect()
+        };
+        if with_values && out.resp3 {
+            out.array(picks.len());
+            for i in picks {
+                out.array(2);
+                out.bulk(fields[i].0);
+                out.bulk(fields[i].1);
             }
-            order.truncate(n);
-            order
-        }
-    } else if fields.is_empty() {
-        Vec::new()
-    } else {
-        let n = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
-        (0..n).map(|_| rng.below(fields.len())).collect()
-    };
-    if with_values && out.resp3 {
-        out.array(picks.len());
-        for i in picks {
-            out.array(2);
-            out.bulk(&fields[i].0);
-            out.bulk(&fields[i].1);
-        }
-    } else {
-        out.array(picks.len() * if with_values { 2 } else { 1 });
-        for i in picks {
-            out.bulk(&fields[i].0);
-            if with_values {
-                out.bulk(&fields[i].1);
+        } else {
+            out.array(picks.len() * if with_values { 2 } else { 1 });
+            for i in picks {
+                out.bulk(fields[i].0);
+                if with_values {
+                    out.bulk(fields[i].1);
+                }
             }
         }
+    });
+    if done.is_err() {
+        out.error(WRONGTYPE);
     }
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use super::{not_int, parse_i64, syntax};
 use crate::cache::ENTRY_OVERHEAD;
 use crate::server::Shared;
-use crate::server::db::{Value, decode};
+use crate::server::db::{hash_fields, str_bytes};
 use crate::server::reply::Out;
 use crate::server::streams;
 
@@ -79,11 +79,17 @@ fn encoding(value: &Held) -> &'static str {
     let Held::Cached(raw) = value else {
         return "stream";
     };
-    match decode(raw) {
-        Some(Value::Str(s)) if is_canonical_int(&s) => "int",
-        Some(Value::Str(s)) if s.len() <= EMBSTR_MAX => "embstr",
-        Some(Value::Str(_)) => "raw",
-        Some(Value::Hash(fields))
+    if let Some(s) = str_bytes(raw) {
+        return if is_canonical_int(s) {
+            "int"
+        } else if s.len() <= EMBSTR_MAX {
+            "embstr"
+        } else {
+            "raw"
+        };
+    }
+    match hash_fields(raw) {
+        Some(fields)
             if fields.len() <= LISTPACK_ENTRIES
                 && fields
                     .iter()

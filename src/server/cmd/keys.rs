@@ -6,7 +6,7 @@ use super::{not_int, parse_cursor, parse_i64, strings, syntax, wrong_args};
 use crate::cache::{Modify, Namespace, TtlChange};
 use crate::glob::glob_match;
 use crate::server::Shared;
-use crate::server::db::{Db, decode};
+use crate::server::db::{Db, stored_type};
 use crate::server::notify::KeyEvent;
 use crate::server::reply::Out;
 use crate::server::streams;
@@ -196,8 +196,8 @@ fn all_keys(shared: &Shared, pattern: &[u8]) -> Vec<Bytes> {
 
 /// What `TYPE` answers for `key`.
 fn type_name(shared: &Shared, key: &[u8]) -> &'static str {
-    match shared.db.ns(key).get(key).and_then(|raw| decode(&raw)) {
-        Some(v) => v.type_name(),
+    match shared.db.ns(key).get_with(key, stored_type).flatten() {
+        Some(name) => name,
         None if streams::exists(shared, key) => "stream",
         None => "none",
     }
