@@ -56,11 +56,104 @@ pub fn hash_fields(raw: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     }
 }
 
+/// A varint as postcard writes lengths (LEB128, at most 10 bytes) at the front of `b`: its
+/// value and how many bytes it took.
+fn varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().take(10).enumerate() {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// One length-prefixed byte string at the front of `b`: it and the bytes after it.
+fn prefixed(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, used) = varint(b)?;
+    let rest = &b[used..];
+    let len = usize::try_from(len).ok().filter(|&n| n <= rest.len())?;
+    Some(rest.split_at(len))
+}
+
+/// The number of fields of a stored hash, from its first bytes: O(1).
+pub fn hash_len(raw: &[u8]) -> Option<u64> {
+    match raw.split_first() {
+        Some((&HASH, rest)) => varint(rest).map(|(n, _)| n),
+        _ => None,
+    }
+}
+
+/// The value of `field` in a stored hash, found by a scan of its bytes without allocating:
+/// `Some(None)` when the hash lacks it, `None` when `raw` is not a hash.
+pub fn hash_get<'a>(raw: &'a [u8], field: &[u8]) -> Option<Option<&'a [u8]>> {
+    let (_, value) = hash_find(raw, field)?;
+    // The span starts at the value's length prefix.
+    Some(value.and_then(|(start, _)| prefixed(&raw[start..]).map(|(v, _)| v)))
+}
+
+/// Where a stored hash's count ends, and the span of `field`'s value (its length prefix
+/// included) if it has one; `None` when `raw` is not a hash.
+fn hash_find(raw: &[u8], field: &[u8]) -> Option<(usize, Option<(usize, usize)>)> {
+    let (&HASH, body) = raw.split_first()? else {
+        return None;
+    };
+    let (n, used) = varint(body)?;
+    let header = 1 + used;
+    let mut rest = &raw[header..];
+    for _ in 0..n {
+        let (f, after) = prefixed(rest)?;
+        let value_at = raw.len() - after.len();
+        let (_, next) = prefixed(after)?;
+        if f == field {
+            return Some((header, Some((value_at, raw.len() - next.len()))));
+        }
+        rest = next;
+    }
+    Some((header, None))
+}
+
+/// A stored hash with `field` set to `value` (added last when new), copied around the one
+/// change; `None` when `raw` is not a hash. The `bool` says whether the field is new.
+pub fn hash_set(raw: &[u8], field: &[u8], value: &[u8]) -> Option<(Bytes, bool)> {
+    let (header, found) = hash_find(raw, field)?;
+    let mut out = Vec::with_capacity(raw.len() + field.len() + value.len() + 20);
+    match found {
+        Some((start, end)) => {
+            out.extend_from_slice(&raw[..start]);
+            put_varint(&mut out, value.len() as u64);
+            out.extend_from_slice(value);
+            out.extend_from_slice(&raw[end..]);
+            Some((Bytes::from(out), false))
+        }
+        None => {
+            let n = hash_len(raw)?;
+            out.push(HASH);
+            put_varint(&mut out, n + 1);
+            out.extend_from_slice(&raw[header..]);
+            put_varint(&mut out, field.len() as u64);
+            out.extend_from_slice(field);
+            put_varint(&mut out, value.len() as u64);
+            out.extend_from_slice(value);
+            Some((Bytes::from(out), true))
+        }
+    }
+}
+
 /// `TYPE`'s name for a stored value, from its tag alone (`None`: bytes no command wrote).
 pub fn stored_type(raw: &[u8]) -> Option<&'static str> {
-    match raw.first()? {
-        &STRING => Some("string"),
-        &HASH => Some("hash"),
+    match *raw.first()? {
+        STRING => Some("string"),
+        HASH => Some("hash"),
         _ => None,
     }
 }
@@ -203,6 +296,48 @@ mod tests {
         assert_eq!(hash_fields(&raw[..raw.len() - 1]), None, "truncated");
         assert_eq!(hash_fields(b""), None);
         assert_eq!(stored_type(b"\x09"), None);
+    }
+
+    /// `hash_set` copies around one change and `hash_get`/`hash_len` scan without decoding:
+    /// after any sequence of sets the bytes are what `encode_hash` makes of the same fields.
+    #[test]
+    fn in_place_hash_sets_and_scans_match_the_whole_hash_encoder() {
+        let mut model: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut raw = encode_hash(&[(b"f0", b"")]);
+        model.push((b"f0".to_vec(), Vec::new()));
+        let mut x = 7u64;
+        for step in 0..600 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let field = format!("f{}", x % 150).into_bytes();
+            // Values across the 1- and 2-byte varint lengths.
+            let value = vec![b'v'; (x >> 20) as usize % 200];
+            let (next, new) = hash_set(&raw, &field, &value).unwrap();
+            match model.iter_mut().find(|(f, _)| *f == field) {
+                Some(slot) => {
+                    assert!(!new, "step {step}");
+                    slot.1 = value;
+                }
+                None => {
+                    assert!(new, "step {step}");
+                    model.push((field, value));
+                }
+            }
+            raw = next;
+            let pairs: Vec<(&[u8], &[u8])> = model.iter().map(|(f, v)| (&f[..], &v[..])).collect();
+            assert_eq!(raw, encode_hash(&pairs), "step {step}");
+        }
+        assert_eq!(hash_len(&raw), Some(model.len() as u64));
+        for (f, v) in &model {
+            assert_eq!(hash_get(&raw, f), Some(Some(&v[..])));
+        }
+        assert_eq!(hash_get(&raw, b"nope"), Some(None));
+        let s = encode_str(b"v");
+        assert_eq!((hash_len(&s), hash_get(&s, b"f0")), (None, None));
+        assert!(hash_set(&s, b"f", b"v").is_none());
+        // A truncated hash: the scan stops and finds nothing past the cut.
+        assert_eq!(hash_get(&raw[..10], b"f149"), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::strings::reply_err;
 use super::{float, not_int, parse_cursor, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::glob::glob_match;
-use crate::server::db::{Db, WRONGTYPE, encode_hash, hash_fields};
+use crate::server::db::{Db, WRONGTYPE, encode_hash, hash_fields, hash_get, hash_len, hash_set};
 use crate::server::notify::KeyEvent;
 use crate::server::reply::Out;
 
@@ -73,6 +73,9 @@ pub(crate) fn hset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
         return wrong_args(out, &args[0]);
     }
     let (mut added, mut set) = (0, false);
+    if cmd != "hsetnx" && args.len() == 4 {
+        return hset_one(db, cmd, args, out);
+    }
     let r = modify_hash(db, &args[1], |fields| {
         set = true;
         for fv in args[2..].chunks(2) {
@@ -106,6 +109,61 @@ pub(crate) fn hset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     }
 }
 
+/// `HSET key field value` (and `HMSET`): the stored bytes copied around the one change, with
+/// no list of fields built.
+fn hset_one(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
+    let (key, field, value) = (&args[1], &args[2], &args[3]);
+    if db.streams.contains(key) {
+        return out.error(WRONGTYPE);
+    }
+    let (mut wrong, mut added) = (false, false);
+    let r = db.ns(key).modify(key, |cur| {
+        let raw = match cur {
+            None => {
+                added = true;
+                encode_hash(&[(&field[..], &value[..])])
+            }
+            Some(cur) => match hash_set(cur, field, value) {
+                Some((raw, new)) => {
+                    added = new;
+                    raw
+                }
+                None => {
+                    wrong = true;
+                    return Ok(Modify::Keep);
+                }
+            },
+        };
+        Ok(Modify::Set(raw, TtlChange::Keep))
+    });
+    match r {
+        Err(e) => reply_err(out, &e),
+        Ok(_) if wrong => out.error(WRONGTYPE),
+        Ok(_) => {
+            db.notifier.notify(KeyEvent::HSet, key);
+            if cmd == "hmset" {
+                out.ok();
+            } else {
+                out.int(i64::from(added));
+            }
+        }
+    }
+}
+
+/// Runs `f` on the stored bytes of the hash at `key` under its shard's lock (`None` when the
+/// key is absent); `Err(())` for a string or a stream.
+fn with_hash_bytes<T>(db: &Db, key: &[u8], mut f: impl FnMut(Option<&[u8]>) -> T) -> Result<T, ()> {
+    match db
+        .ns(key)
+        .get_with(key, |raw| hash_len(raw).is_some().then(|| f(Some(raw))))
+    {
+        Some(Some(t)) => Ok(t),
+        Some(None) => Err(()),
+        None if db.streams.contains(key) => Err(()),
+        None => Ok(f(None)),
+    }
+}
+
 pub(crate) fn read(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     let arity_ok = match cmd {
         "hget" | "hexists" | "hstrlen" => args.len() == 3,
@@ -115,31 +173,40 @@ pub(crate) fn read(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     if !arity_ok {
         return wrong_args(out, &args[0]);
     }
-    let done = with_hash(db, &args[1], |fields| {
-        let find = |name: &[u8]| fields.iter().find(|(f, _)| *f == name).map(|(_, v)| *v);
-        match cmd {
-            "hget" => out.opt_bulk(find(&args[2])),
-            "hexists" => out.int(i64::from(find(&args[2]).is_some())),
-            "hstrlen" => out.int(find(&args[2]).map_or(0, |v| v.len() as i64)),
-            "hmget" => {
-                out.array(args.len() - 2);
-                for name in &args[2..] {
-                    out.opt_bulk(find(name));
+    // The commands that look at a few fields scan the stored bytes for them.
+    if matches!(cmd, "hget" | "hexists" | "hstrlen" | "hmget" | "hlen") {
+        let done = with_hash_bytes(db, &args[1], |raw| {
+            let find = |name: &[u8]| raw.and_then(|r| hash_get(r, name).flatten());
+            match cmd {
+                "hget" => out.opt_bulk(find(&args[2])),
+                "hexists" => out.int(i64::from(find(&args[2]).is_some())),
+                "hstrlen" => out.int(find(&args[2]).map_or(0, |v| v.len() as i64)),
+                "hlen" => out.int(raw.and_then(hash_len).map_or(0, |n| n as i64)),
+                _ => {
+                    out.array(args.len() - 2);
+                    for name in &args[2..] {
+                        out.opt_bulk(find(name));
+                    }
                 }
             }
-            "hlen" => out.int(fields.len() as i64),
-            "hkeys" | "hvals" => {
-                out.array(fields.len());
-                for (f, v) in fields {
-                    out.bulk(if cmd == "hkeys" { f } else { v });
-                }
+        });
+        if done.is_err() {
+            out.error(WRONGTYPE);
+        }
+        return;
+    }
+    let done = with_hash(db, &args[1], |fields| match cmd {
+        "hkeys" | "hvals" => {
+            out.array(fields.len());
+            for (f, v) in fields {
+                out.bulk(if cmd == "hkeys" { f } else { v });
             }
-            _ => {
-                out.map(fields.len());
-                for (f, v) in fields {
-                    out.bulk(f);
-                    out.bulk(v);
-                }
+        }
+        _ => {
+            out.map(fields.len());
+            for (f, v) in fields {
+                out.bulk(f);
+                out.bulk(v);
             }
         }
     });
