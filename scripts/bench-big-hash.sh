@@ -4,23 +4,13 @@
 # (default 10 1000 10000). Ports: quipu 7479, Redis 7480; loopback only; bounded by -n.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bin quipu >/dev/null 2>&1 || cargo build --release --bin quipu
-work=$(mktemp -d "${TMPDIR:-/tmp}/quipu-hash.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-target/release/quipu serve --data-dir "$work/quipu" --port 7479 --no-http 2>"$work/quipu.err" &
-pids+=($!)
-redis-server --port 7480 --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
-  --logfile "$work/redis.log" &
-pids+=($!)
-for port in 7479 7480; do
-  for _ in $(seq 1 100); do redis-cli -p $port ping >/dev/null 2>&1 && break; sleep 0.1; done
-done
+. scripts/lib-servers.sh
+bench_setup hash
+background target/release/quipu serve --data-dir "$work/quipu" --port 7479 --no-http 2>"$work/quipu.err"
+background redis-server --port 7480 --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+  --logfile "$work/redis.log"
+wait_port 7479
+wait_port 7480
 fill() { # port n: HSET bigh 0..n-1 in one pipeline
   python3 - "$1" "$2" <<'PY'
 import socket, sys

@@ -11,33 +11,12 @@ cd "$(dirname "$0")/.."
 KEYS=${KEYS:-1000000}
 QP=7479
 RP=7480
-work=$(mktemp -d "${TMPDIR:-/tmp}/quipu-scan.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; exit 1; }
-cargo build --release --bin quipu >/dev/null 2>&1 || cargo build --release --bin quipu
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "port $1 did not answer" >&2
-  exit 1
-}
-
-target/release/quipu serve --data-dir "$work/quipu" --port $QP --http-port 7482 \
-  --max-bytes $((4 << 30)) 2>"$work/quipu.err" &
-pids+=($!)
-redis-server --port $RP --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
-  >"$work/redis.log" 2>&1 &
-pids+=($!)
+. scripts/lib-servers.sh
+bench_setup scan
+background target/release/quipu serve --data-dir "$work/quipu" --port $QP --http-port 7482 \
+  --max-bytes $((4 << 30)) 2>"$work/quipu.err"
+background redis-server --port $RP --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+  >"$work/redis.log" 2>&1
 wait_port $QP
 wait_port $RP
 

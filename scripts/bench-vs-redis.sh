@@ -22,54 +22,31 @@ IDLE=${IDLE:-10000}
 QP=7479
 RP=7480
 RAOF=7481
-work=$(mktemp -d "${TMPDIR:-/tmp}/quipu-bench.XXXXXX")
+. scripts/lib-servers.sh
+bench_setup bench
 bench_data="target/bench-data/vs-redis"
 rm -rf "$bench_data" && mkdir -p "$bench_data"
-pids=()
 # With PIN=1 the servers share CPU 1 and the load generator has CPU 0 to itself; by default
 # all three share both cores, as ../shared/BENCHMARKS.md asks.
 server_cpu=() client_cpu=()
 if [ -n "${PIN:-}" ]; then server_cpu=(taskset -c 1) client_cpu=(taskset -c 0); fi
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; exit 1; }
-command -v redis-benchmark >/dev/null || { echo "redis-benchmark is not installed" >&2; exit 1; }
-cargo build --release --bin quipu >/dev/null 2>&1 || cargo build --release --bin quipu
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "port $1 did not answer" >&2
-  exit 1
-}
-
 start_quipu() {
   rm -rf "$bench_data/quipu"
   local http=()
   target/release/quipu serve --help | grep -q -- --http-port && http=(--http-port 7482)
   [ -n "${THREADS:-}" ] && http+=(--threads "$THREADS")
-  "${server_cpu[@]}" target/release/quipu serve --data-dir "$bench_data/quipu" --port $QP "${http[@]}" \
-    --max-bytes $((4 << 30)) --max-clients 10200 2>"$work/quipu.err" &
-  QUIPU_PID=$!
-  pids+=("$QUIPU_PID")
+  background "${server_cpu[@]}" target/release/quipu serve --data-dir "$bench_data/quipu" --port $QP \
+    "${http[@]}" --max-bytes $((4 << 30)) --max-clients 10200 2>"$work/quipu.err"
+  QUIPU_PID=${pids[-1]}
   wait_port $QP
 }
 stop_quipu() { kill "$QUIPU_PID" 2>/dev/null || true; wait "$QUIPU_PID" 2>/dev/null || true; }
 
-"${server_cpu[@]}" redis-server --port $RP --bind 127.0.0.1 --protected-mode no --save "" --appendonly no --dir "$work" --maxclients 10200 \
-  --daemonize no --logfile "$work/redis.log" &
-pids+=($!)
+background "${server_cpu[@]}" redis-server --port $RP --bind 127.0.0.1 --protected-mode no --save "" \
+  --appendonly no --dir "$work" --maxclients 10200 --daemonize no --logfile "$work/redis.log"
 mkdir -p "$bench_data/redis-aof"
-"${server_cpu[@]}" redis-server --port $RAOF --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
-  --dir "$bench_data/redis-aof" --daemonize no --logfile "$work/redis-aof.log" &
-pids+=($!)
+background "${server_cpu[@]}" redis-server --port $RAOF --bind 127.0.0.1 --save "" --appendonly yes \
+  --appendfsync always --dir "$bench_data/redis-aof" --daemonize no --logfile "$work/redis-aof.log"
 start_quipu
 wait_port $RP
 wait_port $RAOF

@@ -80,16 +80,11 @@ fn expiring_counts_deadlines_and_their_mean_time_left() {
     ns.insert("forever", "v").unwrap();
     let far = Duration::from_millis(u64::MAX / 4);
     for i in 0..8 {
-        ns.insert_with(format!("far{i}"), "v", &EntryOptions::default().ttl(far))
-            .unwrap();
+        ns.insert_with_ttl(format!("far{i}"), "v", far).unwrap();
     }
     assert_eq!(ns.expiring(), (8, far));
-    ns.insert_with(
-        "near",
-        "v",
-        &EntryOptions::default().ttl(Duration::from_secs(1)),
-    )
-    .unwrap();
+    ns.insert_with_ttl("near", "v", Duration::from_secs(1))
+        .unwrap();
     clock.advance(Duration::from_secs(2));
     let (n, mean) = ns.expiring();
     assert_eq!(
@@ -114,12 +109,8 @@ fn expiring_counts_deadlines_and_their_mean_time_left() {
     assert_eq!(n, 7);
     ns.invalidate_all();
     assert_eq!(ns.expiring(), (0, Duration::ZERO));
-    ns.insert_with(
-        "one",
-        "v",
-        &EntryOptions::default().ttl(Duration::from_secs(60)),
-    )
-    .unwrap();
+    ns.insert_with_ttl("one", "v", Duration::from_secs(60))
+        .unwrap();
     assert_eq!(ns.expiring(), (1, Duration::from_secs(60)));
     // A time to idle: counted, but left out of the mean (reads move its deadline).
     ns.insert_with(

@@ -439,35 +439,40 @@ impl Shard {
 
     /// Counts slot `i`'s deadline into [`Deadlines`] (`add`) or out of them; called under the
     /// write lock before a deadline changes and after, and when the entry goes.
-    fn count_deadline(&mut self, i: u32, add: bool) {
+    /// The deadline of slot `i` for [`Deadlines`], and whether it is a time to live (not a
+    /// time to idle); `None` for no deadline.
+    fn deadline_of(&self, i: u32) -> Option<(u128, bool)> {
         let slot = &self.slots[i];
         let d = slot.expires_at.load(Relaxed);
-        if d == NEVER {
-            return;
-        }
-        let t = &mut self.deadlines;
-        let timed = slot.tti_ms == 0;
-        if add {
+        (d != NEVER).then(|| (u128::from(d), slot.tti_ms == 0))
+    }
+
+    /// Counts slot `i`'s deadline in [`Deadlines`].
+    fn count_deadline(&mut self, i: u32) {
+        if let Some((d, timed)) = self.deadline_of(i) {
+            let t = &mut self.deadlines;
             t.count += 1;
-            if timed {
-                t.timed += 1;
-                t.sum += u128::from(d);
-            }
-        } else {
+            t.timed += u64::from(timed);
+            t.sum += if timed { d } else { 0 };
+        }
+    }
+
+    /// Takes slot `i`'s deadline out of [`Deadlines`], before it changes or the slot is freed.
+    fn uncount_deadline(&mut self, i: u32) {
+        if let Some((d, timed)) = self.deadline_of(i) {
+            let t = &mut self.deadlines;
             t.count -= 1;
-            if timed {
-                t.timed -= 1;
-                t.sum -= u128::from(d);
-            }
+            t.timed -= u64::from(timed);
+            t.sum -= if timed { d } else { 0 };
         }
     }
 
     fn set_expiry(&mut self, i: u32, expiry: Expiry, now: u64) {
-        self.count_deadline(i, false);
+        self.uncount_deadline(i);
         let slot = &mut self.slots[i];
         slot.tti_ms = expiry.tti_ms;
         slot.expires_at.store(expiry.first_deadline(now), Relaxed);
-        self.count_deadline(i, true);
+        self.count_deadline(i);
         let slot = &mut self.slots[i];
         if expiry.tti_ms != 0 && expiry.ttl_deadline != NEVER {
             slot.flags |= TTL_CAP;
@@ -548,7 +553,7 @@ impl Shard {
         if self.slots[i].flags & TTL_CAP != 0 {
             self.ttl_caps.remove(&i);
         }
-        self.count_deadline(i, false);
+        self.uncount_deadline(i);
         let slot = &mut self.slots[i];
         let weight = slot.weight();
         let expired = slot.expires_at.load(Relaxed) <= now;
