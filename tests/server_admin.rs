@@ -242,6 +242,43 @@ fn client_list_filters_by_type_and_id() {
     }
 }
 
+/// Setup scripts written for Redis set an LRU or LFU policy: both are what quipu's eviction
+/// does, so they are taken (and read back); a policy quipu cannot follow is refused, and the
+/// one in force stays.
+#[test]
+fn config_set_maxmemory_policy_takes_the_policies_quipu_follows() {
+    let srv = Running::start(ServerConfig::default());
+    let mut c = srv.con();
+    let set = |c: &mut redis::Connection, value: &str| -> RedisResult<()> {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg(value)
+            .query(c)
+    };
+    let policy = |c: &mut redis::Connection| -> String {
+        let got: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query(c)
+            .unwrap();
+        got[1].clone()
+    };
+    set(&mut c, "ALLKEYS-LFU").unwrap();
+    assert_eq!(policy(&mut c), "allkeys-lfu");
+    let got = err_of(set(&mut c, "noeviction"));
+    assert!(got.contains("'noeviction' is not supported"), "{got}");
+    let got = err_of(set(&mut c, "bogus"));
+    assert!(got.contains("must be one of the following"), "{got}");
+    assert_eq!(
+        policy(&mut c),
+        "allkeys-lfu",
+        "a refused value changes nothing"
+    );
+    set(&mut c, "allkeys-lru").unwrap();
+    assert_eq!(policy(&mut c), "allkeys-lru");
+}
+
 #[test]
 fn idle_clients_are_closed_after_the_timeout_but_subscribers_stay() {
     let srv = Running::start(ServerConfig::default());

@@ -25,7 +25,7 @@ pub use self::tls::TlsConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -270,6 +270,9 @@ pub(crate) struct Shared {
     pub clients: Clients,
     /// Idle timeout in seconds, 0 for none (`CONFIG SET timeout`).
     pub timeout_secs: AtomicU64,
+    /// `CONFIG SET maxmemory-policy allkeys-lfu` was the last word (else `allkeys-lru`): both
+    /// name what S3-FIFO eviction does, so only `CONFIG GET` changes.
+    pub lfu_named: AtomicBool,
     /// Durability of stream topics.
     pub stream_durability: Durability,
     /// The configured ACL users.
@@ -414,6 +417,7 @@ impl Server {
                 ..Limits::default()
             },
             timeout_secs: AtomicU64::new(config.timeout_secs),
+            lfu_named: AtomicBool::new(false),
             stream_durability: config.stream_durability()?,
             users: config.users.iter().cloned().map(Arc::new).collect(),
             config,

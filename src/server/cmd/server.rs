@@ -501,8 +501,17 @@ fn config(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
         "get" => {
             let known = [
                 ("maxmemory", shared.config.max_bytes.to_string()),
-                // Inserts evict (S3-FIFO) to stay in budget: the role of Redis's LRU policy.
-                ("maxmemory-policy", "allkeys-lru".to_owned()),
+                // Inserts evict (S3-FIFO) to stay in budget: the role of Redis's LRU and LFU
+                // policies over all keys.
+                (
+                    "maxmemory-policy",
+                    if shared.lfu_named.load(Relaxed) {
+                        "allkeys-lfu"
+                    } else {
+                        "allkeys-lru"
+                    }
+                    .to_owned(),
+                ),
                 ("maxclients", shared.config.max_clients.to_string()),
                 ("port", shared.config.port.to_string()),
                 ("bind", shared.config.bind.clone()),
@@ -550,6 +559,7 @@ fn config(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
 fn config_set(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
     let mut timeout = None;
     let mut events = None;
+    let mut lfu = None;
     for pair in args[2..].chunks(2) {
         let name = String::from_utf8_lossy(&pair[0]).to_lowercase();
         let value = String::from_utf8_lossy(&pair[1]).into_owned();
@@ -570,6 +580,22 @@ fn config_set(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
                 }
             },
             "notify-keyspace-events" => events = Some(value),
+            "maxmemory-policy" => match value.to_lowercase().as_str() {
+                "allkeys-lru" => lfu = Some(false),
+                "allkeys-lfu" => lfu = Some(true),
+                "volatile-lru" | "volatile-lfu" | "volatile-random" | "volatile-ttl"
+                | "allkeys-random" | "noeviction" => {
+                    return out.error(&format!(
+                        "ERR CONFIG SET failed (possibly related to argument 'maxmemory-policy') - quipu evicts from all keys by S3-FIFO (allkeys-lru or allkeys-lfu); '{}' is not supported",
+                        super::shown(value.as_bytes())
+                    ));
+                }
+                _ => {
+                    return out.error(
+                        "ERR CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction",
+                    );
+                }
+            },
             _ => {
                 return out.error(&format!(
                     "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
@@ -590,6 +616,9 @@ fn config_set(shared: &Arc<Shared>, args: &[Bytes], out: &mut Out) {
     }
     if let Some(t) = timeout {
         shared.timeout_secs.store(t, Relaxed);
+    }
+    if let Some(lfu) = lfu {
+        shared.lfu_named.store(lfu, Relaxed);
     }
     out.ok();
 }
