@@ -1296,6 +1296,11 @@ fn command_describes_what_quipu_runs_as_redis_does() {
         .query(&mut c)
         .unwrap();
     assert_eq!(streams, ["xrange", "xread", "xreadgroup", "xrevrange"]);
+    let upper: Vec<String> = redis::cmd("COMMAND")
+        .arg(&["LIST", "FILTERBY", "PATTERN", "XR*"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(upper, streams, "the pattern ignores case, as in Redis");
     // A container lists the subcommands quipu runs, each with its own key range.
     let Value::Array(info) = redis::cmd("COMMAND")
         .arg(&["INFO", "xgroup"])

@@ -225,7 +225,10 @@ fn command_list(args: &[Bytes], out: &mut Out) {
                     .categories
                     .iter()
                     .any(|c| c.as_bytes().eq_ignore_ascii_case(value)),
-                "pattern" => crate::glob::glob_match(value, s.name.as_bytes()),
+                // Names are lower case; Redis matches them ignoring case.
+                "pattern" => {
+                    crate::glob::glob_match(&value.to_ascii_lowercase(), s.name.as_bytes())
+                }
                 // No modules.
                 _ => false,
             },

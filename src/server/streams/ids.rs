@@ -33,19 +33,13 @@ impl StreamId {
     /// `u64::MAX` for an end, as Redis does).
     pub fn parse(b: &[u8], missing_seq: u64) -> Option<Self> {
         let s = std::str::from_utf8(b).ok()?;
-        let digits = |p: &str| -> Option<u64> {
-            if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            p.parse().ok()
-        };
         match s.split_once('-') {
             Some((ms, seq)) => Some(Self {
-                ms: digits(ms)?,
-                seq: digits(seq)?,
+                ms: id_part(ms)?,
+                seq: id_part(seq)?,
             }),
             None => Some(Self {
-                ms: digits(s)?,
+                ms: id_part(s)?,
                 seq: missing_seq,
             }),
         }
@@ -58,6 +52,30 @@ impl StreamId {
             None => self.ms.checked_add(1).map(|ms| Self { ms, seq: 0 }),
         }
     }
+}
+
+/// One part of an ID (split at its first `-`) as Redis's `string2ull` reads it: a plain
+/// number, else what C's `strtoull` takes whole (leading white space, then a `+`, or a `-` that
+/// wraps the value around), but never a negative plain number such as `-5`.
+fn id_part(p: &str) -> Option<u64> {
+    if let [b'-', b'1'..=b'9', rest @ ..] = p.as_bytes()
+        && rest.iter().all(u8::is_ascii_digit)
+        && p[1..].parse::<u64>().is_ok_and(|m| m <= 1 << 63)
+    {
+        // `string2ll` reads it, as a negative number.
+        return None;
+    }
+    let t = p.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let (negative, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let v: u64 = digits.parse().ok()?;
+    Some(if negative { v.wrapping_neg() } else { v })
 }
 
 /// The first offset at or after the first entry with a timestamp of at least `ms`.
@@ -127,9 +145,37 @@ mod tests {
                 seq: u64::MAX
             })
         );
-        for bad in [&b""[..], b"-", b"1-", b"-1", b"a-1", b"1-2-3", b"+1", b" 1"] {
+        let bad = [
+            &b""[..],
+            b"-",
+            b"1-",
+            b"-1",
+            b" -1",
+            b"-0",
+            b"a-1",
+            b"1-2-3",
+            b"1--5",
+            b"1-+",
+            b"1- ",
+            b"18446744073709551616",
+        ];
+        for bad in bad {
             assert_eq!(StreamId::parse(bad, 0), None, "{bad:?}");
         }
+        // What C's strtoull takes, Redis takes too: white space first, a sign, leading zeros.
+        let id = |ms, seq| Some(StreamId { ms, seq });
+        assert_eq!(StreamId::parse(b" 1", 0), id(1, 0));
+        assert_eq!(StreamId::parse(b"\t3", 0), id(3, 0));
+        assert_eq!(StreamId::parse(b"+1", 0), id(1, 0));
+        assert_eq!(StreamId::parse(b"007", 0), id(7, 0));
+        assert_eq!(StreamId::parse(b"1-+2", 0), id(1, 2));
+        assert_eq!(StreamId::parse(b"1- 2", 0), id(1, 2));
+        assert_eq!(StreamId::parse(b"1--0", 0), id(1, 0));
+        assert_eq!(
+            StreamId::parse(b"1- -1", 0),
+            id(1, u64::MAX),
+            "strtoull wraps"
+        );
         let max = StreamId {
             ms: u64::MAX,
             seq: u64::MAX,
