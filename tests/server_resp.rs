@@ -179,6 +179,87 @@ fn keys_and_expiry() {
     assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(), 0);
 }
 
+/// A hash past 128 fields (kept with an index by field name) answers as a small one: fields
+/// in the order they were added, every command on it, and back to the small layout after
+/// deletions. `OBJECT ENCODING` follows Redis's rule (`hashtable` past 512 fields).
+#[test]
+fn large_hashes_answer_every_hash_command() {
+    let srv = start(None);
+    let mut c = srv.con();
+    let encoding = |c: &mut redis::Connection| -> String {
+        redis::cmd("OBJECT")
+            .arg("ENCODING")
+            .arg("big")
+            .query(c)
+            .unwrap()
+    };
+    // One field at a time (the single-field path), then many per command, out of name order.
+    let mut model: Vec<(String, String)> = Vec::new();
+    for i in 0..300 {
+        let (f, v) = (format!("f{}", (i * 7919) % 1000), format!("v{i}"));
+        assert_eq!(c.hset::<_, _, _, i64>("big", &f, &v).unwrap(), 1, "{f}");
+        model.push((f, v));
+    }
+    assert_eq!(encoding(&mut c), "listpack");
+    let more: Vec<(String, String)> = (300..600)
+        .map(|i| (format!("f{}", (i * 7919) % 1000), format!("v{i}")))
+        .collect();
+    let added: i64 = redis::cmd("HSET")
+        .arg("big")
+        .arg(&more)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(added, 300);
+    model.extend(more);
+    assert_eq!(encoding(&mut c), "hashtable");
+    // Overwrite one, increment others, old and new.
+    assert_eq!(
+        c.hset::<_, _, _, i64>("big", &model[3].0, "changed")
+            .unwrap(),
+        0
+    );
+    model[3].1 = "changed".into();
+    assert_eq!(c.hincr::<_, _, _, i64>("big", "counter", 5).unwrap(), 5);
+    assert_eq!(c.hincr::<_, _, _, i64>("big", "counter", 2).unwrap(), 7);
+    model.push(("counter".into(), "7".into()));
+    assert_eq!(c.hlen::<_, usize>("big").unwrap(), model.len());
+    for (f, v) in &model {
+        assert_eq!(c.hget::<_, _, String>("big", f).unwrap(), *v, "{f}");
+    }
+    assert_eq!(
+        c.hget::<_, _, Option<String>>("big", "absent").unwrap(),
+        None
+    );
+    let all: Vec<(String, String)> = c.hgetall("big").unwrap();
+    assert_eq!(all, model, "in the order added");
+    let keys: Vec<String> = c.hkeys("big").unwrap();
+    assert_eq!(keys.len(), model.len());
+    let picks: Vec<String> = redis::cmd("HRANDFIELD")
+        .arg("big")
+        .arg(10)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(picks.len(), 10);
+    assert!(picks.iter().all(|p| model.iter().any(|(f, _)| f == p)));
+    // One field deleted (and one absent): the rest still found.
+    let (first, _) = model.remove(10);
+    assert_eq!(
+        c.hdel::<_, _, usize>("big", &[&first, "absent"]).unwrap(),
+        1
+    );
+    assert_eq!(c.hget::<_, _, Option<String>>("big", &first).unwrap(), None);
+    for (f, v) in &model {
+        assert_eq!(c.hget::<_, _, String>("big", f).unwrap(), *v, "{f}");
+    }
+    // Deleting down to 100 fields: what is left, in order, in the small layout again.
+    let gone: Vec<String> = model.drain(100..).map(|(f, _)| f).collect();
+    assert_eq!(c.hdel::<_, _, usize>("big", &gone).unwrap(), gone.len());
+    let all: Vec<(String, String)> = c.hgetall("big").unwrap();
+    assert_eq!(all, model);
+    assert_eq!(encoding(&mut c), "listpack");
+    assert!(!c.hexists::<_, _, bool>("big", &gone[0]).unwrap());
+}
+
 #[test]
 fn hashes_and_wrongtype() {
     let srv = start(None);

@@ -1,7 +1,8 @@
 //! Hash commands (sessions live in them). A hash is stored whole; each write rewrites it
 //! atomically under the key's shard lock. Reads borrow the fields from the stored bytes under
-//! the shard's lock and writes copy only what changes, so a hash of many fields costs one scan
-//! and one copy of its bytes per command, not an allocation per field.
+//! the shard's lock (a large hash's index finds one field by binary search) and a write of one
+//! field copies the bytes around the change: no allocation per field. A multi-field `HSET`
+//! rebuilds the hash from the list of its fields.
 
 use std::borrow::Cow;
 
@@ -11,7 +12,9 @@ use super::strings::reply_err;
 use super::{float, not_int, parse_cursor, parse_i64, syntax, wrong_args};
 use crate::cache::{Modify, TtlChange};
 use crate::glob::glob_match;
-use crate::server::db::{Db, WRONGTYPE, encode_hash, hash_fields, hash_get, hash_len, hash_set};
+use crate::server::db::{
+    Db, WRONGTYPE, encode_hash, hash_fields, hash_get, hash_len, hash_remove, hash_set,
+};
 use crate::server::notify::KeyEvent;
 use crate::server::reply::Out;
 
@@ -50,6 +53,39 @@ fn modify_hash(
         }
         let pairs: Vec<(&[u8], &[u8])> = fields.iter().map(|(f, v)| (&**f, &**v)).collect();
         Ok(Modify::Set(encode_hash(&pairs), TtlChange::Keep))
+    })?;
+    Ok(if wrong { Err(()) } else { Ok(()) })
+}
+
+/// Runs `f` on the value of `field` in the hash at `key` (`None` when either is absent) and
+/// stores the value it returns, if any, with one copy of the stored hash around the change;
+/// `Err(())` for another type (a string or a stream).
+fn modify_field(
+    db: &Db,
+    key: &[u8],
+    field: &[u8],
+    f: impl FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
+) -> Result<Result<(), ()>, crate::Error> {
+    if db.streams.contains(key) {
+        return Ok(Err(()));
+    }
+    let mut wrong = false;
+    db.ns(key).modify(key, |cur| {
+        let Some(cur) = cur else {
+            return Ok(f(None).map_or(Modify::Keep, |v| {
+                Modify::Set(encode_hash(&[(field, &v[..])]), TtlChange::Keep)
+            }));
+        };
+        let changed = hash_get(cur, field).map(|old| f(old).map(|v| hash_set(cur, field, &v)));
+        Ok(match changed {
+            Some(Some(Some((raw, _)))) => Modify::Set(raw, TtlChange::Keep),
+            Some(None) => Modify::Keep,
+            // Not a hash, or bytes that do not parse as one.
+            None | Some(Some(None)) => {
+                wrong = true;
+                Modify::Keep
+            }
+        })
     })?;
     Ok(if wrong { Err(()) } else { Ok(()) })
 }
@@ -113,33 +149,15 @@ pub(crate) fn hset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
 /// no list of fields built.
 fn hset_one(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     let (key, field, value) = (&args[1], &args[2], &args[3]);
-    if db.streams.contains(key) {
-        return out.error(WRONGTYPE);
-    }
-    let (mut wrong, mut added) = (false, false);
-    let r = db.ns(key).modify(key, |cur| {
-        let raw = match cur {
-            None => {
-                added = true;
-                encode_hash(&[(&field[..], &value[..])])
-            }
-            Some(cur) => match hash_set(cur, field, value) {
-                Some((raw, new)) => {
-                    added = new;
-                    raw
-                }
-                None => {
-                    wrong = true;
-                    return Ok(Modify::Keep);
-                }
-            },
-        };
-        Ok(Modify::Set(raw, TtlChange::Keep))
+    let mut added = false;
+    let r = modify_field(db, key, field, |old| {
+        added = old.is_none();
+        Some(value.to_vec())
     });
     match r {
         Err(e) => reply_err(out, &e),
-        Ok(_) if wrong => out.error(WRONGTYPE),
-        Ok(_) => {
+        Ok(Err(())) => out.error(WRONGTYPE),
+        Ok(Ok(())) => {
             db.notifier.notify(KeyEvent::HSet, key);
             if cmd == "hmset" {
                 out.ok();
@@ -219,23 +237,36 @@ pub(crate) fn hdel(db: &Db, args: &[Bytes], out: &mut Out) {
     if args.len() < 3 {
         return wrong_args(out, &args[0]);
     }
-    let (mut removed, mut emptied) = (0, false);
-    let r = modify_hash(db, &args[1], |fields| {
-        let before = fields.len();
-        fields.retain(|(f, _)| !args[2..].iter().any(|a| a[..] == **f));
-        removed = before - fields.len();
-        emptied = fields.is_empty();
-        removed > 0
+    let key = &args[1];
+    if db.streams.contains(key) {
+        return out.error(WRONGTYPE);
+    }
+    let (mut removed, mut emptied, mut wrong) = (0, false, false);
+    let r = db.ns(key).modify(key, |cur| {
+        let Some(cur) = cur else {
+            return Ok(Modify::Keep);
+        };
+        let Some((n, left)) = hash_remove(cur, &args[2..]) else {
+            wrong = true;
+            return Ok(Modify::Keep);
+        };
+        removed = n;
+        emptied = n > 0 && left.is_none();
+        Ok(match left {
+            Some(raw) => Modify::Set(raw, TtlChange::Keep),
+            None if emptied => Modify::Remove,
+            None => Modify::Keep,
+        })
     });
     match r {
         Err(e) => reply_err(out, &e),
-        Ok(Err(())) => out.error(WRONGTYPE),
-        Ok(Ok(())) => {
+        Ok(_) if wrong => out.error(WRONGTYPE),
+        Ok(_) => {
             if removed > 0 {
-                db.notifier.notify(KeyEvent::HDel, &args[1]);
+                db.notifier.notify(KeyEvent::HDel, key);
                 if emptied {
                     // The last field gone takes the key with it.
-                    db.notifier.notify(KeyEvent::Del, &args[1]);
+                    db.notifier.notify(KeyEvent::Del, key);
                 }
             }
             out.int(removed as i64);
@@ -252,15 +283,13 @@ pub(crate) fn hincrby(db: &Db, args: &[Bytes], out: &mut Out) {
     };
     // The sum, or Redis's error for a value that is not an integer or a sum that overflows.
     let mut result = Err("ERR hash value is not an integer");
-    let r = modify_hash(db, &args[1], |fields| {
-        let slot = slot_of(fields, &args[2]);
-        result = parse_i64(&fields[slot].1).map_or(result, |n| {
+    // A new field starts at 0.
+    let r = modify_field(db, &args[1], &args[2], |old| {
+        result = parse_i64(old.unwrap_or(b"0")).map_or(result, |n| {
             n.checked_add(by)
                 .ok_or("ERR increment or decrement would overflow")
         });
-        let Ok(n) = result else { return false };
-        fields[slot].1 = Cow::Owned(n.to_string().into_bytes());
-        true
+        result.ok().map(|n| n.to_string().into_bytes())
     });
     match (r, result) {
         (Err(e), _) => reply_err(out, &e),
@@ -271,18 +300,6 @@ pub(crate) fn hincrby(db: &Db, args: &[Bytes], out: &mut Out) {
         }
         (Ok(Ok(())), Err(e)) => out.error(e),
     }
-}
-
-/// The index of field `name`, added with the value 0 when absent (for the increments; the
-/// addition is dropped with the rest of the change when the increment fails).
-fn slot_of(fields: &mut Fields<'_>, name: &[u8]) -> usize {
-    fields
-        .iter()
-        .position(|(f, _)| **f == *name)
-        .unwrap_or_else(|| {
-            fields.push((Cow::Owned(name.to_vec()), Cow::Borrowed(b"0")));
-            fields.len() - 1
-        })
 }
 
 pub(crate) fn hincrbyfloat(db: &Db, args: &[Bytes], out: &mut Out) {
@@ -296,19 +313,19 @@ pub(crate) fn hincrbyfloat(db: &Db, args: &[Bytes], out: &mut Out) {
         float::Float::Finite => {}
     }
     let mut result = Err("ERR hash value is not a float");
-    let r = modify_hash(db, &args[1], |fields| {
-        let slot = slot_of(fields, &args[2]);
-        let sum = match float::add(Some(&*fields[slot].1), &args[3]) {
-            Ok(sum) => sum,
+    let r = modify_field(db, &args[1], &args[2], |old| {
+        match float::add(Some(old.unwrap_or(b"0")), &args[3]) {
+            Ok(sum) => {
+                let bytes = sum.clone().into_bytes();
+                result = Ok(sum);
+                Some(bytes)
+            }
             Err(float::AddError::NotFinite) => {
                 result = Err("ERR increment would produce NaN or Infinity");
-                return false;
+                None
             }
-            Err(_) => return false,
-        };
-        fields[slot].1 = Cow::Owned(sum.clone().into_bytes());
-        result = Ok(sum);
-        true
+            Err(_) => None,
+        }
     });
     match (r, result) {
         (Err(e), _) => reply_err(out, &e),
