@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib-servers.sh
-bench_setup hash
+bench_setup hash redis-server redis-cli redis-benchmark python3 bc
 background target/release/quipu serve --data-dir "$work/quipu" --port 7479 --no-http 2>"$work/quipu.err"
 background redis-server --port 7480 --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
   --logfile "$work/redis.log"

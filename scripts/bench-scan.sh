@@ -12,7 +12,7 @@ KEYS=${KEYS:-1000000}
 QP=7479
 RP=7480
 . scripts/lib-servers.sh
-bench_setup scan
+bench_setup scan redis-server redis-cli bc
 background target/release/quipu serve --data-dir "$work/quipu" --port $QP --http-port 7482 \
   --max-bytes $((4 << 30)) 2>"$work/quipu.err"
 background redis-server --port $RP --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \

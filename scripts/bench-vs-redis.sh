@@ -23,7 +23,7 @@ QP=7479
 RP=7480
 RAOF=7481
 . scripts/lib-servers.sh
-bench_setup bench
+bench_setup bench redis-server redis-cli redis-benchmark python3 bc
 bench_data="target/bench-data/vs-redis"
 rm -rf "$bench_data" && mkdir -p "$bench_data"
 # With PIN=1 the servers share CPU 1 and the load generator has CPU 0 to itself; by default
@@ -105,8 +105,8 @@ echo "|---|---:|---:|"
 for target in "quipu $QP 127.0.0.2" "Redis $RP 127.0.0.3"; do
   read -r name port source <<<"$target"
   holder_out="$work/idle-$port"
-  python3 scripts/idle-connections.py "$port" "$IDLE" "$source" >"$holder_out" 2>&1 &
-  holder=$!
+  background python3 scripts/idle-connections.py "$port" "$IDLE" "$source" >"$holder_out" 2>&1
+  holder=${pids[-1]}
   for _ in $(seq 1 600); do grep -q ready "$holder_out" && break; sleep 0.1; done
   if grep -q ready "$holder_out"; then
     read -r rr p50 p99 <<<"$(run "$port" -d 64 -r 100000 -t get)"

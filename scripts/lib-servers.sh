@@ -2,15 +2,16 @@
 # release build, a work directory, servers started in the background and stopped on exit,
 # and a wait for a port to answer. Everything the callers start listens on 127.0.0.1 only.
 
-# bench_setup NAME: checks the tools, builds quipu, makes $work and stops what `background`
-# started when the script exits.
+# bench_setup NAME TOOL…: checks that the tools are installed, builds quipu, makes $work and
+# stops what `background` started when the script exits.
 bench_setup() {
-  local tool
-  for tool in redis-server redis-cli redis-benchmark; do
+  local name=$1 tool
+  shift
+  for tool in "$@"; do
     command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
   done
   cargo build --release --bin quipu >/dev/null 2>&1 || cargo build --release --bin quipu
-  work=$(mktemp -d "${TMPDIR:-/tmp}/quipu-$1.XXXXXX")
+  work=$(mktemp -d "${TMPDIR:-/tmp}/quipu-$name.XXXXXX")
   pids=()
   trap bench_cleanup EXIT
 }
@@ -18,7 +19,8 @@ bench_setup() {
 bench_cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Only what `background` started: a helper left running must not hold the exit.
+  wait "${pids[@]}" 2>/dev/null || true
   rm -rf "$work"
 }
 

@@ -266,6 +266,9 @@ fn config_set_maxmemory_policy_takes_the_policies_quipu_follows() {
     };
     set(&mut c, "ALLKEYS-LFU").unwrap();
     assert_eq!(policy(&mut c), "allkeys-lfu");
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    let freq: RedisResult<i64> = redis::cmd("OBJECT").arg("FREQ").arg("k").query(&mut c);
+    assert!(err_of(freq).contains("keeps no LFU counter"));
     let got = err_of(set(&mut c, "noeviction"));
     assert!(got.contains("'noeviction' is not supported"), "{got}");
     let got = err_of(set(&mut c, "bogus"));

@@ -241,6 +241,32 @@ fn large_hashes_answer_every_hash_command() {
         .unwrap();
     assert_eq!(picks.len(), 10);
     assert!(picks.iter().all(|p| model.iter().any(|(f, _)| f == p)));
+    // A few pairs at once, a field repeated (its last value wins) and HSETNX, new and old.
+    let added: i64 = redis::cmd("HSET")
+        .arg("big")
+        .arg(&[&model[0].0, "a", "fresh", "b", &model[0].0, "c"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(added, 1);
+    model[0].1 = "c".into();
+    model.push(("fresh".into(), "b".into()));
+    let nx: i64 = redis::cmd("HSETNX")
+        .arg("big")
+        .arg(&model[1].0)
+        .arg("no")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(nx, 0);
+    let nx: i64 = redis::cmd("HSETNX")
+        .arg("big")
+        .arg("nx")
+        .arg("yes")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(nx, 1);
+    model.push(("nx".into(), "yes".into()));
+    let all: Vec<(String, String)> = c.hgetall("big").unwrap();
+    assert_eq!(all, model);
     // One field deleted (and one absent): the rest still found.
     let (first, _) = model.remove(10);
     assert_eq!(

@@ -437,10 +437,9 @@ impl Shard {
         (i, None)
     }
 
-    /// Counts slot `i`'s deadline into [`Deadlines`] (`add`) or out of them; called under the
-    /// write lock before a deadline changes and after, and when the entry goes.
     /// The deadline of slot `i` for [`Deadlines`], and whether it is a time to live (not a
-    /// time to idle); `None` for no deadline.
+    /// time to idle); `None` for no deadline. [`Deadlines`] is kept under the write lock:
+    /// uncounted before a deadline changes, counted after, uncounted when the entry goes.
     fn deadline_of(&self, i: u32) -> Option<(u128, bool)> {
         let slot = &self.slots[i];
         let d = slot.expires_at.load(Relaxed);

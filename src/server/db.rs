@@ -90,6 +90,14 @@ fn put_entry(out: &mut Vec<u8>, field: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
 }
 
+/// Why [`Indexed::set`] made no hash.
+enum SetError {
+    /// The stored bytes do not parse.
+    Damaged,
+    /// The result would outgrow the layout's `u32` offsets.
+    TooLarge,
+}
+
 /// One field of an indexed hash, borrowed.
 struct Entry<'a> {
     field: &'a [u8],
@@ -112,10 +120,10 @@ impl<'a> Indexed<'a> {
             return None;
         };
         let n = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
-        let index = body.get(4..4 + 4 * n)?;
+        let entries_at = n.checked_mul(4)?.checked_add(4)?;
         Some(Self {
-            index,
-            entries: &body[4 + 4 * n..],
+            index: body.get(4..entries_at)?,
+            entries: &body[entries_at..],
         })
     }
 
@@ -170,13 +178,13 @@ impl<'a> Indexed<'a> {
     }
 
     /// This hash with `field` set to `value` (a new field added last), copied around the
-    /// change; `None` when it would outgrow the layout's `u32` offsets.
-    fn set(&self, field: &[u8], value: &[u8]) -> Option<(Bytes, bool)> {
-        let found = self.search(field)?;
+    /// change, and whether the field is new.
+    fn set(&self, field: &[u8], value: &[u8]) -> Result<(Bytes, bool), SetError> {
+        let found = self.search(field).ok_or(SetError::Damaged)?;
         let mut entry = Vec::with_capacity(field.len() + value.len() + 20);
         let (n, index_change, entries) = match found {
             Ok(i) => {
-                let (start, end) = self.entry(i)?.value_span;
+                let (start, end) = self.entry(i).ok_or(SetError::Damaged)?.value_span;
                 put_varint(&mut entry, value.len() as u64);
                 entry.extend_from_slice(value);
                 (self.len(), None, (start, end))
@@ -189,10 +197,11 @@ impl<'a> Indexed<'a> {
         };
         let (start, end) = entries;
         let grown = self.entries.len() - (end - start) + entry.len();
-        u32::try_from(grown).ok()?;
+        u32::try_from(grown).map_err(|_| SetError::TooLarge)?;
         let mut out = Vec::with_capacity(5 + 4 * n + grown);
         out.push(INDEXED_HASH);
-        out.extend_from_slice(&u32::try_from(n).ok()?.to_le_bytes());
+        let count = u32::try_from(n).map_err(|_| SetError::TooLarge)?;
+        out.extend_from_slice(&count.to_le_bytes());
         match index_change {
             // A new field goes last in the entries: no offset moves.
             Some(i) => {
@@ -205,8 +214,11 @@ impl<'a> Indexed<'a> {
             None => {
                 for i in 0..self.len() {
                     let off = self.offset(i);
+                    // An offset inside the changed value is damage (it would move below 0).
                     let off = if off > start {
-                        off + entry.len() - (end - start)
+                        (off + entry.len())
+                            .checked_sub(end - start)
+                            .ok_or(SetError::Damaged)?
                     } else {
                         off
                     };
@@ -217,7 +229,7 @@ impl<'a> Indexed<'a> {
         out.extend_from_slice(&self.entries[..start]);
         out.extend_from_slice(&entry);
         out.extend_from_slice(&self.entries[end..]);
-        Some((Bytes::from(out), found.is_err()))
+        Ok((Bytes::from(out), found.is_err()))
     }
 
     /// This hash without the fields at `gone` (positions in name order, sorted, distinct,
@@ -230,6 +242,10 @@ impl<'a> Indexed<'a> {
             spans.push((self.offset(i), self.entry(i)?.value_span.1));
         }
         spans.sort_unstable();
+        // Overlapping entries are damage.
+        if spans.windows(2).any(|w| w[0].1 > w[1].0) {
+            return None;
+        }
         let mut removed_through = Vec::with_capacity(spans.len());
         let mut total = 0;
         for &(start, end) in &spans {
@@ -237,14 +253,15 @@ impl<'a> Indexed<'a> {
             removed_through.push(total);
         }
         let n = self.len() - gone.len();
-        let mut out = Vec::with_capacity(5 + 4 * n + self.entries.len() - total);
+        let mut out = Vec::with_capacity(5 + 4 * n + self.entries.len().saturating_sub(total));
         out.push(INDEXED_HASH);
         out.extend_from_slice(&u32::try_from(n).ok()?.to_le_bytes());
         for i in (0..self.len()).filter(|i| gone.binary_search(i).is_err()) {
             let off = self.offset(i);
             let before = spans.partition_point(|&(start, _)| start < off);
             let shift = before.checked_sub(1).map_or(0, |k| removed_through[k]);
-            out.extend_from_slice(&((off - shift) as u32).to_le_bytes());
+            // A kept offset inside a removed entry is damage.
+            out.extend_from_slice(&(off.checked_sub(shift)? as u32).to_le_bytes());
         }
         let mut at = 0;
         for &(start, end) in &spans {
@@ -374,12 +391,23 @@ fn hash_find(raw: &[u8], field: &[u8]) -> Option<(usize, Option<(usize, usize)>)
 /// result is what [`encode_hash`] makes of the same fields.
 pub fn hash_set(raw: &[u8], field: &[u8], value: &[u8]) -> Option<(Bytes, bool)> {
     if let Some(h) = Indexed::of(raw) {
-        return h.set(field, value).or_else(|| {
-            // Past the reach of `u32` offsets: the plain layout.
-            let mut fields = h.fields()?;
-            let new = set_in(&mut fields, field, value);
-            Some((encode_hash_plain(&fields), new))
-        });
+        return match h.set(field, value) {
+            Ok(done) => Some(done),
+            Err(SetError::Damaged) => None,
+            Err(SetError::TooLarge) => {
+                // Past the reach of `u32` offsets: the plain layout.
+                let mut fields = h.fields()?;
+                let new = set_in(&mut fields, field, value);
+                Some((encode_hash_plain(&fields), new))
+            }
+        };
+    }
+    if hash_len(raw)? > MAX_PLAIN_FIELDS as u64 {
+        // A plain hash too large for the plain layout (one that outgrew `u32` offsets):
+        // rebuilt, indexed if it fits again.
+        let mut fields = hash_fields(raw)?;
+        let new = set_in(&mut fields, field, value);
+        return Some((encode_hash(&fields), new));
     }
     let (header, found) = hash_find(raw, field)?;
     let mut out = Vec::with_capacity(raw.len() + field.len() + value.len() + 20);
@@ -391,7 +419,7 @@ pub fn hash_set(raw: &[u8], field: &[u8], value: &[u8]) -> Option<(Bytes, bool)>
             out.extend_from_slice(&raw[end..]);
             Some((Bytes::from(out), false))
         }
-        None if hash_len(raw)? as usize >= MAX_PLAIN_FIELDS => {
+        None if hash_len(raw)? == MAX_PLAIN_FIELDS as u64 => {
             // One field more than the plain layout keeps.
             let mut fields = hash_fields(raw)?;
             fields.push((field, value));
@@ -694,17 +722,28 @@ mod tests {
     #[test]
     fn damaged_indexed_hashes_never_panic() {
         let names: Vec<String> = (0..200).map(|i| format!("field{i}")).collect();
+        // The first value long, so that shrinking it moves every later offset.
+        let long = [b'v'; 200];
         let fields: Vec<(&[u8], &[u8])> = names
             .iter()
-            .map(|n| (n.as_bytes(), &b"value"[..]))
+            .enumerate()
+            .map(|(i, n)| (n.as_bytes(), if i == 0 { &long[..] } else { &b"value"[..] }))
             .collect();
         let raw = encode_hash(&fields);
         assert_eq!(raw[0], INDEXED_HASH);
         let mut x = 11u64;
-        for cut in (0..raw.len()).step_by(37) {
+        for round in 0..2000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Whole or cut short, with one byte flipped.
+            let cut = if round % 2 == 0 {
+                raw.len()
+            } else {
+                (x >> 40) as usize % raw.len()
+            };
             let mut damaged = raw[..cut].to_vec();
             if cut > 1 {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
                 let at = 1 + (x >> 33) as usize % (cut - 1);
                 damaged[at] ^= (x >> 7) as u8 | 1;
             }
@@ -712,9 +751,24 @@ mod tests {
             let _ = hash_len(&damaged);
             let _ = hash_get(&damaged, b"field150");
             let _ = hash_set(&damaged, b"field150", b"w");
+            let _ = hash_set(&damaged, b"field0", b"w");
             let _ = hash_set(&damaged, b"new", b"w");
+            let _ = hash_remove(&damaged, &[&b"field0"[..], b"field150"]);
+            let _ = hash_remove(&damaged, &[b"field3"]);
         }
         assert_eq!(hash_fields(&raw[..raw.len() - 1]), None, "truncated");
+        // An offset aimed inside another entry's value: refused, not wrapped around.
+        let mut sorted: Vec<&String> = names.iter().collect();
+        sorted.sort();
+        let slot = |name: &str| 5 + 4 * sorted.iter().position(|n| *n == name).unwrap();
+        let mut inside = raw.to_vec();
+        assert_eq!(
+            &inside[slot("field0")..slot("field0") + 4],
+            &0u32.to_le_bytes()
+        );
+        inside[slot("field1")..slot("field1") + 4].copy_from_slice(&100u32.to_le_bytes());
+        assert!(hash_set(&inside, b"field0", b"w").is_none());
+        assert!(hash_remove(&inside, &[b"field0"]).is_none());
     }
 
     #[test]

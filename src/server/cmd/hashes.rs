@@ -104,37 +104,45 @@ fn with_hash<T>(db: &Db, key: &[u8], mut f: impl FnMut(&[(&[u8], &[u8])]) -> T) 
     }
 }
 
+/// The most pairs an `HSET` sets one at a time, each copying the stored hash around its
+/// change; more are set on the list of fields, and the hash rebuilt once.
+const PAIRS_SET_IN_PLACE: usize = 16;
+
 pub(crate) fn hset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     if args.len() < 4 || !args.len().is_multiple_of(2) || (cmd == "hsetnx" && args.len() != 4) {
         return wrong_args(out, &args[0]);
     }
-    let (mut added, mut set) = (0, false);
-    if cmd != "hsetnx" && args.len() == 4 {
-        return hset_one(db, cmd, args, out);
-    }
-    let r = modify_hash(db, &args[1], |fields| {
-        set = true;
-        for fv in args[2..].chunks(2) {
-            match fields.iter_mut().find(|(f, _)| **f == fv[0][..]) {
-                Some(_) if cmd == "hsetnx" => {
-                    set = false;
-                    return false;
-                }
-                Some(slot) => slot.1 = Cow::Owned(fv[1].to_vec()),
-                None => {
-                    fields.push((Cow::Owned(fv[0].to_vec()), Cow::Owned(fv[1].to_vec())));
-                    added += 1;
+    let key = &args[1];
+    let pairs = &args[2..];
+    let (mut added, mut set) = (0, true);
+    let r = if cmd == "hsetnx" {
+        modify_field(db, key, &pairs[0], |old| {
+            set = old.is_none();
+            added = i64::from(set);
+            set.then(|| pairs[1].to_vec())
+        })
+    } else if pairs.len() / 2 <= PAIRS_SET_IN_PLACE {
+        set_in_place(db, key, pairs, &mut added)
+    } else {
+        modify_hash(db, key, |fields| {
+            for fv in pairs.chunks(2) {
+                match fields.iter_mut().find(|(f, _)| **f == fv[0][..]) {
+                    Some(slot) => slot.1 = Cow::Owned(fv[1].to_vec()),
+                    None => {
+                        fields.push((Cow::Owned(fv[0].to_vec()), Cow::Owned(fv[1].to_vec())));
+                        added += 1;
+                    }
                 }
             }
-        }
-        true
-    });
+            true
+        })
+    };
     match r {
         Err(e) => reply_err(out, &e),
         Ok(Err(())) => out.error(WRONGTYPE),
         Ok(Ok(())) => {
             if set {
-                db.notifier.notify(KeyEvent::HSet, &args[1]);
+                db.notifier.notify(KeyEvent::HSet, key);
             }
             if cmd == "hmset" {
                 out.ok();
@@ -145,27 +153,41 @@ pub(crate) fn hset(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
     }
 }
 
-/// `HSET key field value` (and `HMSET`): the stored bytes copied around the one change, with
-/// no list of fields built.
-fn hset_one(db: &Db, cmd: &str, args: &[Bytes], out: &mut Out) {
-    let (key, field, value) = (&args[1], &args[2], &args[3]);
-    let mut added = false;
-    let r = modify_field(db, key, field, |old| {
-        added = old.is_none();
-        Some(value.to_vec())
-    });
-    match r {
-        Err(e) => reply_err(out, &e),
-        Ok(Err(())) => out.error(WRONGTYPE),
-        Ok(Ok(())) => {
-            db.notifier.notify(KeyEvent::HSet, key);
-            if cmd == "hmset" {
-                out.ok();
-            } else {
-                out.int(i64::from(added));
-            }
-        }
+/// Sets `pairs` (field, value, …) in the hash at `key` one at a time, each a copy of the stored
+/// bytes around its change (a later value of a repeated field wins, as in Redis), counting the
+/// new fields in `added`; `Err(())` for another type.
+fn set_in_place(
+    db: &Db,
+    key: &[u8],
+    pairs: &[Bytes],
+    added: &mut i64,
+) -> Result<Result<(), ()>, crate::Error> {
+    if db.streams.contains(key) {
+        return Ok(Err(()));
     }
+    let mut wrong = false;
+    db.ns(key).modify(key, |cur| {
+        let empty;
+        let mut base: &[u8] = match cur {
+            Some(cur) => cur,
+            None => {
+                empty = encode_hash(&[]);
+                &empty
+            }
+        };
+        let mut raw = Bytes::new();
+        for fv in pairs.chunks(2) {
+            let Some((next, new)) = hash_set(base, &fv[0], &fv[1]) else {
+                wrong = true;
+                return Ok(Modify::Keep);
+            };
+            *added += i64::from(new);
+            raw = next;
+            base = &raw;
+        }
+        Ok(Modify::Set(raw, TtlChange::Keep))
+    })?;
+    Ok(if wrong { Err(()) } else { Ok(()) })
 }
 
 /// Runs `f` on the stored bytes of the hash at `key` under its shard's lock (`None` when the

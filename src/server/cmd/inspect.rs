@@ -63,8 +63,11 @@ pub(crate) fn object(shared: &Shared, args: &[Bytes], out: &mut Out) {
     match sub.as_str() {
         "encoding" => out.bulk(encoding(&value).as_bytes()),
         // Redis shares small integers only without an LRU/LFU `maxmemory-policy`; quipu
-        // reports `allkeys-lru`, so every value has one reference.
+        // reports `allkeys-lru` or `allkeys-lfu`, so every value has one reference.
         "refcount" => out.int(1),
+        "freq" if shared.lfu_named.load(std::sync::atomic::Ordering::Relaxed) => out.error(
+            "ERR OBJECT FREQ is not supported: quipu's eviction (S3-FIFO) keeps no LFU counter",
+        ),
         "freq" => out.error(
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         ),

@@ -211,7 +211,11 @@ fn command_list(args: &[Bytes], out: &mut Out) {
                     .iter()
                     .any(|k| kind.eq_ignore_ascii_case(k)) =>
         {
-            Some((String::from_utf8_lossy(kind).to_lowercase(), &value[..]))
+            // Names are lower case; Redis matches a pattern ignoring case.
+            Some((
+                String::from_utf8_lossy(kind).to_lowercase(),
+                value.to_ascii_lowercase(),
+            ))
         }
         _ => return super::syntax(out),
     };
@@ -225,10 +229,7 @@ fn command_list(args: &[Bytes], out: &mut Out) {
                     .categories
                     .iter()
                     .any(|c| c.as_bytes().eq_ignore_ascii_case(value)),
-                // Names are lower case; Redis matches them ignoring case.
-                "pattern" => {
-                    crate::glob::glob_match(&value.to_ascii_lowercase(), s.name.as_bytes())
-                }
+                "pattern" => crate::glob::glob_match(value, s.name.as_bytes()),
                 // No modules.
                 _ => false,
             },

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::ids::{INVALID_ID, StreamId, at_or_after};
+use super::ids::{self, INVALID_ID, StreamId, at_or_after};
 use super::{Shared, lower, stream, wrong_args};
 use crate::log::{AppendReceipt, Message, Partition, Topic};
 use crate::server::cmd::parse_i64;
@@ -107,9 +107,7 @@ fn parse_options(args: &[Bytes], xadd: bool) -> Result<Options, String> {
                     Some(_) => false,
                     None => match id.strip_suffix(b"-*") {
                         Some(ms)
-                            if ms.iter().all(u8::is_ascii_digit)
-                                && std::str::from_utf8(ms)
-                                    .is_ok_and(|m| m.parse::<u64>().is_ok()) =>
+                            if std::str::from_utf8(ms).is_ok_and(|m| ids::id_part(m).is_some()) =>
                         {
                             false
                         }

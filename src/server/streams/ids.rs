@@ -57,7 +57,7 @@ impl StreamId {
 /// One part of an ID (split at its first `-`) as Redis's `string2ull` reads it: a plain
 /// number, else what C's `strtoull` takes whole (leading white space, then a `+`, or a `-` that
 /// wraps the value around), but never a negative plain number such as `-5`.
-fn id_part(p: &str) -> Option<u64> {
+pub(crate) fn id_part(p: &str) -> Option<u64> {
     if let [b'-', b'1'..=b'9', rest @ ..] = p.as_bytes()
         && rest.iter().all(u8::is_ascii_digit)
         && p[1..].parse::<u64>().is_ok_and(|m| m <= 1 << 63)
