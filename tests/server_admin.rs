@@ -242,6 +242,27 @@ fn client_list_filters_by_type_and_id() {
     }
 }
 
+/// `CLIENT SETINFO` as Redis 7.2 checks it: the two attributes client libraries send, values
+/// without spaces or control characters.
+#[test]
+fn client_setinfo_takes_the_library_attributes_only() {
+    let srv = Running::start(ServerConfig::default());
+    let mut c = srv.con();
+    let setinfo = |c: &mut redis::Connection, attr: &str, value: &str| -> RedisResult<()> {
+        redis::cmd("CLIENT")
+            .arg("SETINFO")
+            .arg(attr)
+            .arg(value)
+            .query(c)
+    };
+    setinfo(&mut c, "LIB-NAME", "redis-rs").unwrap();
+    setinfo(&mut c, "lib-ver", "0.27.0").unwrap();
+    let got = err_of(setinfo(&mut c, "GET", "x"));
+    assert!(got.contains("Unrecognized option 'GET'"), "{got}");
+    let got = err_of(setinfo(&mut c, "lib-name", "two words"));
+    assert!(got.contains("lib-name cannot contain spaces"), "{got}");
+}
+
 /// Setup scripts written for Redis set an LRU or LFU policy: both are what quipu's eviction
 /// does, so they are taken (and read back); a policy quipu cannot follow is refused, and the
 /// one in force stays.

@@ -612,6 +612,7 @@ fn xrange_and_xrevrange_bounds() {
     assert_eq!(range(&mut c, &["XRANGE", "s", "-", "+"]), ids);
     assert!(err(&mut c, &["XTRIM", "s", "MAXLEN", "-1"]).contains("MAXLEN argument must be >= 0"));
     assert!(err(&mut c, &["XTRIM", "s", "SIZE", "1"]).contains("syntax error"));
+    let _: i64 = query(&mut c, &["HSET", "h", "f", "v"]);
     // The trim options in Redis's order of checks, for XADD as for XTRIM; nothing is added.
     for (args, want) in [
         (
@@ -667,6 +668,10 @@ fn xrange_and_xrevrange_bounds() {
         ),
         (&["XADD", "s", "abc-*", "f", "v"], "Invalid stream ID"),
         (&["XADD", "s", "5-*", "f", "v"], "use * as the ID"),
+        (&["XADD", "s", " 5-*", "f", "v"], "use * as the ID"),
+        (&["XADD", "missing", "5-1", "f", "v"], "use * as the ID"),
+        // The type before the explicit ID, as Redis compares it with the last one only then.
+        (&["XADD", "h", "5-1", "f", "v"], "WRONGTYPE"),
         (
             &["XTRIM", "s", "LIMIT", "0"],
             "XTRIM must be called with a trimming strategy",
@@ -676,6 +681,10 @@ fn xrange_and_xrevrange_bounds() {
         assert!(e.contains(want), "{args:?}: {e}");
     }
     assert_eq!(range(&mut c, &["XRANGE", "s", "-", "+"]), ids);
+    let none: Option<String> = query(&mut c, &["XADD", "missing", "NOMKSTREAM", "5-1", "f", "v"]);
+    assert_eq!(none, None, "no stream made, as in Redis");
+    let n: i64 = query(&mut c, &["EXISTS", "missing"]);
+    assert_eq!(n, 0, "a refused XADD makes no stream");
     // Accepted: `~` with LIMIT, MINID on XADD (nothing to drop in one segment).
     let _: String = query(
         &mut c,

@@ -389,7 +389,23 @@ fn client(shared: &Arc<Shared>, conn: &mut Conn, args: &[Bytes], out: &mut Out) 
             out.opt_bulk(name.as_deref().map(str::as_bytes));
         }
         "id" => out.int(conn.id as i64),
-        "setinfo" => out.ok(),
+        // Client libraries announce themselves (Redis 7.2); quipu checks and forgets it.
+        "setinfo" => {
+            let attr = String::from_utf8_lossy(&args[2]).to_lowercase();
+            if attr != "lib-name" && attr != "lib-ver" {
+                return out.error(&format!(
+                    "ERR Unrecognized option '{}'",
+                    super::shown(&args[2])
+                ));
+            }
+            if args[3].iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+                return out.error(&format!(
+                    "ERR {} cannot contain spaces, newlines or special characters.",
+                    super::shown(&args[2])
+                ));
+            }
+            out.ok()
+        }
         // Accepted for clients that send it; no client is evicted for memory in quipu.
         "no-evict" => match String::from_utf8_lossy(&args[2]).to_lowercase().as_str() {
             "on" | "off" => out.ok(),

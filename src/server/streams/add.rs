@@ -159,16 +159,17 @@ pub(crate) fn prepare_xadd(shared: &Shared, args: &[Bytes]) -> Result<Planned, S
     if fields.is_empty() || !fields.len().is_multiple_of(2) {
         return Err(wrong());
     }
-    match explicit {
-        Some(true) => {
-            return Err("ERR The ID specified in XADD must be greater than 0-0".to_owned());
-        }
-        Some(false) => return Err("ERR quipu assigns stream IDs: use * as the ID".to_owned()),
-        None => {}
+    if explicit == Some(true) {
+        return Err("ERR The ID specified in XADD must be greater than 0-0".to_owned());
     }
     // A key is one type: a string or hash of that name makes XADD a type error.
     if super::other_type(shared, &args[1]) {
         return Err(WRONGTYPE.to_owned());
+    }
+    // Where Redis compares an explicit ID with the stream's last: after the type, and only
+    // for a stream that is there or would be made (NOMKSTREAM on none answers nil).
+    if explicit == Some(false) && (create || super::exists(shared, &args[1])) {
+        return Err("ERR quipu assigns stream IDs: use * as the ID".to_owned());
     }
     let pairs: Vec<(&[u8], &[u8])> = fields
         .chunks(2)
