@@ -1820,6 +1820,10 @@ fn argument_checks_numbers_and_float_sums_match_redis() {
         ),
         (&["SCAN", "0", "MATCH"], "-ERR syntax error"),
         (&["SCAN", "abc", "MATCH"], "-ERR invalid cursor"),
+        (&["SCAN", "+", "MATCH"], "-ERR invalid cursor"),
+        (&["SCAN", " 0", "MATCH"], "-ERR invalid cursor"),
+        // An empty cursor is 0 to strtoul, and so to Redis.
+        (&["SCAN", "", "MATCH"], "-ERR syntax error"),
         (&["SCAN", "0", "COUNT", "0"], "-ERR syntax error"),
         (
             &["HSCAN", "one", "0", "MATCH"],

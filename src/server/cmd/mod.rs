@@ -186,8 +186,11 @@ pub(crate) fn parse_i64(b: &[u8]) -> Option<i64> {
 }
 
 /// A SCAN-family cursor, read as Redis reads one (`strtoul`): an optional sign, then digits
-/// that fit in 64 bits; a negative cursor wraps (`-1` is the largest).
+/// that fit in 64 bits; a negative cursor wraps (`-1` is the largest), and an empty one is 0.
 pub(crate) fn parse_cursor(b: &[u8]) -> Option<u64> {
+    if b.is_empty() {
+        return Some(0);
+    }
     let (negative, digits) = match b.first() {
         Some(b'-') => (true, &b[1..]),
         Some(b'+') => (false, &b[1..]),
