@@ -10,7 +10,8 @@ if any command lost the connection or got an error reply without an upper-case c
 (`ERR`, `WRONGTYPE` …), after printing those commands. With PEER_PORT (a
 redis-server), every command goes to both, and the commands where one answered an error and
 the other did not are listed too (a list to read, not a failure: docs/COMPATIBILITY.md names
-the intended differences). With RESP3=1 in the environment both speak RESP3, and replies
+the intended differences), and so are the deterministic reads (GET, HGET, HLEN, …) whose
+replies differ in value. With RESP3=1 in the environment both speak RESP3, and replies
 whose types differ (a map against an array, say) are listed as well.
 """
 import os
@@ -39,7 +40,7 @@ WORDS = [
     "MATCH", "TYPE", "BLOCK", "STREAMS", "GROUP", "MAXLEN", "MINID", "LIMIT", "~", "=",
     "NOMKSTREAM", "IDLE", "TIME", "RETRYCOUNT", "FORCE", "JUSTID", "MKSTREAM", "ENTRIESREAD",
     "FULL", "WITHVALUES", "SAMPLES", "REPLACE", "DB", "NOACK", "string", "hash", "stream",
-    "s", "h", "x", "g", "c", "missing", "a" * 70000,
+    "s", "h", "x", "g", "c", "missing", "a" * 70000, "bh", "f7", "f299",
 ]
 
 
@@ -71,6 +72,12 @@ TEMPLATES = [
     "PUBSUB CHANNELS *", "PUBLISH c m", "ACL WHOAMI", "SELECT 0", "WATCH s", "UNWATCH",
     "ECHO x", "TIME", "LASTSAVE", "ROLE", "DBSIZE",
     "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUBSTR s 0 -1", "GETDEL s", "DEL s h x",
+    # `bh` starts with 300 fields: a large hash (quipu indexes it past 128).
+    "HSET bh f1 v f400 w", "HSET bh f7 longer-value", "HGET bh f150", "HMGET bh f0 f299 no",
+    "HDEL bh f2 f3 f999", "HINCRBY bh f5 1", "HINCRBYFLOAT bh n 2.5", "HSETNX bh f7 v",
+    "HLEN bh", "HEXISTS bh f9", "HSTRLEN bh f10", "HGETALL bh", "HKEYS bh",
+    "HRANDFIELD bh 5 WITHVALUES", "HSCAN bh 0 MATCH f1* COUNT 5", "OBJECT ENCODING bh",
+    "TYPE bh", "RENAME bh bh2", "COPY bh bh3",
 ]
 
 
@@ -160,7 +167,8 @@ class Conn:
 
 
 def seed(c):
-    for args in (["SET", "s", "v"], ["HSET", "h", "f", "1"], ["XADD", "x", "*", "f", "v"]):
+    big = ["HSET", "bh"] + [x for i in range(300) for x in (f"f{i}", str(i))]
+    for args in (["SET", "s", "v"], ["HSET", "h", "f", "1"], ["XADD", "x", "*", "f", "v"], big):
         c.call(args)
     try:
         c.call(["XGROUP", "CREATE", "x", "g", "0"])
@@ -210,8 +218,12 @@ if peer_port:
     # Redis 7.0 loops over a huge negative HRANDFIELD count for minutes (7.2 caps it).
     names = [x for x in names if x != "hrandfield"]
     TEMPLATES[:] = [t for t in TEMPLATES if not t.startswith("HRANDFIELD")]
+# Reads whose whole reply must match the peer's (the same commands ran on both): field and
+# key orders and random picks are left out, and XLEN too (quipu trims whole segments).
+VALUE_COMPARED = {"GET", "STRLEN", "GETRANGE", "EXISTS", "TYPE", "HGET", "HMGET", "HLEN",
+                  "HEXISTS", "HSTRLEN", "HINCRBY", "HSETNX", "HDEL"}
 conns = connect()
-lost, blocked, differ, badcode = [], 0, {}, {}
+lost, blocked, differ, badcode, valdiff = [], 0, {}, {}, {}
 for i in range(n):
     if rng.random() < 0.6:
         args = from_template()
@@ -244,6 +256,9 @@ for i in range(n):
                 differ.setdefault(key, (args, a, b))
                 # The two keyspaces may now differ: start both again from the seed.
                 conns = connect()
+            elif args[0].upper() in VALUE_COMPARED and a != b:
+                valdiff.setdefault(args[0].upper(), (args, a, b))
+                conns = connect()
         if i % 100 == 0:
             for k in conns:
                 k.call(["FLUSHALL"])
@@ -269,5 +284,8 @@ if badcode:
 if peer_port:
     print(f"{len(differ)} kinds of error/no-error differences from the peer:")
     for args, a, b in differ.values():
+        print(" ", show(args), "\n    quipu:", repr(a)[:150], "\n    peer: ", repr(b)[:150])
+    print(f"{len(valdiff)} commands whose replies differed from the peer's in value:")
+    for args, a, b in valdiff.values():
         print(" ", show(args), "\n    quipu:", repr(a)[:150], "\n    peer: ", repr(b)[:150])
 sys.exit(1 if lost or badcode else 0)
