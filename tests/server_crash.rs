@@ -607,6 +607,15 @@ fn critical_namespaces_survive_restarts_and_saves_survive_sigkill() {
         .arg(&["session:h", "user", "42"])
         .query(&mut con)
         .unwrap();
+    // A hash large enough for the indexed layout comes back as it went, in order.
+    let big: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("f{}", 199 - i), i.to_string()))
+        .collect();
+    let _: i64 = redis::cmd("HSET")
+        .arg("session:big")
+        .arg(&big)
+        .query(&mut con)
+        .unwrap();
     let _: () = redis::cmd("SET")
         .arg(&["plain", "x"])
         .query(&mut con)
@@ -625,6 +634,16 @@ fn critical_namespaces_survive_restarts_and_saves_survive_sigkill() {
         .query(&mut con)
         .unwrap();
     assert_eq!(h["user"], "42");
+    let back: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg("session:big")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(back, big);
+    let v: String = redis::cmd("HGET")
+        .arg(&["session:big", "f7"])
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(v, "192");
     assert_eq!(get(&mut con, "plain"), None, "not critical");
     // SAVE, then a write after it: a SIGKILL keeps the first.
     let _: () = redis::cmd("SET")
