@@ -402,7 +402,8 @@ pub fn hash_set(raw: &[u8], field: &[u8], value: &[u8]) -> Option<(Bytes, bool)>
             }
         };
     }
-    if hash_len(raw)? > MAX_PLAIN_FIELDS as u64 {
+    let n = hash_len(raw)?;
+    if n > MAX_PLAIN_FIELDS as u64 {
         // A plain hash too large for the plain layout (one that outgrew `u32` offsets):
         // rebuilt, indexed if it fits again.
         let mut fields = hash_fields(raw)?;
@@ -419,14 +420,13 @@ pub fn hash_set(raw: &[u8], field: &[u8], value: &[u8]) -> Option<(Bytes, bool)>
             out.extend_from_slice(&raw[end..]);
             Some((Bytes::from(out), false))
         }
-        None if hash_len(raw)? == MAX_PLAIN_FIELDS as u64 => {
+        None if n == MAX_PLAIN_FIELDS as u64 => {
             // One field more than the plain layout keeps.
             let mut fields = hash_fields(raw)?;
             fields.push((field, value));
             Some((encode_hash(&fields), true))
         }
         None => {
-            let n = hash_len(raw)?;
             out.push(HASH);
             put_varint(&mut out, n + 1);
             out.extend_from_slice(&raw[header..]);

@@ -22,39 +22,51 @@ use crate::server::reply::Out;
 /// command gives new ones.
 type Fields<'a> = Vec<(Cow<'a, [u8]>, Cow<'a, [u8]>)>;
 
-/// Runs `f` on the hash at `key` (empty when absent); `Err(())` for another type (a string or
-/// a stream).
-fn modify_hash(
+/// Runs `f` on the stored bytes at `key` (`None` when absent) under its shard's lock and
+/// applies the change it returns; `f` answers `None` for bytes that are not a hash. `Err(())`
+/// for another type (a string or a stream).
+fn modify_stored(
     db: &Db,
     key: &[u8],
-    f: impl FnOnce(&mut Fields<'_>) -> bool,
+    f: impl FnOnce(Option<&[u8]>) -> Option<Modify>,
 ) -> Result<Result<(), ()>, crate::Error> {
     if db.streams.contains(key) {
         return Ok(Err(()));
     }
     let mut wrong = false;
     db.ns(key).modify(key, |cur| {
-        let mut fields: Fields<'_> = match cur.map(|raw| hash_fields(raw)) {
+        Ok(f(cur.map(|c| &c[..])).unwrap_or_else(|| {
+            wrong = true;
+            Modify::Keep
+        }))
+    })?;
+    Ok(if wrong { Err(()) } else { Ok(()) })
+}
+
+/// Runs `f` on the list of the fields of the hash at `key` (empty when absent) and stores the
+/// hash rebuilt from it when `f` says it changed; `Err(())` for another type.
+fn modify_hash(
+    db: &Db,
+    key: &[u8],
+    f: impl FnOnce(&mut Fields<'_>) -> bool,
+) -> Result<Result<(), ()>, crate::Error> {
+    modify_stored(db, key, |cur| {
+        let mut fields: Fields<'_> = match cur {
             None => Vec::new(),
-            Some(Some(h)) => h
+            Some(raw) => hash_fields(raw)?
                 .into_iter()
                 .map(|(f, v)| (Cow::Borrowed(f), Cow::Borrowed(v)))
                 .collect(),
-            Some(None) => {
-                wrong = true;
-                return Ok(Modify::Keep);
-            }
         };
         if !f(&mut fields) {
-            return Ok(Modify::Keep);
+            return Some(Modify::Keep);
         }
         if fields.is_empty() {
-            return Ok(Modify::Remove);
+            return Some(Modify::Remove);
         }
         let pairs: Vec<(&[u8], &[u8])> = fields.iter().map(|(f, v)| (&**f, &**v)).collect();
-        Ok(Modify::Set(encode_hash(&pairs), TtlChange::Keep))
-    })?;
-    Ok(if wrong { Err(()) } else { Ok(()) })
+        Some(Modify::Set(encode_hash(&pairs), TtlChange::Keep))
+    })
 }
 
 /// Runs `f` on the value of `field` in the hash at `key` (`None` when either is absent) and
@@ -66,28 +78,17 @@ fn modify_field(
     field: &[u8],
     f: impl FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
 ) -> Result<Result<(), ()>, crate::Error> {
-    if db.streams.contains(key) {
-        return Ok(Err(()));
-    }
-    let mut wrong = false;
-    db.ns(key).modify(key, |cur| {
+    modify_stored(db, key, |cur| {
         let Some(cur) = cur else {
-            return Ok(f(None).map_or(Modify::Keep, |v| {
+            return Some(f(None).map_or(Modify::Keep, |v| {
                 Modify::Set(encode_hash(&[(field, &v[..])]), TtlChange::Keep)
             }));
         };
-        let changed = hash_get(cur, field).map(|old| f(old).map(|v| hash_set(cur, field, &v)));
-        Ok(match changed {
-            Some(Some(Some((raw, _)))) => Modify::Set(raw, TtlChange::Keep),
-            Some(None) => Modify::Keep,
-            // Not a hash, or bytes that do not parse as one.
-            None | Some(Some(None)) => {
-                wrong = true;
-                Modify::Keep
-            }
+        Some(match f(hash_get(cur, field)?) {
+            Some(v) => Modify::Set(hash_set(cur, field, &v)?.0, TtlChange::Keep),
+            None => Modify::Keep,
         })
-    })?;
-    Ok(if wrong { Err(()) } else { Ok(()) })
+    })
 }
 
 /// Runs `f` on the fields of the hash at `key`, borrowed under its shard's lock (none when
@@ -162,11 +163,7 @@ fn set_in_place(
     pairs: &[Bytes],
     added: &mut i64,
 ) -> Result<Result<(), ()>, crate::Error> {
-    if db.streams.contains(key) {
-        return Ok(Err(()));
-    }
-    let mut wrong = false;
-    db.ns(key).modify(key, |cur| {
+    modify_stored(db, key, |cur| {
         let empty;
         let mut base: &[u8] = match cur {
             Some(cur) => cur,
@@ -177,17 +174,13 @@ fn set_in_place(
         };
         let mut raw = Bytes::new();
         for fv in pairs.chunks(2) {
-            let Some((next, new)) = hash_set(base, &fv[0], &fv[1]) else {
-                wrong = true;
-                return Ok(Modify::Keep);
-            };
+            let (next, new) = hash_set(base, &fv[0], &fv[1])?;
             *added += i64::from(new);
             raw = next;
             base = &raw;
         }
-        Ok(Modify::Set(raw, TtlChange::Keep))
-    })?;
-    Ok(if wrong { Err(()) } else { Ok(()) })
+        Some(Modify::Set(raw, TtlChange::Keep))
+    })
 }
 
 /// Runs `f` on the stored bytes of the hash at `key` under its shard's lock (`None` when the
@@ -260,21 +253,15 @@ pub(crate) fn hdel(db: &Db, args: &[Bytes], out: &mut Out) {
         return wrong_args(out, &args[0]);
     }
     let key = &args[1];
-    if db.streams.contains(key) {
-        return out.error(WRONGTYPE);
-    }
-    let (mut removed, mut emptied, mut wrong) = (0, false, false);
-    let r = db.ns(key).modify(key, |cur| {
+    let (mut removed, mut emptied) = (0, false);
+    let r = modify_stored(db, key, |cur| {
         let Some(cur) = cur else {
-            return Ok(Modify::Keep);
+            return Some(Modify::Keep);
         };
-        let Some((n, left)) = hash_remove(cur, &args[2..]) else {
-            wrong = true;
-            return Ok(Modify::Keep);
-        };
+        let (n, left) = hash_remove(cur, &args[2..])?;
         removed = n;
         emptied = n > 0 && left.is_none();
-        Ok(match left {
+        Some(match left {
             Some(raw) => Modify::Set(raw, TtlChange::Keep),
             None if emptied => Modify::Remove,
             None => Modify::Keep,
@@ -282,8 +269,8 @@ pub(crate) fn hdel(db: &Db, args: &[Bytes], out: &mut Out) {
     });
     match r {
         Err(e) => reply_err(out, &e),
-        Ok(_) if wrong => out.error(WRONGTYPE),
-        Ok(_) => {
+        Ok(Err(())) => out.error(WRONGTYPE),
+        Ok(Ok(())) => {
             if removed > 0 {
                 db.notifier.notify(KeyEvent::HDel, key);
                 if emptied {
